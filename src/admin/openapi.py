@@ -1,0 +1,114 @@
+"""The OpenAPI 3.1 document of the admin API, built from the registered operations and their models."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from admin.registry import ApiRegistry, Operation
+
+REF = "#/components/schemas/{model}"
+PATH_PARAM = re.compile(r"\{(\w+)\}")
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "code": {"type": ["string", "null"]},
+                "param": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+STATUS_TEXT = {400: "Bad request", 401: "Missing or invalid token", 403: "Not allowed", 404: "Not found",
+               409: "Conflict", 413: "Body too large", 422: "Validation error", 429: "Too many requests",
+               502: "Upstream error", 503: "Service unavailable", 504: "Upstream timeout"}
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+def _operation(op: Operation, refs: dict[tuple[type[BaseModel], str], dict[str, Any]]) -> dict[str, Any]:
+    doc: dict[str, Any] = {"summary": op.summary, "tags": list(op.tags),
+                           "operationId": f"{op.method.lower()}_{op.handler.__name__}"}
+    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+              for n in PATH_PARAM.findall(op.path)]
+    if op.query is not None:
+        params += _query_parameters(op.query)
+    if params:
+        doc["parameters"] = params
+    if op.body is not None:
+        doc["requestBody"] = {"required": True,
+                              "content": {"application/json": {"schema": refs[(op.body, "validation")]}}}
+    ok: dict[str, Any] = {"description": op.summary}
+    if op.response is not None:
+        ok["content"] = {"application/json": {"schema": refs[(op.response, "serialization")]}}
+    responses: dict[str, Any] = {str(op.status): ok}
+    statuses = set(op.errors) | ({401} if not op.public else set())
+    if op.body is not None:
+        statuses |= {400, 413, 422}
+    for status in sorted(statuses):
+        responses[str(status)] = {"description": STATUS_TEXT.get(status, "Error"),
+                                  "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}}
+    doc["responses"] = responses
+    if op.public:
+        doc["security"] = []
+    return doc
+
+
+def build_document(registries: list[ApiRegistry], *, prefix: str = "/api", version: str = "0.1.0") -> dict[str, Any]:
+    """Assemble the OpenAPI 3.1 document."""
+    operations = [op for registry in registries for op in registry.operations]
+    models: set[tuple[type[BaseModel], str]] = set()
+    for op in operations:
+        if op.body is not None:
+            models.add((op.body, "validation"))
+        if op.response is not None:
+            models.add((op.response, "serialization"))
+    refs, defs = models_json_schema(sorted(models, key=lambda m: (m[0].__name__, m[1])), ref_template=REF)
+    schemas = dict(defs.get("$defs", {}))
+    schemas["Error"] = ERROR_SCHEMA
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        paths.setdefault(prefix + op.path, {})[op.method.lower()] = _operation(op, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "llm-gateway admin API", "version": version},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }
+
+
+def openapi_registry(registries: list[ApiRegistry]) -> ApiRegistry:
+    """A registry holding the document's own endpoint."""
+    api = ApiRegistry(tag="meta")
+    built: list[bytes] = []
+
+    @api.route("GET", "/openapi.json", summary="This OpenAPI document", public=True)
+    async def openapi_document(request: web.Request) -> web.Response:
+        if not built:
+            built.append(orjson.dumps(build_document([*registries, api])))
+        return web.Response(body=built[0], content_type="application/json")
+
+    return api

@@ -1,0 +1,57 @@
+"""Application assembly: `create_app(settings)` builds everything; nothing is created at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from admin import create_admin_app
+from gateway.appkeys import CHANGES, ENGINE, HTTP_CLIENT, KEYRING, SESSIONMAKER, SETTINGS, TOKEN_CACHE
+from gateway.auth import TokenCache, auth_middleware
+from gateway.changes import ChangeBus
+from gateway.crypto import KeyRing
+from gateway.db import make_engine, make_sessionmaker
+from gateway.errors import error_middleware
+from gateway.health import healthz, readyz
+from gateway.settings import Settings
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The engine and session factory, disposed on shutdown."""
+    engine = make_engine(app[SETTINGS].database_url)
+    app[ENGINE] = engine
+    app[SESSIONMAKER] = make_sessionmaker(engine)
+    yield
+    await engine.dispose()
+
+
+async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One upstream ClientSession per process: keep-alive pooling across all requests."""
+    settings = app[SETTINGS]
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=settings.upstream_connect_timeout_s, sock_read=settings.upstream_timeout_s
+    )
+    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
+        app[HTTP_CLIENT] = session
+        yield
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the gateway: middlewares, shared resources, probes, the admin sub-app at /api/."""
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[KEYRING] = KeyRing.from_entries(settings.key_ring_entries())
+    bus = ChangeBus()
+    app[CHANGES] = bus
+    tokens = TokenCache()
+    bus.subscribe(tokens.on_change)
+    app[TOKEN_CACHE] = tokens
+    app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(http_client_ctx)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.add_subapp("/api/", create_admin_app())
+    return app

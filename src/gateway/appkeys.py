@@ -1,0 +1,25 @@
+"""Every shared resource of the application has exactly one typed key here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+if TYPE_CHECKING:
+    from gateway.auth import TokenCache
+    from gateway.changes import ChangeBus
+    from gateway.crypto import KeyRing
+    from gateway.providers import ProviderCatalog
+    from gateway.settings import Settings
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONMAKER: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessionmaker")
+KEYRING: web.AppKey[KeyRing] = web.AppKey("keyring")
+HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
+CHANGES: web.AppKey[ChangeBus] = web.AppKey("changes")
+PROVIDERS: web.AppKey[ProviderCatalog] = web.AppKey("providers")

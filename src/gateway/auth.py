@@ -1,0 +1,151 @@
+"""Who is calling: bearer gateway tokens resolved through an in-memory cache (no database on the hot path)."""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.appkeys import SESSIONMAKER, SETTINGS, TOKEN_CACHE
+from gateway.changes import Change
+from gateway.errors import Forbidden, ServiceUnavailable, Unauthorized
+from gateway.errors import Handler
+from gateway.models import utcnow
+from gateway.tokens import hash_token, is_well_formed
+from gateway.users import find_token
+
+# Paths that need no token: probes, the published API description and the web page's static files.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/openapi.json"})
+PUBLIC_PREFIXES = ("/ui",)
+NEGATIVE_TTL_S = 5.0
+MAX_NEGATIVE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated caller; the operator token has no user of its own."""
+
+    user_id: uuid.UUID | None
+    user_name: str
+    is_admin: bool
+    token_id: uuid.UUID | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def is_operator(self) -> bool:
+        """Admin user or the configured admin token."""
+        return self.is_admin
+
+    def require_user(self) -> uuid.UUID:
+        """The caller's user id, or 403 for the bare operator token."""
+        if self.user_id is None:
+            raise Forbidden("The operator token has no configurations of its own; use a user's token")
+        return self.user_id
+
+
+OPERATOR = Caller(user_id=None, user_name="operator", is_admin=True)
+CALLER = web.RequestKey("caller", Caller)
+
+
+class TokenCache:
+    """token hash → Caller, emptied on any token or user change (rare writes, hot reads)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, Caller | None] = {}
+        self._unknown: dict[str, float] = {}
+
+    def get(self, token_hash: str) -> Caller | None | bool:
+        """A cached Caller, None for a cached revoked/unknown token, False when not cached."""
+        caller = self._known.get(token_hash, False)
+        if caller is not False:
+            return caller
+        seen = self._unknown.get(token_hash)
+        if seen is not None and time.monotonic() - seen < NEGATIVE_TTL_S:
+            return None
+        return False
+
+    def put(self, token_hash: str, caller: Caller | None) -> None:
+        """Remember a lookup; unknown tokens only briefly so a new token works at once."""
+        if caller is None:
+            if len(self._unknown) >= MAX_NEGATIVE:
+                self._unknown.clear()
+            self._unknown[token_hash] = time.monotonic()
+        else:
+            self._known[token_hash] = caller
+
+    def on_change(self, change: Change) -> None:
+        """Drop everything on token or user changes."""
+        if change.kind in ("tokens", "users", "all"):
+            self._known.clear()
+            self._unknown.clear()
+
+
+def bearer_token(request: web.Request) -> str:
+    """The token of `Authorization: Bearer ...`, or 401."""
+    header = request.headers.get("Authorization")
+    if not header:
+        raise Unauthorized("Missing Authorization header: send 'Authorization: Bearer <gateway token>'")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not is_well_formed(token):
+        raise Unauthorized("Malformed Authorization header: expected 'Bearer <gateway token>'")
+    return token
+
+
+async def resolve_caller(request: web.Request, token: str) -> Caller:
+    """Map a token to its caller: the admin token, a cached token, or one database lookup."""
+    settings = request.config_dict[SETTINGS]
+    if settings.admin_token is not None and hmac.compare_digest(
+        token.encode(), settings.admin_token.get_secret_value().encode()
+    ):
+        return OPERATOR
+    digest = hash_token(token)
+    cache = request.config_dict[TOKEN_CACHE]
+    cached = cache.get(digest)
+    if cached is False:
+        cached = await _lookup(request, digest)
+        cache.put(digest, cached)
+    if cached is None:
+        raise Unauthorized("Invalid or revoked gateway token")
+    if cached.expires_at is not None and cached.expires_at <= utcnow():
+        raise Unauthorized("Gateway token has expired")
+    return cached
+
+
+async def _lookup(request: web.Request, digest: str) -> Caller | None:
+    try:
+        async with request.config_dict[SESSIONMAKER]() as session:
+            found = await find_token(session, token_hash=digest)
+    except (SQLAlchemyError, OSError) as exc:
+        raise ServiceUnavailable("Database unavailable: cannot verify the token now") from exc
+    if found is None or found[0].revoked_at is not None:
+        return None
+    token, user = found
+    return Caller(user_id=user.id, user_name=user.name, is_admin=user.is_admin, token_id=token.id,
+                  expires_at=token.expires_at)
+
+
+def is_public(path: str) -> bool:
+    """Paths reachable without a token."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or not path.startswith(("/v1", "/api"))
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Attach the caller to every /v1 and /api request; operators only on /api/admin."""
+    if not is_public(request.path):
+        caller = await resolve_caller(request, bearer_token(request))
+        if request.path.startswith("/api/admin") and not caller.is_operator:
+            raise Forbidden("Operator endpoints need an admin user's token or the admin token")
+        request[CALLER] = caller
+    return await handler(request)
+
+
+def caller_of(request: web.Request) -> Caller:
+    """The authenticated caller of a request."""
+    return request[CALLER]

@@ -1,0 +1,100 @@
+"""What `serve` checks and prepares before it listens: key ring, schema, stored key ids, the first user.
+
+Every failure is a `StartupError` with a one-line reason; the CLI prints it without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway import migrate
+from gateway.crypto import generate_key_entry
+from gateway.db import make_engine, make_sessionmaker
+from gateway.models import LLMConfiguration
+from gateway.settings import Settings
+from gateway.users import count_users, create_user, issue_token
+
+KEY_FILE = "encryption.key"
+
+
+class StartupError(Exception):
+    """The gateway cannot start; the message says what to fix."""
+
+
+def sqlite_path(settings: Settings) -> Path | None:
+    """The database file of a sqlite URL (None for in-memory or PostgreSQL)."""
+    if not settings.is_sqlite:
+        return None
+    path = settings.database_url.split(":///", 1)[-1]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def ensure_key_ring(settings: Settings, *, announce: bool = True) -> Settings:
+    """Settings with a key ring: configured, or on SQLite the local key file (created 0600 on first start)."""
+    if settings.encryption_keys is not None:
+        return settings
+    if not settings.is_sqlite:
+        raise StartupError("LLM_GATEWAY_ENCRYPTION_KEYS is required with PostgreSQL (make one: llm-gateway keys generate)")
+    key_file = settings.data_dir / KEY_FILE
+    if key_file.exists():
+        entry = key_file.read_text().strip()
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        entry = generate_key_entry("local1")
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(entry + "\n")
+        if announce:
+            print(f"llm-gateway: wrote a new encryption key to {key_file} (mode 0600); back it up", flush=True)
+    try:
+        return settings.model_copy(update={"encryption_keys": SecretStr(entry)})
+    except ValueError as exc:
+        raise StartupError(f"{key_file} does not hold a valid key entry") from exc
+
+
+async def check_database(settings: Settings, *, apply_migrations: bool) -> None:
+    """Bring the schema to head (SQLite) or refuse when it is behind (PostgreSQL); refuse unknown key ids."""
+    db_file = sqlite_path(settings)
+    if db_file is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    try:
+        current = await migrate.current_revision(engine)
+        head = migrate.head_revision()
+        if current != head:
+            if not apply_migrations:
+                raise StartupError(f"database schema is at {current or 'nothing'}, not {head}: run `llm-gateway db upgrade`")
+            await migrate.upgrade_async(settings.database_url)
+        ring_ids = {key_id for key_id, _ in settings.key_ring_entries()}
+        async with make_sessionmaker(engine)() as session:
+            rows = (
+                await session.execute(select(LLMConfiguration.key_id, func.count()).group_by(LLMConfiguration.key_id))
+            ).all()
+        missing = {key_id: count for key_id, count in rows if key_id not in ring_ids}
+        if missing:
+            detail = ", ".join(f"{count} rows under key id {key_id!r}" for key_id, count in sorted(missing.items()))
+            raise StartupError(f"the key ring lacks keys still in use: {detail}; add them to LLM_GATEWAY_ENCRYPTION_KEYS")
+    except (SQLAlchemyError, OSError) as exc:
+        raise StartupError(f"cannot reach the database: {exc.__class__.__name__}") from None
+    finally:
+        await engine.dispose()
+
+
+async def ensure_first_admin(settings: Settings) -> str | None:
+    """On an empty database, create the user `admin` and return its token (shown once)."""
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            if await count_users(session):
+                return None
+            user = await create_user(session, name="admin", is_admin=True)
+            _, token = await issue_token(session, user_id=user.id, name="first-start")
+            await session.commit()
+            return token
+    finally:
+        await engine.dispose()

@@ -1,0 +1,188 @@
+"""The `llm-gateway` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from gateway import migrate
+from gateway.bootstrap import StartupError, check_database, ensure_first_admin, ensure_key_ring
+from gateway.crypto import generate_key_entry
+from gateway.db import make_engine, make_sessionmaker
+from gateway.errors import GatewayError
+from gateway.settings import Settings, describe_settings_error
+from gateway.users import create_user, get_user_by_name, issue_token, list_tokens, revoke_token
+
+T = TypeVar("T")
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(factory())  # type: ignore[arg-type]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and TOML file, or a one-line error naming the setting."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise StartupError(describe_settings_error(exc)) from None
+
+
+async def _with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            result = await work(session)
+            await session.commit()
+            return result
+    finally:
+        await engine.dispose()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start the gateway."""
+    from gateway.serve import serve
+
+    settings = load_settings(host=args.host, port=args.port, workers=args.workers)
+    settings = ensure_key_ring(settings)
+    _run(lambda: check_database(settings, apply_migrations=settings.is_sqlite))
+    token = _run(lambda: ensure_first_admin(settings))
+    if token:
+        print(f"llm-gateway: created the first admin user 'admin'. Its token, shown once:\n  {token}", flush=True)
+    serve(settings)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """Apply or revert migrations."""
+    settings = load_settings()
+    if args.action == "upgrade":
+        migrate.upgrade(settings.database_url, args.revision or "head")
+    elif args.action == "downgrade":
+        migrate.downgrade(settings.database_url, args.revision or "-1")
+    else:
+        engine = make_engine(settings.database_url)
+        print(_run(lambda: _current_and_dispose(engine)) or "empty")
+    return 0
+
+
+async def _current_and_dispose(engine):  # type: ignore[no-untyped-def]
+    try:
+        return await migrate.current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """Create a user and print its token once."""
+    settings = load_settings()
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        user = await create_user(session, name=args.name, is_admin=args.admin)
+        _, token = await issue_token(session, user_id=user.id)
+        return user, token
+
+    user, token = _run(lambda: _with_session(settings, work))
+    print(f"created user {user.name} ({user.id}){' as admin' if user.is_admin else ''}; token, shown once:")
+    print(token)
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """Create, list or revoke tokens."""
+    settings = load_settings()
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        if args.action == "revoke":
+            try:
+                token_id = uuid.UUID(args.target)
+            except ValueError:
+                raise StartupError("tokens revoke takes a token id (see `llm-gateway tokens list USER`)") from None
+            if await revoke_token(session, token_id=token_id) is None:
+                raise StartupError("no token with that id")
+            return "revoked"
+        user = await get_user_by_name(session, name=args.target)
+        if user is None:
+            raise StartupError(f"no user named {args.target!r}")
+        if args.action == "create":
+            expires = datetime.now(UTC) + timedelta(days=args.expires_days) if args.expires_days else None
+            _, token = await issue_token(session, user_id=user.id, name=args.name, expires_at=expires)
+            return f"token for {user.name}, shown once:\n{token}"
+        rows = await list_tokens(session, user_id=user.id)
+        return "\n".join(
+            f"{t.id}  {t.prefix}…  {t.name}  {'revoked' if t.revoked_at else 'active'}"
+            f"{'  expires ' + t.expires_at.isoformat() if t.expires_at else ''}"
+            for t in rows
+        ) or "no tokens"
+
+    print(_run(lambda: _with_session(settings, work)))
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Generate a key entry (rotation lives in its own command module)."""
+    if args.action == "generate":
+        print(generate_key_entry(args.key_id))
+        return 0
+    raise StartupError("keys rotate is not available in this build yet")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="llm-gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade", "downgrade", "current"])
+    db.add_argument("revision", nargs="?")
+    db.set_defaults(func=cmd_db)
+
+    users = sub.add_parser("users", help="users")
+    users_sub = users.add_subparsers(dest="action", required=True)
+    create = users_sub.add_parser("create", help="create a user and print its token once")
+    create.add_argument("name")
+    create.add_argument("--admin", action="store_true")
+    users.set_defaults(func=cmd_users)
+
+    tokens = sub.add_parser("tokens", help="gateway tokens")
+    tokens.add_argument("action", choices=["create", "list", "revoke"])
+    tokens.add_argument("target", help="user name (create, list) or token id (revoke)")
+    tokens.add_argument("--name", default="cli")
+    tokens.add_argument("--expires-days", type=int)
+    tokens.set_defaults(func=cmd_tokens)
+
+    keys = sub.add_parser("keys", help="encryption keys")
+    keys.add_argument("action", choices=["generate", "rotate"])
+    keys.add_argument("--key-id")
+    keys.set_defaults(func=cmd_keys)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: one-line errors, never a traceback, for anything the operator can fix."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    if args.command != "db":
+        # Alembic's progress lines are noise outside `db` commands; failures still surface as errors.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        return int(args.func(args))
+    except (StartupError, GatewayError) as exc:
+        print(f"llm-gateway: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

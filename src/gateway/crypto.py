@@ -1,0 +1,133 @@
+"""AES-256-GCM key ring for API keys at rest (DESIGN §3).
+
+Stored form: ``v1.<key_id>.<base64url(nonce || ciphertext || tag)>``. The associated data binds a ciphertext to
+its row (configuration id, user id, key id), so a value copied into another row does not decrypt.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+VERSION = "v1"
+NONCE_BYTES = 12
+TAG_BYTES = 16
+
+
+class CryptoError(Exception):
+    """A stored value could not be turned back into a key; the message never holds key material."""
+
+
+class MalformedCiphertext(CryptoError):
+    """The value is not `v1.<key_id>.<payload>`."""
+
+
+class UnknownKeyId(CryptoError):
+    """The value was written under a key the ring does not hold."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"encryption key {key_id!r} is not in the key ring")
+        self.key_id = key_id
+
+
+class DecryptionFailed(CryptoError):
+    """Authentication failed: tampered, truncated, or bound to another row."""
+
+
+def _b64e(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _b64d(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def generate_key_entry(key_id: str | None = None) -> str:
+    """A new ring entry `key_id:base64url(32 random bytes)`."""
+    key_id = key_id or "k" + secrets.token_hex(4)
+    return f"{key_id}:{_b64e(AESGCM.generate_key(bit_length=256))}"
+
+
+def row_binding(configuration_id: uuid.UUID | str, user_id: uuid.UUID | str) -> bytes:
+    """The associated data that ties a ciphertext to one configuration row of one user."""
+    return f"llm-gateway|cfg={configuration_id}|user={user_id}".encode()
+
+
+def split_stored(value: str) -> tuple[str, bytes]:
+    """Split a stored value into (key_id, payload) or raise MalformedCiphertext."""
+    parts = value.split(".") if isinstance(value, str) else []
+    if len(parts) != 3 or parts[0] != VERSION or not parts[1]:
+        raise MalformedCiphertext("stored key is not a v1 ciphertext")
+    try:
+        payload = _b64d(parts[2])
+    except (ValueError, TypeError):
+        raise MalformedCiphertext("stored key payload is not base64url") from None
+    if len(payload) < NONCE_BYTES + TAG_BYTES + 1:
+        raise MalformedCiphertext("stored key payload is truncated")
+    return parts[1], payload
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """Several AES-256 keys by id: the first encrypts, all decrypt."""
+
+    keys: tuple[tuple[str, bytes], ...]
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise ValueError("a key ring needs at least one key")
+        for key_id, key in self.keys:
+            if len(key) != 32:
+                raise ValueError(f"key {key_id!r} is not 32 bytes")
+
+    @classmethod
+    def from_entries(cls, entries: list[tuple[str, bytes]]) -> KeyRing:
+        """Build from parsed settings entries."""
+        return cls(tuple(entries))
+
+    @property
+    def primary_id(self) -> str:
+        """The id of the key that encrypts."""
+        return self.keys[0][0]
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """Every key id the ring can decrypt."""
+        return tuple(k for k, _ in self.keys)
+
+    def _cipher(self, key_id: str) -> AESGCM:
+        for candidate, key in self.keys:
+            if candidate == key_id:
+                return AESGCM(key)
+        raise UnknownKeyId(key_id)
+
+    def encrypt(self, plaintext: str, *, binding: bytes) -> str:
+        """Encrypt under the primary key; the key id is part of the associated data."""
+        key_id = self.primary_id
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._cipher(key_id).encrypt(nonce, plaintext.encode("utf-8"), binding + b"|key=" + key_id.encode())
+        return f"{VERSION}.{key_id}.{_b64e(nonce + sealed)}"
+
+    def decrypt(self, stored: str, *, binding: bytes) -> str:
+        """Decrypt a stored value, or raise a CryptoError; never returns anything unauthenticated."""
+        key_id, payload = split_stored(stored)
+        cipher = self._cipher(key_id)
+        try:
+            plain = cipher.decrypt(payload[:NONCE_BYTES], payload[NONCE_BYTES:], binding + b"|key=" + key_id.encode())
+        except InvalidTag:
+            raise DecryptionFailed("stored key failed authentication") from None
+        return plain.decode("utf-8")
+
+    def needs_rotation(self, stored: str) -> bool:
+        """True when the value is not under the primary key."""
+        return split_stored(stored)[0] != self.primary_id
+
+    def reencrypt(self, stored: str, *, binding: bytes) -> str:
+        """Re-encrypt a stored value under the primary key (rotation)."""
+        return self.encrypt(self.decrypt(stored, binding=binding), binding=binding)

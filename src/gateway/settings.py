@@ -1,0 +1,141 @@
+"""Typed settings: environment (`LLM_GATEWAY_*`), an optional TOML file (`LLM_GATEWAY_CONFIG`), defaults."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/gateway.db"
+KEY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+# Values people paste from examples; a secret equal to one of these is refused.
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "admin", "token", "xxx", "todo"}
+SUPPORTED_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
+def parse_key_ring(raw: str) -> list[tuple[str, bytes]]:
+    """Parse `id:base64url(32 bytes),id2:...` into (key_id, key) pairs; raise ValueError naming the problem."""
+    entries: list[tuple[str, bytes]] = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        key_id, sep, encoded = part.partition(":")
+        if not sep or not KEY_ID_RE.match(key_id):
+            raise ValueError("each entry must be key_id:base64url(32 bytes), key_id of letters, digits, _ or -")
+        try:
+            key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except (ValueError, TypeError):
+            raise ValueError(f"key {key_id!r} is not valid base64url") from None
+        if len(key) != 32:
+            raise ValueError(f"key {key_id!r} must decode to 32 bytes, not {len(key)}")
+        if any(existing == key_id for existing, _ in entries):
+            raise ValueError(f"key id {key_id!r} appears twice")
+        entries.append((key_id, key))
+    if not entries:
+        raise ValueError("no key given")
+    return entries
+
+
+class Settings(BaseSettings):
+    """Everything the gateway reads from its environment; passed in, never imported as a global."""
+
+    model_config = SettingsConfigDict(env_prefix="LLM_GATEWAY_", extra="forbid", validate_default=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    data_dir: Path = Path("./data")
+    encryption_keys: SecretStr | None = None
+    admin_token: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    allow_private_base_urls: bool = False
+    upstream_timeout_s: float = Field(default=120.0, gt=0)
+    upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_configurations_per_user: int = Field(default=100, ge=1)
+    test_timeout_s: float = Field(default=10.0, gt=0)
+    test_concurrency: int = Field(default=4, ge=1, le=64)
+    tests_per_minute: int = Field(default=30, ge=1)
+    cooldown_failures: int = Field(default=3, ge=1)
+    cooldown_s: float = Field(default=30.0, ge=0)
+    usage_flush_interval_s: float = Field(default=1.0, gt=0)
+    usage_batch_size: int = Field(default=500, ge=1)
+    providers_file: Path | None = None
+    log_level: str = "INFO"
+    access_log: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then environment, then the TOML file named by LLM_GATEWAY_CONFIG."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get("LLM_GATEWAY_CONFIG")
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        return tuple(sources)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0]
+        if scheme == "postgresql" or scheme == "postgres":
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if scheme == "sqlite":
+            return "sqlite+aiosqlite://" + value.split("://", 1)[1]
+        if scheme not in SUPPORTED_SCHEMES:
+            raise ValueError(f"unsupported scheme {scheme!r}: use postgresql+asyncpg:// or sqlite+aiosqlite://")
+        return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _valid_ring(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_key_ring(value.get_secret_value())
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        secret = value.get_secret_value()
+        if len(secret) < 16 or secret.lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("must be at least 16 characters and not a placeholder")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True for the embedded SQLite database."""
+        return self.database_url.startswith("sqlite")
+
+    def key_ring_entries(self) -> list[tuple[str, bytes]]:
+        """The configured encryption keys; the first encrypts."""
+        if self.encryption_keys is None:
+            raise ValueError("LLM_GATEWAY_ENCRYPTION_KEYS is not set")
+        return parse_key_ring(self.encryption_keys.get_secret_value())
+
+
+def describe_settings_error(exc: Exception) -> str:
+    """One line naming the setting that failed, never its value."""
+    errors: list[dict[str, Any]] = getattr(exc, "errors", lambda: [])()
+    if errors:
+        first = errors[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        return f"invalid setting LLM_GATEWAY_{field.upper()}: {first.get('msg', 'invalid value')}"
+    return f"invalid settings: {exc.__class__.__name__}"

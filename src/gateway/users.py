@@ -1,0 +1,92 @@
+"""Queries for users and their gateway tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.errors import Conflict
+from gateway.models import ApiToken, User, utcnow
+from gateway.tokens import display_prefix, hash_token, new_token
+
+
+async def create_user(session: AsyncSession, *, name: str, is_admin: bool = False) -> User:
+    """Insert a user (flushed, not committed); a taken name is a 409."""
+    user = User(id=uuid.uuid4(), name=name, is_admin=is_admin, created_at=utcnow())
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict(f"A user named '{name}' already exists", param="name", code="duplicate_name") from None
+    return user
+
+
+async def get_user(session: AsyncSession, *, user_id: uuid.UUID) -> User | None:
+    """One user by id."""
+    return await session.get(User, user_id)
+
+
+async def get_user_by_name(session: AsyncSession, *, name: str) -> User | None:
+    """One user by name."""
+    return (await session.execute(select(User).where(User.name == name))).scalar_one_or_none()
+
+
+async def list_users(session: AsyncSession) -> list[User]:
+    """Every user, oldest first."""
+    return list((await session.execute(select(User).order_by(User.created_at, User.name))).scalars())
+
+
+async def count_users(session: AsyncSession) -> int:
+    """How many users exist."""
+    return len((await session.execute(select(User.id))).all())
+
+
+async def issue_token(
+    session: AsyncSession, *, user_id: uuid.UUID, name: str = "default", expires_at: datetime | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token for a user; returns the row and the plaintext, which is never stored."""
+    plaintext = new_token()
+    token = ApiToken(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        name=name,
+        token_hash=hash_token(plaintext),
+        prefix=display_prefix(plaintext),
+        created_at=utcnow(),
+        expires_at=expires_at,
+    )
+    session.add(token)
+    await session.flush()
+    return token, plaintext
+
+
+async def list_tokens(session: AsyncSession, *, user_id: uuid.UUID | None = None) -> list[ApiToken]:
+    """Tokens (hashes only), optionally of one user."""
+    query = select(ApiToken).order_by(ApiToken.created_at)
+    if user_id is not None:
+        query = query.where(ApiToken.user_id == user_id)
+    return list((await session.execute(query)).scalars())
+
+
+async def revoke_token(session: AsyncSession, *, token_id: uuid.UUID) -> ApiToken | None:
+    """Mark a token revoked (idempotent); None when it does not exist."""
+    token = await session.get(ApiToken, token_id)
+    if token is not None and token.revoked_at is None:
+        token.revoked_at = utcnow()
+        await session.flush()
+    return token
+
+
+async def find_token(session: AsyncSession, *, token_hash: str) -> tuple[ApiToken, User] | None:
+    """The token row with its user, by hash."""
+    row = (
+        await session.execute(
+            select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == token_hash)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None

@@ -1,0 +1,135 @@
+"""Fixtures: settings → migrated database (SQLite and PostgreSQL) → app → aiohttp client.
+
+PostgreSQL runs when LLM_GATEWAY_TEST_DATABASE_URL names a server: the session creates its own database there
+and drops it at the end; if the server cannot be reached the PostgreSQL tests fail, they do not skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
+
+from gateway import migrate
+from gateway.app import create_app
+from gateway.crypto import generate_key_entry
+from gateway.settings import Settings
+
+PG_SERVER_URL = os.environ.get("LLM_GATEWAY_TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgres"] if PG_SERVER_URL else [])
+ADMIN_TOKEN = "test-operator-token-" + uuid.uuid4().hex
+TABLES = ("audit_events", "usage_records", "conversation_configurations", "llm_configurations", "api_tokens", "users")
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_asyncpg_dsn(PG_SERVER_URL or ""), timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def key_ring() -> str:
+    """A fresh two-key ring for the run: `t1` encrypts, `t0` still decrypts."""
+    return ",".join([generate_key_entry("t1"), generate_key_entry("t0")])
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per run; each test gets a copy."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database made for this run, migrated, dropped at the end."""
+    assert PG_SERVER_URL, "LLM_GATEWAY_TEST_DATABASE_URL is not set"
+    name = f"llmgw_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    url = _with_database(PG_SERVER_URL, name)
+    if not url.startswith("postgresql+asyncpg://"):
+        url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _truncate_pg(url: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=10)
+        try:
+            await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """An empty, migrated database of each backend, private to the test."""
+    if request.param == "sqlite":
+        path = tmp_path / "gateway.db"
+        shutil.copyfile(sqlite_template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("pg_database")
+    _truncate_pg(url)
+    return url
+
+
+@pytest.fixture(params=["postgres"] if PG_SERVER_URL else [])
+def postgres_url(request: pytest.FixtureRequest) -> str:
+    """For behaviour only PostgreSQL has: an empty, migrated PostgreSQL database."""
+    url: str = request.getfixturevalue("pg_database")
+    _truncate_pg(url)
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, key_ring: str, tmp_path: Path) -> Settings:
+    """Settings for one test: its own database, the test key ring, private base URLs allowed (fake upstreams)."""
+    return Settings(
+        database_url=database_url,
+        encryption_keys=SecretStr(key_ring),
+        admin_token=SecretStr(ADMIN_TOKEN),
+        allow_private_base_urls=True,
+        data_dir=tmp_path / "data",
+        usage_flush_interval_s=0.05,
+    )
+
+
+@pytest.fixture
+async def client(aiohttp_client, settings: Settings) -> AsyncIterator[TestClient]:  # type: ignore[no-untyped-def]
+    """The whole gateway app behind a test client."""
+    yield await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    """Headers of the operator (LLM_GATEWAY_ADMIN_TOKEN)."""
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -1,0 +1,38 @@
+"""Factories for users, tokens and configurations, going through the same code paths as real callers."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import ADMIN_TOKEN
+
+
+@dataclass(frozen=True)
+class TestUser:
+    """A user made through the operator API, with its token."""
+
+    __test__ = False
+    id: str
+    name: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Authorization headers for this user."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def make_user(client: TestClient, name: str | None = None, *, is_admin: bool = False) -> TestUser:
+    """Create a user via POST /api/admin/users."""
+    name = name or f"user-{uuid.uuid4().hex[:8]}"
+    resp = await client.post(
+        "/api/admin/users", json={"name": name, "is_admin": is_admin},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert resp.status == 201, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return TestUser(id=body["id"], name=body["name"], token=body["token"])
