@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from gateway.auth import TokenCache
     from gateway.changes import ChangeBus
     from gateway.crypto import KeyRing
+    from gateway.proxy.cache import ConfigurationCache
+    from gateway.proxy.failover import Cooldowns
+    from gateway.proxy.metrics import ProxyMetrics
+    from gateway.proxy.usage import UsageWriter
     from gateway.providers import ProviderCatalog
     from gateway.settings import Settings
 
@@ -23,3 +27,7 @@ HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
 CHANGES: web.AppKey[ChangeBus] = web.AppKey("changes")
 PROVIDERS: web.AppKey[ProviderCatalog] = web.AppKey("providers")
+CONFIG_CACHE: web.AppKey[ConfigurationCache] = web.AppKey("config_cache")
+COOLDOWNS: web.AppKey[Cooldowns] = web.AppKey("cooldowns")
+USAGE: web.AppKey[UsageWriter] = web.AppKey("usage")
+METRICS: web.AppKey[ProxyMetrics] = web.AppKey("metrics")

@@ -1,0 +1,204 @@
+"""One upstream call, no failover: where it goes, which headers it carries, and the one boundary that turns
+aiohttp's errors and upstream error answers into ours (with the key scrubbed out of every message)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout
+from gateway.proxy.cache import CachedConfiguration
+from gateway.ssrf import UnsafeURLError
+
+WIRE_OPENAI = "openai"
+MAX_ERROR_BODY = 64 * 1024
+MAX_ERROR_MESSAGE = 2000
+# What a client may tell the upstream; everything else (its Authorization, cookies, X-LLM-*) stays here.
+FORWARDED_REQUEST_HEADERS = ("Accept", "OpenAI-Beta")
+# Upstream answer headers worth passing back; hop-by-hop, length and encoding are the gateway's own business.
+RELAYED_RESPONSE_HEADERS = frozenset({"content-type", "x-request-id", "request-id", "openai-processing-ms",
+                                      "openai-version", "retry-after", "x-should-retry"})
+RELAYED_RESPONSE_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one attempt goes; holds the key decrypted for this request only (never in its repr)."""
+
+    provider: str
+    wire: str
+    litellm_provider: str
+    base_url: str
+    model: str
+    api_key: str = field(repr=False)
+    name: str = ""
+
+    @classmethod
+    def of(cls, configuration: CachedConfiguration, api_key: str) -> Target:
+        """The target of a cached configuration."""
+        if not configuration.base_url:
+            raise BadRequest(f"LLM configuration '{configuration.name}' has no base_url and its provider "
+                             f"'{configuration.provider}' has no default", code="configuration_incomplete")
+        return cls(configuration.provider, configuration.wire, configuration.litellm_provider,
+                   configuration.base_url, configuration.model, api_key, configuration.name)
+
+    @property
+    def is_openai_compatible(self) -> bool:
+        """True when requests are forwarded as bytes."""
+        return self.wire == WIRE_OPENAI
+
+    def url(self, path: str) -> str:
+        """The upstream URL of an OpenAI path such as "/chat/completions"."""
+        return self.base_url + path
+
+    def headers(self, client_headers: Mapping[str, str] | None = None, content_type: str | None = None
+                ) -> dict[str, str]:
+        """Request headers: the body's type, the configuration's key in the provider's header, a few client ones."""
+        headers = {"Content-Type": content_type or "application/json"}
+        if client_headers is not None:
+            for name in FORWARDED_REQUEST_HEADERS:
+                value = client_headers.get(name)
+                if value is not None:
+                    headers[name] = value
+        if self.api_key:
+            if self.provider == "azure":
+                headers["api-key"] = self.api_key
+            else:
+                headers["Authorization"] = "Bearer " + self.api_key
+        return headers
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamResult:
+    """A complete upstream answer."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def scrub(text: str, api_key: str) -> str:
+    """Text with every occurrence of the key replaced by a mask."""
+    if api_key and api_key in text:
+        text = text.replace(api_key, "****")
+    return text
+
+
+def relayed_headers(upstream: Mapping[str, str]) -> dict[str, str]:
+    """The upstream answer headers a client gets to see."""
+    out: dict[str, str] = {}
+    for name, value in upstream.items():
+        lower = name.lower()
+        if lower in RELAYED_RESPONSE_HEADERS or lower.startswith(RELAYED_RESPONSE_PREFIXES):
+            out[name] = value
+    return out
+
+
+def error_from_answer(status: int, raw: bytes, *, api_key: str, headers: Mapping[str, str]) -> UpstreamError:
+    """The upstream's error answer in our envelope, with its status; the key never survives."""
+    message: Any = None
+    type_: Any = None
+    code: Any = None
+    param: Any = None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict):
+            message, type_, code, param = (error.get(k) for k in ("message", "type", "code", "param"))
+        elif isinstance(error, str):
+            message = error
+        elif isinstance(data.get("message"), str):
+            message = data["message"]
+    if not isinstance(message, str) or not message:
+        message = f"The upstream answered HTTP {status}"
+    if 300 <= status < 400:
+        message, status = f"The upstream answered with a redirect (HTTP {status}); redirects are not followed", 502
+    error = UpstreamError(scrub(message[:MAX_ERROR_MESSAGE], api_key), status=status,
+                          code=scrub(str(code), api_key)[:100] if code is not None else "upstream_error",
+                          param=scrub(str(param), api_key)[:100] if param is not None else None)
+    if isinstance(type_, str) and type_:
+        error.type = scrub(type_, api_key)[:100]
+    retry_after = headers.get("Retry-After")
+    if retry_after is not None:
+        error.headers["Retry-After"] = retry_after
+    return error
+
+
+@contextmanager
+def upstream_errors(target: Target) -> Iterator[None]:
+    """Translate transport errors of a call to `target` into UpstreamError (502) / UpstreamTimeout (504)."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"The upstream of '{target.name or target.provider}' did not answer in time",
+                              code="upstream_timeout") from exc
+    except UnsafeURLError as exc:
+        raise UpstreamError(f"The upstream address is refused by the gateway's policy: {exc}",
+                            code="upstream_address_refused") from exc
+    except aiohttp.ClientError as exc:
+        # The class name only: aiohttp's messages quote URLs, which may carry credentials in their userinfo.
+        raise UpstreamError(f"Could not reach the upstream of '{target.name or target.provider}' "
+                            f"({exc.__class__.__name__})", code="upstream_unreachable") from exc
+
+
+def request_timeout(timeout_s: float | None) -> aiohttp.ClientTimeout | None:
+    """A total timeout for one call, or None to keep the session's read timeouts (streams)."""
+    return aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else None
+
+
+@asynccontextmanager
+async def open_upstream(
+    http: aiohttp.ClientSession, target: Target, *, path: str, body: bytes,
+    client_headers: Mapping[str, str] | None = None, content_type: str | None = None,
+    timeout_s: float | None = None,
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """POST body to the target's path; yields the response with its headers read, closes it after."""
+    with upstream_errors(target):
+        response = await http.post(target.url(path), data=body, headers=target.headers(client_headers, content_type),
+                                   allow_redirects=False, timeout=request_timeout(timeout_s))
+    try:
+        yield response
+    finally:
+        # close, not release: an unfinished answer (client gone, error) must drop the upstream connection.
+        if response.content.at_eof():
+            response.release()
+        else:
+            response.close()
+
+
+async def read_error(response: aiohttp.ClientResponse, target: Target) -> UpstreamError:
+    """Read an error answer (bounded) and translate it."""
+    with upstream_errors(target):
+        raw = await response.content.read(MAX_ERROR_BODY)
+    return error_from_answer(response.status, raw, api_key=target.api_key, headers=response.headers)
+
+
+async def send_once(
+    http: aiohttp.ClientSession, target: Target, *, path: str, body: dict[str, Any], timeout_s: float,
+) -> UpstreamResult:
+    """Send one non-streamed request to the target, no failover; the model becomes the target's.
+
+    Returns 2xx answers; raises UpstreamError (with the upstream's status) for error answers and connection
+    errors, UpstreamTimeout when `timeout_s` passes. Anthropic-style targets go through litellm.
+    """
+    if not target.is_openai_compatible:
+        from gateway.proxy.anthropic import complete
+
+        with upstream_errors(target):
+            return await asyncio.wait_for(complete(http, target, body, timeout_s=timeout_s), timeout_s)
+    payload = orjson.dumps({**body, "model": target.model})
+    async with open_upstream(http, target, path=path, body=payload, timeout_s=timeout_s) as response:
+        if response.status >= 300:
+            raise await read_error(response, target)
+        with upstream_errors(target):
+            raw = await response.read()
+        return UpstreamResult(response.status, relayed_headers(response.headers), raw)
