@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 if TYPE_CHECKING:
     from gateway.auth import TokenCache
     from gateway.changes import ChangeBus
+    from gateway.configurations import Policy
     from gateway.crypto import KeyRing
     from gateway.providers import ProviderCatalog
     from gateway.settings import Settings
@@ -23,3 +24,4 @@ HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
 CHANGES: web.AppKey[ChangeBus] = web.AppKey("changes")
 PROVIDERS: web.AppKey[ProviderCatalog] = web.AppKey("providers")
+POLICY: web.AppKey[Policy] = web.AppKey("policy")
