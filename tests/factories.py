@@ -36,3 +36,28 @@ async def make_user(client: TestClient, name: str | None = None, *, is_admin: bo
     assert resp.status == 201, await resp.text()
     body: dict[str, Any] = await resp.json()
     return TestUser(id=body["id"], name=body["name"], token=body["token"])
+
+
+async def make_configuration(client: TestClient, user: TestUser, **fields: Any) -> dict[str, Any]:
+    """Create a configuration for `user` through the repository (the same code the admin API calls).
+
+    Returns plain values: id, name, provider, model, base_url, is_default, api_key (plaintext, for assertions).
+    """
+    from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
+    from gateway.changes import Change
+    from gateway.configurations import create_configuration
+
+    app = client.server.app
+    values: dict[str, Any] = {
+        "name": f"cfg-{uuid.uuid4().hex[:8]}",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "api_key": f"sk-test-{uuid.uuid4().hex}",
+    }
+    values.update(fields)
+    async with app[SESSIONMAKER]() as session:
+        config = await create_configuration(
+            session, keyring=app[KEYRING], policy=app[POLICY], user_id=uuid.UUID(user.id), **values
+        )
+        await app[CHANGES].commit(session, Change("configurations", user.id))
+        return {"id": str(config.id), "is_default": config.is_default, **values}

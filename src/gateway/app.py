@@ -8,13 +8,15 @@ import aiohttp
 from aiohttp import web
 
 from admin import create_admin_app
-from gateway.appkeys import CHANGES, ENGINE, HTTP_CLIENT, KEYRING, SESSIONMAKER, SETTINGS, TOKEN_CACHE
+from gateway.appkeys import CHANGES, ENGINE, HTTP_CLIENT, KEYRING, POLICY, PROVIDERS, SESSIONMAKER, SETTINGS, TOKEN_CACHE
 from gateway.auth import TokenCache, auth_middleware
 from gateway.changes import ChangeBus
+from gateway.configurations import Policy
 from gateway.crypto import KeyRing
 from gateway.db import make_engine, make_sessionmaker
 from gateway.errors import error_middleware
 from gateway.health import healthz, readyz
+from gateway.providers import ProviderCatalog
 from gateway.settings import Settings
 
 
@@ -49,6 +51,13 @@ def create_app(settings: Settings) -> web.Application:
     tokens = TokenCache()
     bus.subscribe(tokens.on_change)
     app[TOKEN_CACHE] = tokens
+    catalog = ProviderCatalog.load(settings.providers_file)
+    app[PROVIDERS] = catalog
+    app[POLICY] = Policy(
+        catalog=catalog,
+        allow_private_base_urls=settings.allow_private_base_urls,
+        max_per_user=settings.max_configurations_per_user,
+    )
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(http_client_ctx)
     app.router.add_get("/healthz", healthz)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 if TYPE_CHECKING:
     from gateway.auth import TokenCache
     from gateway.changes import ChangeBus
+    from gateway.configurations import Policy
     from gateway.crypto import KeyRing
     from gateway.proxy.cache import ConfigurationCache
     from gateway.proxy.failover import Cooldowns
@@ -31,3 +32,4 @@ CONFIG_CACHE: web.AppKey[ConfigurationCache] = web.AppKey("config_cache")
 COOLDOWNS: web.AppKey[Cooldowns] = web.AppKey("cooldowns")
 USAGE: web.AppKey[UsageWriter] = web.AppKey("usage")
 METRICS: web.AppKey[ProxyMetrics] = web.AppKey("metrics")
+POLICY: web.AppKey[Policy] = web.AppKey("policy")

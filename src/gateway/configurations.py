@@ -1,0 +1,275 @@
+"""The configuration repository and its rules: encryption bound to the row, one default per user, keys that
+are never lost to a placeholder, fallbacks that belong to their owner. Knows nothing of HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.crypto import KeyRing, row_binding
+from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
+from gateway.keys import is_placeholder, mask_key
+from gateway.models import LLMConfiguration, utcnow
+from gateway.providers import ProviderCatalog
+from gateway.ssrf import UnsafeURLError, check_base_url
+
+MAX_KEY_LENGTH = 4096
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a configuration may be: the provider catalog, the SSRF switch, the per-user limit."""
+
+    catalog: ProviderCatalog
+    allow_private_base_urls: bool = False
+    max_per_user: int = 100
+
+
+@dataclass
+class Changes:
+    """Fields an update sets; `api_key` None means keep the stored key."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    api_key: str | None = None
+
+
+def decrypt_key(keyring: KeyRing, configuration: LLMConfiguration) -> str:
+    """The plaintext key, for one upstream call; never store or log the result."""
+    return keyring.decrypt(configuration.api_key_encrypted, binding=row_binding(configuration.id, configuration.user_id))
+
+
+def masked_key(keyring: KeyRing, configuration: LLMConfiguration) -> str:
+    """The key as responses show it."""
+    return mask_key(decrypt_key(keyring, configuration))
+
+
+def _set_key(keyring: KeyRing, configuration: LLMConfiguration, plaintext: str) -> None:
+    configuration.api_key_encrypted = keyring.encrypt(plaintext, binding=row_binding(configuration.id, configuration.user_id))
+    configuration.key_id = keyring.primary_id
+
+
+def check_api_key(value: str) -> str:
+    """A real key: 1–4096 printable characters and not a mask or placeholder (422 otherwise)."""
+    if not value or len(value) > MAX_KEY_LENGTH or not value.isprintable() or value != value.strip():
+        raise Unprocessable("Invalid 'api_key': 1-4096 printable characters without surrounding spaces",
+                            param="api_key")
+    if is_placeholder(value):
+        raise Unprocessable("Invalid 'api_key': a mask or placeholder is not a key; send the real key, or omit "
+                            "the field to keep the stored one", param="api_key", code="placeholder_api_key")
+    return value
+
+
+def check_provider_and_url(policy: Policy, provider: str, base_url: str | None) -> str | None:
+    """The provider must be in the catalog; the base URL obeys the SSRF policy; returns the normalised URL."""
+    entry = policy.catalog.get(provider)
+    if entry is None:
+        raise Unprocessable(f"Invalid 'provider': unknown provider; use one of {', '.join(policy.catalog.ids())}",
+                            param="provider")
+    if base_url is None:
+        if entry.requires_base_url:
+            raise Unprocessable(f"Field 'base_url' is required for provider '{provider}'", param="base_url")
+        return None
+    try:
+        return check_base_url(base_url, allow_private=policy.allow_private_base_urls)
+    except UnsafeURLError as exc:
+        raise Unprocessable(f"Invalid 'base_url': {exc}", param="base_url", code="unsafe_base_url") from None
+
+
+async def list_user_configurations(session: AsyncSession, *, user_id: uuid.UUID) -> list[LLMConfiguration]:
+    """All of a user's configurations, the default first, then by name."""
+    query = (
+        select(LLMConfiguration)
+        .where(LLMConfiguration.user_id == user_id)
+        .order_by(LLMConfiguration.is_default.desc(), LLMConfiguration.name)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def get_configuration(
+    session: AsyncSession, *, user_id: uuid.UUID, configuration_id: uuid.UUID | str, for_update: bool = False
+) -> LLMConfiguration:
+    """One of the caller's configurations; another user's id is a 404 exactly like an unknown one."""
+    try:
+        config_uuid = configuration_id if isinstance(configuration_id, uuid.UUID) else uuid.UUID(configuration_id)
+    except ValueError:
+        raise NotFound("No configuration with this id") from None
+    query = select(LLMConfiguration).where(LLMConfiguration.id == config_uuid, LLMConfiguration.user_id == user_id)
+    if for_update:
+        query = query.with_for_update()
+    found = (await session.execute(query)).scalar_one_or_none()
+    if found is None:
+        raise NotFound("No configuration with this id")
+    return found
+
+
+async def _check_fallbacks(
+    session: AsyncSession, *, user_id: uuid.UUID, own_id: uuid.UUID, fallback_ids: Sequence[str]
+) -> list[str]:
+    ids = [str(f) for f in fallback_ids]
+    if len(set(ids)) != len(ids):
+        raise Unprocessable("Invalid 'fallback_ids': an id appears twice", param="fallback_ids")
+    if str(own_id) in ids:
+        raise Unprocessable("Invalid 'fallback_ids': a configuration cannot fall back to itself", param="fallback_ids")
+    try:
+        wanted = {uuid.UUID(i) for i in ids}
+    except ValueError:
+        raise Unprocessable("Invalid 'fallback_ids': not a configuration id", param="fallback_ids") from None
+    if wanted:
+        owned = set(
+            (await session.execute(
+                select(LLMConfiguration.id).where(LLMConfiguration.user_id == user_id, LLMConfiguration.id.in_(wanted))
+            )).scalars()
+        )
+        if owned != wanted:
+            raise Unprocessable("Invalid 'fallback_ids': not one of your configurations", param="fallback_ids")
+    return [str(uuid.UUID(i)) for i in ids]
+
+
+async def _flush_unique(session: AsyncSession, name: str) -> None:
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        await session.rollback()
+        if "default" in str(exc.orig).lower():
+            raise Conflict("Another request changed the default at the same time; retry", code="default_conflict") from None
+        raise Conflict(f"A configuration named '{name}' already exists", param="name", code="duplicate_name") from None
+
+
+async def _clear_default(session: AsyncSession, *, user_id: uuid.UUID, keep: uuid.UUID) -> None:
+    await session.execute(
+        update(LLMConfiguration)
+        .where(LLMConfiguration.user_id == user_id, LLMConfiguration.is_default.is_(True), LLMConfiguration.id != keep)
+        .values(is_default=False, updated_at=utcnow())
+    )
+    await session.flush()
+
+
+async def create_configuration(
+    session: AsyncSession,
+    *,
+    keyring: KeyRing,
+    policy: Policy,
+    user_id: uuid.UUID,
+    name: str,
+    provider: str,
+    model: str,
+    api_key: str,
+    base_url: str | None = None,
+    is_default: bool | None = None,
+    is_active: bool = True,
+    fallback_ids: Iterable[str] = (),
+    source_ref: str | None = None,
+) -> LLMConfiguration:
+    """Insert a configuration (flushed, not committed); a user's first one becomes the default."""
+    check_api_key(api_key)
+    base_url = check_provider_and_url(policy, provider, base_url)
+    count = (await session.execute(
+        select(func.count()).select_from(LLMConfiguration).where(LLMConfiguration.user_id == user_id)
+    )).scalar_one()
+    if count >= policy.max_per_user:
+        raise Conflict(f"You already have {count} configurations, the most allowed", code="too_many_configurations")
+    config = LLMConfiguration(
+        id=uuid.uuid4(), user_id=user_id, name=name, provider=provider, model=model, base_url=base_url,
+        is_active=is_active, is_default=False, source_ref=source_ref, test_status="untested",
+        created_at=utcnow(), updated_at=utcnow(),
+    )
+    config.fallback_ids = await _check_fallbacks(session, user_id=user_id, own_id=config.id, fallback_ids=list(fallback_ids))
+    _set_key(keyring, config, api_key)
+    make_default = count == 0 if is_default is None else is_default
+    if make_default:
+        await _clear_default(session, user_id=user_id, keep=config.id)
+        config.is_default = True
+    session.add(config)
+    await _flush_unique(session, name)
+    return config
+
+
+UPDATABLE = ("name", "provider", "model", "base_url", "is_active", "fallback_ids")
+
+
+async def update_configuration(
+    session: AsyncSession,
+    *,
+    keyring: KeyRing,
+    policy: Policy,
+    user_id: uuid.UUID,
+    configuration_id: uuid.UUID | str,
+    values: dict[str, Any],
+    api_key: str | None = None,
+) -> tuple[LLMConfiguration, list[str]]:
+    """Apply a partial update; `api_key` None, or the exact mask of the stored key, keeps the key.
+
+    Returns the row and the names of the fields that changed (for the audit log; never values of keys)."""
+    config = await get_configuration(session, user_id=user_id, configuration_id=configuration_id, for_update=True)
+    changed: list[str] = []
+    if api_key is not None and api_key != masked_key(keyring, config):
+        check_api_key(api_key)
+        if api_key != decrypt_key(keyring, config):
+            _set_key(keyring, config, api_key)
+            changed.append("api_key")
+    unknown = set(values) - set(UPDATABLE) - {"is_default"}
+    if unknown:
+        raise BadRequest(f"Field '{sorted(unknown)[0]}' cannot be updated", param=sorted(unknown)[0])
+    provider = values.get("provider", config.provider)
+    base_url = values["base_url"] if "base_url" in values else config.base_url
+    if "provider" in values or "base_url" in values:
+        values = {**values, "base_url": check_provider_and_url(policy, provider, base_url)}
+    if "fallback_ids" in values:
+        values["fallback_ids"] = await _check_fallbacks(
+            session, user_id=user_id, own_id=config.id, fallback_ids=values["fallback_ids"] or []
+        )
+    for name in UPDATABLE:
+        if name in values and getattr(config, name) != values[name]:
+            setattr(config, name, values[name])
+            changed.append(name)
+    if values.get("is_default") is True and not config.is_default:
+        await _clear_default(session, user_id=user_id, keep=config.id)
+        config.is_default = True
+        changed.append("is_default")
+    elif values.get("is_default") is False and config.is_default:
+        config.is_default = False
+        changed.append("is_default")
+    if changed:
+        config.updated_at = utcnow()
+    await _flush_unique(session, config.name)
+    return config, changed
+
+
+async def set_default(session: AsyncSession, *, user_id: uuid.UUID, configuration_id: uuid.UUID | str) -> LLMConfiguration:
+    """Make one configuration the user's only default (one transaction, backed by the partial unique index)."""
+    config = await get_configuration(session, user_id=user_id, configuration_id=configuration_id, for_update=True)
+    await _clear_default(session, user_id=user_id, keep=config.id)
+    if not config.is_default:
+        config.is_default = True
+        config.updated_at = utcnow()
+    await _flush_unique(session, config.name)
+    return config
+
+
+async def delete_configurations(session: AsyncSession, *, user_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Delete the caller's configurations among `ids`; drops them from others' fallbacks; returns what was deleted."""
+    rows = list((await session.execute(
+        select(LLMConfiguration).where(LLMConfiguration.user_id == user_id, LLMConfiguration.id.in_(list(ids)))
+    )).scalars())
+    gone = {str(r.id) for r in rows}
+    lost_default = any(r.is_default for r in rows)
+    for row in rows:
+        await session.delete(row)
+    if gone:
+        remaining = await list_user_configurations(session, user_id=user_id)
+        for other in remaining:
+            if other.fallback_ids and gone & set(other.fallback_ids):
+                other.fallback_ids = [f for f in other.fallback_ids if f not in gone]
+        # A user who deletes the default keeps working: the first remaining active one (by name) takes over.
+        successor = next((c for c in remaining if c.is_active), None)
+        if lost_default and successor is not None:
+            await session.flush()
+            successor.is_default = True
+    await session.flush()
+    return [r.id for r in rows]

@@ -1,0 +1,40 @@
+"""Rules for API keys as people type and see them: masking, and placeholders that must never be stored."""
+
+from __future__ import annotations
+
+import re
+
+# What UIs and old clients post back instead of a key. Storing one of these is how keys were lost.
+PLACEHOLDER_WORDS = frozenset(
+    {"<hidden>", "hidden", "set", "<set>", "redacted", "[redacted]", "<redacted>", "masked", "<masked>",
+     "null", "none", "undefined", "your-api-key", "your_api_key", "<api_key>", "api_key", "sk-..."}
+)
+MASK_CHARS = frozenset("*•●·x.")
+MASKED_FORM = re.compile(r"^.{0,4}\.\.\..{0,4}$")
+
+
+def mask_key(plaintext: str) -> str:
+    """`sk-a...wxyz`: first 4 and last 4 characters; `****` when 8 characters or fewer."""
+    if len(plaintext) <= 8:
+        return "****"
+    return f"{plaintext[:4]}...{plaintext[-4:]}"
+
+
+def is_placeholder(value: str) -> bool:
+    """True for masks and placeholders (`**********`, `<hidden>`, `SET`, `sk-a...wxyz`), never a real key."""
+    text = value.strip()
+    if not text:
+        return True
+    if set(text) <= MASK_CHARS and any(c in text for c in "*•●·"):
+        return True
+    if text.lower() in PLACEHOLDER_WORDS:
+        return True
+    return bool(MASKED_FORM.match(text))
+
+
+def scrub(text: str, *secrets: str) -> str:
+    """Remove every occurrence of each secret from a text (e.g. a provider error that echoes the key)."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return text
