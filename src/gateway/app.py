@@ -17,7 +17,9 @@ from gateway.db import make_engine, make_sessionmaker
 from gateway.errors import error_middleware
 from gateway.health import healthz, readyz
 from gateway.providers import ProviderCatalog
+from gateway.proxy import routes as proxy_routes
 from gateway.settings import Settings
+from gateway.ssrf import GuardedResolver, guard_middleware
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -30,15 +32,22 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
-    """One upstream ClientSession per process: keep-alive pooling across all requests."""
+    """One upstream ClientSession per process: keep-alive pooling across all requests, every connection
+    checked against the SSRF policy (IP literals by the middleware, resolved names by the resolver)."""
     settings = app[SETTINGS]
     timeout = aiohttp.ClientTimeout(
         total=None, connect=settings.upstream_connect_timeout_s, sock_read=settings.upstream_timeout_s
     )
-    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=60)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
+    resolver = GuardedResolver(settings.allow_private_base_urls)
+    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=60, resolver=resolver)
+    # trust_env=False: through an HTTP(S)_PROXY the resolver would check the proxy, not the upstream.
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, trust_env=False,
+        middlewares=(guard_middleware(settings.allow_private_base_urls),),
+    ) as session:
         app[HTTP_CLIENT] = session
         yield
+    await resolver.close()
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -60,6 +69,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(http_client_ctx)
+    proxy_routes.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.add_subapp("/api/", create_admin_app())

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.changes import Change
+from gateway.configurations import list_user_configurations
 from gateway.models import ConversationConfiguration, LLMConfiguration
 from gateway.providers import ProviderCatalog
 
@@ -36,6 +37,7 @@ class CachedConfiguration:
     is_default: bool
     is_active: bool
     fallback_ids: tuple[str, ...]
+    created: int  # unix seconds, as /v1/models shows it
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ def to_cached(row: LLMConfiguration, catalog: ProviderCatalog) -> CachedConfigur
         is_default=row.is_default,
         is_active=row.is_active,
         fallback_ids=tuple(str(f) for f in row.fallback_ids or ()),
+        created=int(row.created_at.timestamp()),
     )
 
 
@@ -111,9 +114,7 @@ class ConfigurationCache:
     async def _load(self, user_id: uuid.UUID) -> UserConfigurations:
         generation = self._generation
         async with self._sessionmaker() as session:
-            rows = (await session.execute(
-                select(LLMConfiguration).where(LLMConfiguration.user_id == user_id)
-            )).scalars().all()
+            rows = await list_user_configurations(session, user_id=user_id)
         loaded = index([to_cached(row, self._catalog) for row in rows])
         if generation == self._generation:
             self._users[user_id] = loaded

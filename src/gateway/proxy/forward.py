@@ -4,6 +4,7 @@ aiohttp's errors and upstream error answers into ours (with the key scrubbed out
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from gateway.ssrf import UnsafeURLError
 
 WIRE_OPENAI = "openai"
 MAX_ERROR_BODY = 64 * 1024
+LARGE_BODY = 1024 * 1024
 MAX_ERROR_MESSAGE = 2000
 # What a client may tell the upstream; everything else (its Authorization, cookies, X-LLM-*) stays here.
 FORWARDED_REQUEST_HEADERS = ("Accept", "OpenAI-Beta")
@@ -163,7 +165,9 @@ async def open_upstream(
 ) -> AsyncIterator[aiohttp.ClientResponse]:
     """POST body to the target's path; yields the response with its headers read, closes it after."""
     with upstream_errors(target):
-        response = await http.post(target.url(path), data=body, headers=target.headers(client_headers, content_type),
+        # Large bodies as a file-like payload: aiohttp would otherwise warn about blocking the loop.
+        data = body if len(body) < LARGE_BODY else io.BytesIO(body)
+        response = await http.post(target.url(path), data=data, headers=target.headers(client_headers, content_type),
                                    allow_redirects=False, timeout=request_timeout(timeout_s))
     try:
         yield response
