@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin import operators
+from admin import conversations, operators, usage
 from admin.openapi import openapi_registry
 from admin.registry import ApiRegistry
 
 # Each admin module owns one registry; the OpenAPI document covers all of them.
-REGISTRIES: list[ApiRegistry] = [operators.api]
+REGISTRIES: list[ApiRegistry] = [operators.api, conversations.api, usage.api]
 
 
 def create_admin_app() -> web.Application:

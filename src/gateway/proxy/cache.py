@@ -7,12 +7,12 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.changes import Change
 from gateway.configurations import list_user_configurations
-from gateway.models import ConversationConfiguration, LLMConfiguration
+from gateway.conversations import bound_configuration_id
+from gateway.models import LLMConfiguration
 from gateway.providers import ProviderCatalog
 
 # Bindings are looked up one conversation at a time; past this many the cache starts over rather than grow.
@@ -127,12 +127,7 @@ class ConfigurationCache:
             return per_user[conversation_id]
         generation = self._generation
         async with self._sessionmaker() as session:
-            found = (await session.execute(
-                select(ConversationConfiguration.configuration_id).where(
-                    ConversationConfiguration.user_id == user_id,
-                    ConversationConfiguration.conversation_id == conversation_id,
-                )
-            )).scalar_one_or_none()
+            found = await bound_configuration_id(session, user_id=user_id, conversation_id=conversation_id)
         if generation == self._generation:
             if self._binding_count >= MAX_BINDINGS:
                 self._bindings.clear()

@@ -146,15 +146,13 @@ def upstream_errors(target: Target) -> Iterator[None]:
     except UnsafeURLError as exc:
         raise UpstreamError(f"The upstream address is refused by the gateway's policy: {exc}",
                             code="upstream_address_refused") from exc
-    except aiohttp.ClientError as exc:
+    except aiohttp.ClientConnectorError as exc:
         # The class name only: aiohttp's messages quote URLs, which may carry credentials in their userinfo.
         raise UpstreamError(f"Could not reach the upstream of '{target.name or target.provider}' "
                             f"({exc.__class__.__name__})", code="upstream_unreachable") from exc
-
-
-def request_timeout(timeout_s: float | None) -> aiohttp.ClientTimeout | None:
-    """A total timeout for one call, or None to keep the session's read timeouts (streams)."""
-    return aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else None
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(f"The connection to the upstream of '{target.name or target.provider}' failed "
+                            f"({exc.__class__.__name__})", code="upstream_connection_error") from exc
 
 
 @asynccontextmanager
@@ -167,8 +165,12 @@ async def open_upstream(
     with upstream_errors(target):
         # Large bodies as a file-like payload: aiohttp would otherwise warn about blocking the loop.
         data = body if len(body) < LARGE_BODY else io.BytesIO(body)
-        response = await http.post(target.url(path), data=data, headers=target.headers(client_headers, content_type),
-                                   allow_redirects=False, timeout=request_timeout(timeout_s))
+        headers = target.headers(client_headers, content_type)
+        if timeout_s is None:  # the session's read timeouts (an explicit timeout=None would disable them)
+            response = await http.post(target.url(path), data=data, headers=headers, allow_redirects=False)
+        else:
+            response = await http.post(target.url(path), data=data, headers=headers, allow_redirects=False,
+                                       timeout=aiohttp.ClientTimeout(total=timeout_s))
     try:
         yield response
     finally:
