@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from gateway.changes import ChangeBus
     from gateway.configurations import Policy
     from gateway.crypto import KeyRing
+    from gateway.proxy.anthropic import Translator
     from gateway.proxy.cache import ConfigurationCache
     from gateway.proxy.failover import Cooldowns
     from gateway.proxy.metrics import ProxyMetrics
@@ -33,3 +34,4 @@ COOLDOWNS: web.AppKey[Cooldowns] = web.AppKey("cooldowns")
 USAGE: web.AppKey[UsageWriter] = web.AppKey("usage")
 METRICS: web.AppKey[ProxyMetrics] = web.AppKey("metrics")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
+TRANSLATOR: web.AppKey[Translator] = web.AppKey("translator")

@@ -6,17 +6,18 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRICS, SETTINGS, USAGE
+from gateway.appkeys import CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRICS, SETTINGS, TRANSLATOR, USAGE
 from gateway.auth import caller_of
 from gateway.crypto import CryptoError, row_binding
 from gateway.errors import BadRequest, GatewayError, InvalidJSON, PayloadTooLarge, ServiceUnavailable, UpstreamError
+from gateway.proxy import anthropic
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.failover import parse_retry_after, should_fail_over
 from gateway.proxy.forward import Target, open_upstream, read_error, relayed_headers, upstream_errors
@@ -176,24 +177,22 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration, api_key: st
     """One upstream attempt; raises UpstreamError only while nothing has reached the client."""
     target = Target.of(configuration, api_key)
     del api_key
+    http = ex.request.config_dict[HTTP_CLIENT]
     if not target.is_openai_compatible:
-        from gateway.proxy import anthropic
-
         if ex.path != "/chat/completions" or ex.body is None:
             raise BadRequest(f"Provider '{target.provider}' serves only /v1/chat/completions through the gateway",
                              code="endpoint_not_supported")
-        http = ex.request.config_dict[HTTP_CLIENT]
+        translator = ex.request.config_dict[TRANSLATOR]
         if ex.stream:
-            return await _relay(ex, 200, {"Content-Type": "text/event-stream"},
-                                anthropic.stream(http, target, ex.body, include_usage=not ex.drop_usage_chunk))
-        result = await anthropic.complete(http, target, ex.body, timeout_s=None)
+            frames = anthropic.stream(translator, http, target, ex.body)
+            return await _relay(ex, 200, {"Content-Type": "text/event-stream"}, frames)
+        result = await anthropic.complete(translator, http, target, ex.body)
         return _answer(ex, result.status, result.headers, result.body)
     if ex.body is not None:
         ex.body["model"] = target.model
         payload = orjson.dumps(ex.body)
     else:
         payload = ex.raw
-    http = ex.request.config_dict[HTTP_CLIENT]
     async with open_upstream(http, target, path=ex.path, body=payload, client_headers=ex.request.headers,
                              content_type=None if ex.body is not None else ex.request.content_type) as upstream:
         if upstream.status >= 300:
@@ -205,7 +204,7 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration, api_key: st
         return _answer(ex, upstream.status, relayed_headers(upstream.headers), raw)
 
 
-async def _chunks(upstream: aiohttp.ClientResponse, target: Target) -> AsyncIterator[bytes]:
+async def _chunks(upstream: aiohttp.ClientResponse, target: Target) -> AsyncGenerator[bytes, None]:
     with upstream_errors(target):
         async for chunk in upstream.content.iter_any():
             yield chunk
@@ -218,15 +217,15 @@ def _answer(ex: Exchange, status: int, headers: dict[str, str], body: bytes) -> 
     return web.Response(body=body, status=status, headers=headers)
 
 
-async def _relay(ex: Exchange, status: int, headers: dict[str, str], chunks: AsyncIterator[bytes]) -> web.StreamResponse:
+async def _relay(ex: Exchange, status: int, headers: dict[str, str], chunks: AsyncGenerator[bytes, None]) -> web.StreamResponse:
     """Relay a stream event by event; before the first byte an upstream error may still fail over."""
     try:
         return await _relay_events(ex, status, headers, chunks)
     finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()
 
 
-async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chunks: AsyncIterator[bytes]
+async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chunks: AsyncGenerator[bytes, None]
                         ) -> web.StreamResponse:
     relay = SSERelay(drop_usage_chunk=ex.drop_usage_chunk)
     first = b""

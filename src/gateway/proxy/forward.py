@@ -8,7 +8,7 @@ import io
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -16,6 +16,9 @@ import orjson
 from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout
 from gateway.proxy.cache import CachedConfiguration
 from gateway.ssrf import UnsafeURLError
+
+if TYPE_CHECKING:
+    from gateway.proxy.anthropic import Translator
 
 WIRE_OPENAI = "openai"
 MAX_ERROR_BODY = 64 * 1024
@@ -190,17 +193,19 @@ async def read_error(response: aiohttp.ClientResponse, target: Target) -> Upstre
 
 async def send_once(
     http: aiohttp.ClientSession, target: Target, *, path: str, body: dict[str, Any], timeout_s: float,
+    translator: Translator,
 ) -> UpstreamResult:
     """Send one non-streamed request to the target, no failover; the model becomes the target's.
 
     Returns 2xx answers; raises UpstreamError (with the upstream's status) for error answers and connection
-    errors, UpstreamTimeout when `timeout_s` passes. Anthropic-style targets go through litellm.
+    errors, UpstreamTimeout when `timeout_s` passes. Targets without OpenAI's wire format go through litellm
+    (`translator` is the app's TRANSLATOR), for /chat/completions only.
     """
     if not target.is_openai_compatible:
         from gateway.proxy.anthropic import complete
 
         with upstream_errors(target):
-            return await asyncio.wait_for(complete(http, target, body, timeout_s=timeout_s), timeout_s)
+            return await asyncio.wait_for(complete(translator, http, target, body), timeout_s)
     payload = orjson.dumps({**body, "model": target.model})
     async with open_upstream(http, target, path=path, body=payload, timeout_s=timeout_s) as response:
         if response.status >= 300:

@@ -7,8 +7,11 @@ from collections.abc import AsyncIterator
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import CHANGES, CONFIG_CACHE, COOLDOWNS, METRICS, PROVIDERS, SESSIONMAKER, SETTINGS
+from gateway.appkeys import (
+    CHANGES, CONFIG_CACHE, COOLDOWNS, METRICS, PROVIDERS, SESSIONMAKER, SETTINGS, TRANSLATOR,
+)
 from gateway.auth import caller_of
+from gateway.proxy.anthropic import Translator
 from gateway.proxy.cache import ConfigurationCache
 from gateway.proxy.exchange import proxy
 from gateway.proxy.failover import Cooldowns
@@ -64,6 +67,7 @@ def setup(app: web.Application) -> None:
     settings = app[SETTINGS]
     app[METRICS] = ProxyMetrics()
     app[COOLDOWNS] = Cooldowns(threshold=settings.cooldown_failures, cooldown_s=settings.cooldown_s)
+    app[TRANSLATOR] = Translator(timeout_s=settings.upstream_timeout_s)
     app.cleanup_ctx.append(cache_ctx)
     app.cleanup_ctx.append(usage_ctx)
     app.cleanup_ctx.append(listener_ctx)
