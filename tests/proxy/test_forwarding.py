@@ -190,3 +190,20 @@ async def test_requests_need_a_token(client: TestClient, fake: FakeOpenAI) -> No
     async with aiohttp.ClientSession() as session:
         resp = await session.post(client.make_url("/v1/chat/completions"), json={"model": "x"})
         assert resp.status == 401
+
+
+async def test_one_access_line_per_request(client: TestClient, user: TestUser, fake: FakeOpenAI,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    config = await openai_config(client, user, fake)
+    secret_text = "my secret prompt text"
+    resp = await client.post("/v1/chat/completions", headers=user.headers,
+                             json={"model": "x", "messages": [{"role": "user", "content": secret_text}]})
+    assert resp.status == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.access"]
+    assert len(lines) == 1
+    line = lines[0]
+    for part in (f"request_id={resp.headers['X-LLM-Gateway-Request-Id']}", f"user_id={user.id}",
+                 f"configuration_id={config['id']}", "status=200", "attempts=1", "latency_ms="):
+        assert part in line
+    everything = " ".join(r.getMessage() for r in caplog.records)
+    assert secret_text not in everything and user.token not in everything

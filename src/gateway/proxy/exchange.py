@@ -62,7 +62,7 @@ class Exchange:
 
     def headers(self) -> dict[str, str]:
         """What every answer says about how it was served."""
-        headers = {"X-LLM-Gateway-Attempts": str(self.attempts), "X-Request-Id": self.request_id}
+        headers = {"X-LLM-Gateway-Attempts": str(self.attempts), "X-LLM-Gateway-Request-Id": self.request_id}
         if self.configuration is not None:
             headers["X-LLM-Configuration-Id"] = self.configuration.id_str
         return headers
