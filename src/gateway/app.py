@@ -19,7 +19,7 @@ from gateway.health import healthz, readyz
 from gateway.providers import ProviderCatalog
 from gateway.proxy import routes as proxy_routes
 from gateway.settings import Settings
-from gateway.ssrf import GuardedResolver, guard_middleware
+from gateway.ssrf import GuardedResolver
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -32,8 +32,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
-    """One upstream ClientSession per process: keep-alive pooling across all requests, every connection
-    checked against the SSRF policy (IP literals by the middleware, resolved names by the resolver)."""
+    """One upstream ClientSession per process: keep-alive pooling across all requests. Resolved addresses are
+    checked against the SSRF policy by the resolver; URLs (IP literals, schemes) by the proxy before each call."""
     settings = app[SETTINGS]
     timeout = aiohttp.ClientTimeout(
         total=None, connect=settings.upstream_connect_timeout_s, sock_read=settings.upstream_timeout_s
@@ -41,10 +41,7 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
     resolver = GuardedResolver(settings.allow_private_base_urls)
     connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=60, resolver=resolver)
     # trust_env=False: through an HTTP(S)_PROXY the resolver would check the proxy, not the upstream.
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=timeout, trust_env=False,
-        middlewares=(guard_middleware(settings.allow_private_base_urls),),
-    ) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
         app[HTTP_CLIENT] = session
         yield
     await resolver.close()

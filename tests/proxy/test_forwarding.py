@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.appkeys import SETTINGS
+from gateway.appkeys import SETTINGS, USAGE
 from tests.factories import TestUser
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI
 
@@ -199,7 +199,8 @@ async def test_one_access_line_per_request(client: TestClient, user: TestUser, f
     resp = await client.post("/v1/chat/completions", headers=user.headers,
                              json={"model": "x", "messages": [{"role": "user", "content": secret_text}]})
     assert resp.status == 200
-    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.access"]
+    await client.server.app[USAGE].flush()  # access lines are buffered with the usage records
+    lines = [line for r in caplog.records if r.name == "gateway.access" for line in r.getMessage().splitlines()]
     assert len(lines) == 1
     line = lines[0]
     for part in (f"request_id={resp.headers['X-LLM-Gateway-Request-Id']}", f"user_id={user.id}",

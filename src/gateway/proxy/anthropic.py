@@ -31,8 +31,9 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 class Translator:
     """litellm and one HTTP handler over the gateway's session, both made on first use."""
 
-    def __init__(self, *, timeout_s: float) -> None:
+    def __init__(self, *, timeout_s: float, allow_private: bool) -> None:
         self.timeout_s = timeout_s
+        self.allow_private = allow_private
         self._module: ModuleType | None = None
         self._handler: Any = None
         self._lock = asyncio.Lock()
@@ -110,6 +111,7 @@ def _failures() -> tuple[type[BaseException], ...]:
 async def _call(translator: Translator, http: aiohttp.ClientSession, target: Target, body: dict[str, Any],
                 **extra: Any) -> Any:
     params = _params(body)
+    target.check_url(translator.allow_private)
     litellm, handler = await translator.ready(http)
     try:
         return await litellm.acompletion(

@@ -11,9 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.changes import Change
 from gateway.configurations import list_user_configurations
+from gateway.crypto import row_binding
 from gateway.conversations import bound_configuration_id
 from gateway.models import LLMConfiguration
 from gateway.providers import ProviderCatalog
+from gateway.ssrf import UnsafeURLError, guard_url
 
 # Bindings are looked up one conversation at a time; past this many the cache starts over rather than grow.
 MAX_BINDINGS = 100_000
@@ -38,6 +40,8 @@ class CachedConfiguration:
     is_active: bool
     fallback_ids: tuple[str, ...]
     created: int  # unix seconds, as /v1/models shows it
+    binding: bytes  # the associated data its ciphertext is bound to
+    refusal: str | None  # why the SSRF policy refuses its base_url (scheme, IP literal), None when allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +57,18 @@ class UserConfigurations:
         return sorted((c for c in self.by_id.values() if c.is_active), key=lambda c: c.name)
 
 
-def to_cached(row: LLMConfiguration, catalog: ProviderCatalog) -> CachedConfiguration:
-    """A cache entry for one row, with its upstream resolved through the provider catalog."""
+def _refusal(base_url: str | None, allow_private: bool) -> str | None:
+    if base_url is None:
+        return None
+    try:
+        guard_url(base_url, allow_private=allow_private)
+    except UnsafeURLError as exc:
+        return str(exc)
+    return None
+
+
+def to_cached(row: LLMConfiguration, catalog: ProviderCatalog, *, allow_private: bool) -> CachedConfiguration:
+    """A cache entry for one row: its upstream resolved through the catalog and checked against the policy."""
     provider = catalog.get(row.provider)
     base_url = row.base_url or (provider.base_url if provider is not None else None)
     return CachedConfiguration(
@@ -72,6 +86,8 @@ def to_cached(row: LLMConfiguration, catalog: ProviderCatalog) -> CachedConfigur
         is_active=row.is_active,
         fallback_ids=tuple(str(f) for f in row.fallback_ids or ()),
         created=int(row.created_at.timestamp()),
+        binding=row_binding(row.id, row.user_id),
+        refusal=_refusal(base_url, allow_private),
     )
 
 
@@ -88,9 +104,11 @@ def index(configurations: list[CachedConfiguration]) -> UserConfigurations:
 class ConfigurationCache:
     """user → configurations and (user, conversation) → configuration id, loaded on first use."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], catalog: ProviderCatalog) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], catalog: ProviderCatalog, *,
+                 allow_private: bool) -> None:
         self._sessionmaker = sessionmaker
         self._catalog = catalog
+        self._allow_private = allow_private
         self._users: dict[uuid.UUID, UserConfigurations] = {}
         self._bindings: dict[uuid.UUID, dict[str, uuid.UUID | None]] = {}
         self._binding_count = 0
@@ -115,7 +133,7 @@ class ConfigurationCache:
         generation = self._generation
         async with self._sessionmaker() as session:
             rows = await list_user_configurations(session, user_id=user_id)
-        loaded = index([to_cached(row, self._catalog) for row in rows])
+        loaded = index([to_cached(row, self._catalog, allow_private=self._allow_private) for row in rows])
         if generation == self._generation:
             self._users[user_id] = loaded
         return loaded

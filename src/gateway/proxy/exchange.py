@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-import uuid
+import os
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -13,9 +12,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRICS, SETTINGS, TRANSLATOR, USAGE
+from gateway.appkeys import CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRICS, TRANSLATOR, USAGE
 from gateway.auth import caller_of
-from gateway.crypto import CryptoError, row_binding
+from gateway.crypto import CryptoError
 from gateway.errors import BadRequest, GatewayError, InvalidJSON, PayloadTooLarge, ServiceUnavailable, UpstreamError
 from gateway.proxy import anthropic
 from gateway.proxy.cache import CachedConfiguration
@@ -25,7 +24,6 @@ from gateway.proxy.relay import SSERelay
 from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
 from gateway.proxy.usage import UsageEvent
 
-access_log = logging.getLogger("gateway.access")
 # Body fields that would steer routing or credentials (LiteLLM's CVE-2024-6587): the gateway's alone.
 ROUTING_FIELDS = frozenset({"api_base", "base_url", "api_key", "extra_headers", "custom_llm_provider",
                             "litellm_params", "mock_response"})
@@ -45,7 +43,7 @@ class Exchange:
         self.request = request
         self.path = path
         self.started = time.perf_counter()
-        self.request_id = uuid.uuid4().hex
+        self.request_id = os.urandom(8).hex()
         self.user_id = caller_of(request).require_user()
         self.conversation_id: str | None = request.headers.get(CONVERSATION_HEADER) or None
         self.body: dict[str, Any] | None = None
@@ -139,20 +137,20 @@ async def _serve(ex: Exchange) -> web.StreamResponse:
         ex.attempts += 1
         ex.configuration = configuration
         try:
-            response = await _attempt(ex, configuration, keyring.decrypt(
-                configuration.api_key_encrypted, binding=row_binding(configuration.id, configuration.user_id)))
+            response = await _attempt(ex, configuration, keyring.decrypt(configuration.api_key_encrypted,
+                                                                         binding=configuration.binding))
         except CryptoError:
             last_error = GatewayError(f"The stored key of LLM configuration '{configuration.name}' cannot be "
                                       "decrypted with this gateway's encryption keys", code="key_unavailable")
-            metrics.attempts.labels("key_error").inc()
+            metrics.attempt["key_error"].inc()
             continue
         except UpstreamError as exc:
             last_error = exc
             if not should_fail_over(exc.status):
                 cooldowns.succeeded(configuration.id)  # it answered: the request was wrong, not the key
-                metrics.attempts.labels("client_error").inc()
+                metrics.attempt["client_error"].inc()
                 raise
-            metrics.attempts.labels("failed").inc()
+            metrics.attempt["failed"].inc()
             if cooldowns.failed(configuration.id, parse_retry_after(exc.headers.get("Retry-After"))):
                 metrics.cooldowns.inc()
             continue
@@ -160,7 +158,7 @@ async def _serve(ex: Exchange) -> web.StreamResponse:
             cooldowns.released(configuration.id)
             raise
         if ex.error_class is None:
-            metrics.attempts.labels("ok").inc()
+            metrics.attempt["ok"].inc()
             cooldowns.succeeded(configuration.id)
         elif cooldowns.failed(configuration.id):  # the stream broke after its first byte: no failover now
             metrics.cooldowns.inc()
@@ -266,12 +264,13 @@ async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chun
 
 
 def _account(ex: Exchange) -> None:
-    """Usage record, metrics and the access line of a finished request."""
+    """Metrics now; the usage record and the access line go to the buffered writer."""
     app = ex.request.config_dict
     latency = time.perf_counter() - ex.started
     configuration = ex.configuration
     app[METRICS].observe(ex.path, ex.status, latency)
     app[USAGE].append(UsageEvent(
+        request_id=ex.request_id,
         user_id=ex.user_id,
         configuration_id=configuration.id if configuration is not None else None,
         conversation_id=ex.conversation_id,
@@ -282,13 +281,9 @@ def _account(ex: Exchange) -> None:
         status=ex.status,
         attempts=ex.attempts,
         stream=ex.stream,
-        latency_ms=round(latency * 1000),
+        latency_s=latency,
         created_at=time.time(),
         usage=ex.usage,
         body=ex.answer if ex.usage is None and ex.status < 300 else None,
         error_class=ex.error_class,
     ))
-    if app[SETTINGS].access_log:
-        access_log.info("request_id=%s user_id=%s configuration_id=%s status=%d attempts=%d latency_ms=%.1f",
-                        ex.request_id, ex.user_id, configuration.id_str if configuration is not None else "-",
-                        ex.status, ex.attempts, latency * 1000)

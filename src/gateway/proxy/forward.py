@@ -15,7 +15,7 @@ import orjson
 
 from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout
 from gateway.proxy.cache import CachedConfiguration
-from gateway.ssrf import UnsafeURLError
+from gateway.ssrf import UnsafeURLError, guard_url
 
 if TYPE_CHECKING:
     from gateway.proxy.anthropic import Translator
@@ -43,15 +43,25 @@ class Target:
     model: str
     api_key: str = field(repr=False)
     name: str = ""
+    url_checked: bool = False  # True when base_url already passed the SSRF policy (cached configurations)
 
     @classmethod
     def of(cls, configuration: CachedConfiguration, api_key: str) -> Target:
-        """The target of a cached configuration."""
+        """The target of a cached configuration; its base_url's verdict was reached when it was cached."""
         if not configuration.base_url:
             raise BadRequest(f"LLM configuration '{configuration.name}' has no base_url and its provider "
                              f"'{configuration.provider}' has no default", code="configuration_incomplete")
+        if configuration.refusal is not None:
+            raise UpstreamError(f"The upstream address is refused by the gateway's policy: {configuration.refusal}",
+                                code="upstream_address_refused")
         return cls(configuration.provider, configuration.wire, configuration.litellm_provider,
-                   configuration.base_url, configuration.model, api_key, configuration.name)
+                   configuration.base_url, configuration.model, api_key, configuration.name, True)
+
+    def check_url(self, allow_private: bool) -> None:
+        """Apply the SSRF policy to the base_url (scheme, IP literals); hostnames are the resolver's job."""
+        if not self.url_checked:
+            with upstream_errors(self):
+                guard_url(self.base_url, allow_private=allow_private)
 
     @property
     def is_openai_compatible(self) -> bool:
@@ -193,14 +203,16 @@ async def read_error(response: aiohttp.ClientResponse, target: Target) -> Upstre
 
 async def send_once(
     http: aiohttp.ClientSession, target: Target, *, path: str, body: dict[str, Any], timeout_s: float,
-    translator: Translator,
+    translator: Translator, allow_private: bool,
 ) -> UpstreamResult:
     """Send one non-streamed request to the target, no failover; the model becomes the target's.
 
     Returns 2xx answers; raises UpstreamError (with the upstream's status) for error answers and connection
     errors, UpstreamTimeout when `timeout_s` passes. Targets without OpenAI's wire format go through litellm
-    (`translator` is the app's TRANSLATOR), for /chat/completions only.
+    (`translator` is the app's TRANSLATOR), for /chat/completions only. The base_url obeys the SSRF policy
+    (`allow_private` is the setting ALLOW_PRIVATE_BASE_URLS).
     """
+    target.check_url(allow_private)
     if not target.is_openai_compatible:
         from gateway.proxy.anthropic import complete
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from gateway.appkeys import METRICS
 
+ATTEMPT_OUTCOMES = ("ok", "failed", "client_error", "key_error")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -26,10 +29,18 @@ class ProxyMetrics:
         self.cooldowns = Counter("llm_gateway_cooldowns", "Times a configuration entered its cooldown",
                                  registry=self.registry)
 
+        self.attempt = {outcome: self.attempts.labels(outcome) for outcome in ATTEMPT_OUTCOMES}
+        # Labelled children by (endpoint, status): labels() takes a lock and builds a key on every call.
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
     def observe(self, endpoint: str, status: int, latency_s: float) -> None:
         """Count one finished request."""
-        self.requests.labels(endpoint, str(status)).inc()
-        self.latency.labels(endpoint).observe(latency_s)
+        children = self._children.get((endpoint, status))
+        if children is None:
+            children = (self.requests.labels(endpoint, str(status)), self.latency.labels(endpoint))
+            self._children[(endpoint, status)] = children
+        children[0].inc()
+        children[1].observe(latency_s)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

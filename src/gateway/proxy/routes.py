@@ -56,7 +56,8 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     """The configuration cache, subscribed to every change; it needs the sessionmaker, hence a cleanup_ctx."""
-    cache = ConfigurationCache(app[SESSIONMAKER], app[PROVIDERS])
+    cache = ConfigurationCache(app[SESSIONMAKER], app[PROVIDERS],
+                               allow_private=app[SETTINGS].allow_private_base_urls)
     app[CONFIG_CACHE] = cache
     app[CHANGES].subscribe(cache.on_change)
     yield
@@ -67,7 +68,8 @@ def setup(app: web.Application) -> None:
     settings = app[SETTINGS]
     app[METRICS] = ProxyMetrics()
     app[COOLDOWNS] = Cooldowns(threshold=settings.cooldown_failures, cooldown_s=settings.cooldown_s)
-    app[TRANSLATOR] = Translator(timeout_s=settings.upstream_timeout_s)
+    app[TRANSLATOR] = Translator(timeout_s=settings.upstream_timeout_s,
+                                 allow_private=settings.allow_private_base_urls)
     app.cleanup_ctx.append(cache_ctx)
     app.cleanup_ctx.append(usage_ctx)
     app.cleanup_ctx.append(listener_ctx)

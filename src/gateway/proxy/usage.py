@@ -24,6 +24,7 @@ from gateway.models import LLMConfiguration, UsageRecord
 from gateway.proxy.relay import usage_of_body
 
 log = logging.getLogger("gateway.usage")
+access_log = logging.getLogger("gateway.access")
 PRICE_FILE = "model_prices_and_context_window_backup.json"
 # A database outage must not grow memory without bound: past this, the oldest records are dropped.
 MAX_BUFFERED = 200_000
@@ -33,6 +34,7 @@ MAX_BUFFERED = 200_000
 class UsageEvent:
     """One finished proxied request, as the hot path leaves it (tokens may still be inside `body`)."""
 
+    request_id: str
     user_id: uuid.UUID
     configuration_id: uuid.UUID | None
     conversation_id: str | None
@@ -43,7 +45,7 @@ class UsageEvent:
     status: int
     attempts: int
     stream: bool
-    latency_ms: int
+    latency_s: float
     created_at: float  # time.time()
     usage: tuple[int, int] | None = None
     body: bytes | None = None  # a non-streamed answer, parsed for its usage by the flusher, not the request
@@ -77,20 +79,33 @@ def cost_usd(prices: dict[str, Any], *, litellm_provider: str | None, model: str
     return float(prompt_tokens * prompt_price + completion_tokens * completion_price)
 
 
+def access_line(event: UsageEvent) -> str:
+    """One request's access line: never a key, a header or a body."""
+    at = datetime.fromtimestamp(event.created_at, UTC).isoformat(timespec="milliseconds")
+    return (f"{at} request_id={event.request_id} user_id={event.user_id} "
+            f"configuration_id={event.configuration_id or '-'} endpoint={event.endpoint} status={event.status} "
+            f"attempts={event.attempts} latency_ms={event.latency_s * 1000:.1f}")
+
+
 class UsageWriter:
     """The buffer and its batch writer."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, interval_s: float, batch_size: int) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, interval_s: float, batch_size: int,
+                 access_log: bool) -> None:
         self._sessionmaker = sessionmaker
         self.interval_s = interval_s
         self.batch_size = batch_size
+        self.access_log = access_log
         self._buffer: list[UsageEvent] = []
+        self._unlogged: list[UsageEvent] = []
         self._prices: dict[str, Any] | None = None
         self._lock = asyncio.Lock()
         self.dropped = 0
 
     def append(self, event: UsageEvent) -> None:
-        """Queue a record (hot path: one list append)."""
+        """Queue a record (hot path: a list append or two)."""
+        if self.access_log:
+            self._unlogged.append(event)
         buffer = self._buffer
         buffer.append(event)
         if len(buffer) > MAX_BUFFERED:
@@ -113,15 +128,27 @@ class UsageWriter:
                 log.warning("usage flush failed (%s); will retry", exc.__class__.__name__)
 
     async def flush(self) -> int:
-        """Write everything buffered so far; returns how many records were written."""
+        """Write what was buffered when called (later records wait for the next flush); returns the count."""
+        self.log_access()
         async with self._lock:
-            written = 0
-            while self._buffer:
-                batch = self._buffer[: self.batch_size]
-                await self._write(batch)
-                del self._buffer[: len(batch)]
-                written += len(batch)
-            return written
+            taken, self._buffer = self._buffer, []
+            done = 0
+            try:
+                while done < len(taken):
+                    batch = taken[done:done + self.batch_size]
+                    await self._write(batch)
+                    done += len(batch)
+            except BaseException:
+                # Unwritten records go back in front, to be retried with the next flush.
+                self._buffer[:0] = taken[done:]
+                raise
+            return done
+
+    def log_access(self) -> None:
+        """The access lines of the requests since the last call, in one record (buffered, like nginx's)."""
+        events, self._unlogged = self._unlogged, []
+        if events:
+            access_log.info("%s", "\n".join(access_line(event) for event in events))
 
     async def _write(self, batch: list[UsageEvent]) -> None:
         if self._prices is None:
@@ -134,7 +161,8 @@ class UsageWriter:
                 last_used[cid] = max(row["created_at"], last_used.get(cid, row["created_at"]))
         table = LLMConfiguration.__table__
         async with self._sessionmaker() as session:
-            await session.execute(insert(UsageRecord), rows)
+            # Core inserts on the table: the ORM's bulk path costs several times more per row.
+            await session.execute(insert(UsageRecord.__table__), rows)
             if last_used:
                 # updated_at keeps its value: it tells when the configuration was edited, not used.
                 await session.execute(
@@ -160,7 +188,7 @@ class UsageWriter:
             "completion_tokens": completion,
             "cost_usd": cost_usd(self._prices or {}, litellm_provider=event.litellm_provider, model=event.model,
                                  prompt_tokens=prompt, completion_tokens=completion),
-            "latency_ms": event.latency_ms,
+            "latency_ms": round(event.latency_s * 1000),
             "status": event.status,
             "error_class": event.error_class,
             "attempts": event.attempts,
@@ -170,10 +198,11 @@ class UsageWriter:
 
 
 async def usage_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The usage writer and its background flusher; a last flush on shutdown."""
+    """The usage writer and its background flusher (usage rows, last_used_at, access lines); a last flush on
+    shutdown."""
     settings = app[SETTINGS]
     writer = UsageWriter(app[SESSIONMAKER], interval_s=settings.usage_flush_interval_s,
-                         batch_size=settings.usage_batch_size)
+                         batch_size=settings.usage_batch_size, access_log=settings.access_log)
     app[USAGE] = writer
     task = asyncio.get_running_loop().create_task(writer.run(), name="usage-flusher")
     yield
@@ -185,4 +214,5 @@ async def usage_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         await writer.flush()
     except (SQLAlchemyError, OSError) as exc:
+        writer.log_access()
         log.warning("final usage flush failed (%s); %d records lost", exc.__class__.__name__, writer.pending)
