@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-import os
+import random
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -19,7 +19,7 @@ from gateway.errors import BadRequest, GatewayError, InvalidJSON, PayloadTooLarg
 from gateway.proxy import anthropic
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.failover import parse_retry_after, should_fail_over
-from gateway.proxy.forward import Target, open_upstream, read_error, relayed_headers, upstream_errors
+from gateway.proxy.forward import Target, post_upstream, read_error, relayed_headers, upstream_errors
 from gateway.proxy.relay import SSERelay
 from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
 from gateway.proxy.usage import UsageEvent
@@ -35,15 +35,18 @@ CLIENT_CLOSED = 499  # nginx's "client closed request": what usage and metrics r
 class Exchange:
     """The state of one proxied request."""
 
-    __slots__ = ("request", "path", "started", "request_id", "user_id", "conversation_id", "body", "raw",
+    __slots__ = ("request", "app", "path", "started", "request_id", "user_id", "conversation_id", "body", "raw",
                  "stream", "drop_usage_chunk", "expect_done", "configuration", "attempts", "status", "usage",
                  "answer", "error_class")
 
     def __init__(self, request: web.Request, path: str) -> None:
         self.request = request
+        # The /v1 routes live on the main app, which holds the proxy's resources: a plain lookup, unlike
+        # config_dict, which builds a chain of maps on every access.
+        self.app = request.app
         self.path = path
         self.started = time.perf_counter()
-        self.request_id = os.urandom(8).hex()
+        self.request_id = f"{random.getrandbits(64):016x}"  # unique enough to find a line; not a secret
         self.user_id = caller_of(request).require_user()
         self.conversation_id: str | None = request.headers.get(CONVERSATION_HEADER) or None
         self.body: dict[str, Any] | None = None
@@ -72,7 +75,8 @@ async def read_body(ex: Exchange) -> None:
         ex.raw = await ex.request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge("Request body is too large", param="body") from None
-    if ex.request.content_type != "application/json" and not ex.raw.lstrip().startswith(b"{"):
+    if not ex.request.headers.get("Content-Type", "").startswith("application/json") and \
+            not ex.raw.lstrip().startswith(b"{"):
         return  # multipart and other pass-through bodies go upstream untouched
     try:
         body = orjson.loads(ex.raw)
@@ -115,7 +119,7 @@ async def proxy(request: web.Request, path: str) -> web.StreamResponse:
 
 
 async def _serve(ex: Exchange) -> web.StreamResponse:
-    app = ex.request.config_dict
+    app = ex.app
     cache = app[CONFIG_CACHE]
     configurations = await cache.configurations(ex.user_id)
     user_id = ex.user_id
@@ -175,12 +179,12 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration, api_key: st
     """One upstream attempt; raises UpstreamError only while nothing has reached the client."""
     target = Target.of(configuration, api_key)
     del api_key
-    http = ex.request.config_dict[HTTP_CLIENT]
+    http = ex.app[HTTP_CLIENT]
     if not target.is_openai_compatible:
         if ex.path != "/chat/completions" or ex.body is None:
             raise BadRequest(f"Provider '{target.provider}' serves only /v1/chat/completions through the gateway",
                              code="endpoint_not_supported")
-        translator = ex.request.config_dict[TRANSLATOR]
+        translator = ex.app[TRANSLATOR]
         if ex.stream:
             frames = anthropic.stream(translator, http, target, ex.body)
             return await _relay(ex, 200, {"Content-Type": "text/event-stream"}, frames)
@@ -191,8 +195,9 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration, api_key: st
         payload = orjson.dumps(ex.body)
     else:
         payload = ex.raw
-    async with open_upstream(http, target, path=ex.path, body=payload, client_headers=ex.request.headers,
-                             content_type=None if ex.body is not None else ex.request.content_type) as upstream:
+    upstream = await post_upstream(http, target, path=ex.path, body=payload, client_headers=ex.request.headers,
+                                   content_type=None if ex.body is not None else ex.request.content_type)
+    try:
         if upstream.status >= 300:
             raise await read_error(upstream, target)
         if ex.stream:
@@ -200,6 +205,8 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration, api_key: st
         with upstream_errors(target):
             raw = await upstream.read()
         return _answer(ex, upstream.status, relayed_headers(upstream.headers), raw)
+    finally:
+        upstream.release()
 
 
 async def _chunks(upstream: aiohttp.ClientResponse, target: Target) -> AsyncGenerator[bytes, None]:
@@ -265,7 +272,7 @@ async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chun
 
 def _account(ex: Exchange) -> None:
     """Metrics now; the usage record and the access line go to the buffered writer."""
-    app = ex.request.config_dict
+    app = ex.app
     latency = time.perf_counter() - ex.started
     configuration = ex.configuration
     app[METRICS].observe(ex.path, ex.status, latency)

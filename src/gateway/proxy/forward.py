@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -148,50 +147,56 @@ def error_from_answer(status: int, raw: bytes, *, api_key: str, headers: Mapping
     return error
 
 
-@contextmanager
-def upstream_errors(target: Target) -> Iterator[None]:
-    """Translate transport errors of a call to `target` into UpstreamError (502) / UpstreamTimeout (504)."""
-    try:
-        yield
-    except TimeoutError as exc:
-        raise UpstreamTimeout(f"The upstream of '{target.name or target.provider}' did not answer in time",
-                              code="upstream_timeout") from exc
-    except UnsafeURLError as exc:
-        raise UpstreamError(f"The upstream address is refused by the gateway's policy: {exc}",
-                            code="upstream_address_refused") from exc
-    except aiohttp.ClientConnectorError as exc:
-        # The class name only: aiohttp's messages quote URLs, which may carry credentials in their userinfo.
-        raise UpstreamError(f"Could not reach the upstream of '{target.name or target.provider}' "
-                            f"({exc.__class__.__name__})", code="upstream_unreachable") from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(f"The connection to the upstream of '{target.name or target.provider}' failed "
-                            f"({exc.__class__.__name__})", code="upstream_connection_error") from exc
+class upstream_errors:  # noqa: N801 - used like contextlib's managers
+    """Translate transport errors of a call to `target` into UpstreamError (502) / UpstreamTimeout (504).
+
+    A class rather than @contextmanager: it wraps every upstream call, and a generator costs more.
+    """
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and isinstance(exc, (TimeoutError, UnsafeURLError, aiohttp.ClientError)):
+            raise transport_error(exc, self.target) from exc
 
 
-@asynccontextmanager
-async def open_upstream(
+def transport_error(exc: BaseException, target: Target) -> UpstreamError:
+    """Our error for an aiohttp or SSRF failure; the class name only, since aiohttp's messages quote URLs,
+    which may carry credentials in their userinfo."""
+    name = target.name or target.provider
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(f"The upstream of '{name}' did not answer in time", code="upstream_timeout")
+    if isinstance(exc, UnsafeURLError):
+        return UpstreamError(f"The upstream address is refused by the gateway's policy: {exc}",
+                             code="upstream_address_refused")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamError(f"Could not reach the upstream of '{name}' ({exc.__class__.__name__})",
+                             code="upstream_unreachable")
+    return UpstreamError(f"The connection to the upstream of '{name}' failed ({exc.__class__.__name__})",
+                         code="upstream_connection_error")
+
+
+async def post_upstream(
     http: aiohttp.ClientSession, target: Target, *, path: str, body: bytes,
     client_headers: Mapping[str, str] | None = None, content_type: str | None = None,
     timeout_s: float | None = None,
-) -> AsyncIterator[aiohttp.ClientResponse]:
-    """POST body to the target's path; yields the response with its headers read, closes it after."""
+) -> aiohttp.ClientResponse:
+    """POST body to the target's path; returns once the answer's headers are in. The caller releases it
+    (release() drops the connection when the answer was not read to its end: a client gone, an error)."""
+    # Large bodies as a file-like payload: aiohttp would otherwise warn about blocking the loop.
+    data = body if len(body) < LARGE_BODY else io.BytesIO(body)
+    headers = target.headers(client_headers, content_type)
     with upstream_errors(target):
-        # Large bodies as a file-like payload: aiohttp would otherwise warn about blocking the loop.
-        data = body if len(body) < LARGE_BODY else io.BytesIO(body)
-        headers = target.headers(client_headers, content_type)
         if timeout_s is None:  # the session's read timeouts (an explicit timeout=None would disable them)
-            response = await http.post(target.url(path), data=data, headers=headers, allow_redirects=False)
-        else:
-            response = await http.post(target.url(path), data=data, headers=headers, allow_redirects=False,
-                                       timeout=aiohttp.ClientTimeout(total=timeout_s))
-    try:
-        yield response
-    finally:
-        # close, not release: an unfinished answer (client gone, error) must drop the upstream connection.
-        if response.content.at_eof():
-            response.release()
-        else:
-            response.close()
+            return await http.post(target.url(path), data=data, headers=headers, allow_redirects=False)
+        return await http.post(target.url(path), data=data, headers=headers, allow_redirects=False,
+                               timeout=aiohttp.ClientTimeout(total=timeout_s))
 
 
 async def read_error(response: aiohttp.ClientResponse, target: Target) -> UpstreamError:
@@ -219,9 +224,12 @@ async def send_once(
         with upstream_errors(target):
             return await asyncio.wait_for(complete(translator, http, target, body), timeout_s)
     payload = orjson.dumps({**body, "model": target.model})
-    async with open_upstream(http, target, path=path, body=payload, timeout_s=timeout_s) as response:
+    response = await post_upstream(http, target, path=path, body=payload, timeout_s=timeout_s)
+    try:
         if response.status >= 300:
             raise await read_error(response, target)
         with upstream_errors(target):
             raw = await response.read()
         return UpstreamResult(response.status, relayed_headers(response.headers), raw)
+    finally:
+        response.release()
