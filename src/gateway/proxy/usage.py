@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from sqlalchemy import bindparam, insert, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,6 +27,9 @@ from gateway.proxy.relay import usage_of_body
 log = logging.getLogger("gateway.usage")
 access_log = logging.getLogger("gateway.access")
 PRICE_FILE = "model_prices_and_context_window_backup.json"
+USAGE_COLUMNS = ["user_id", "configuration_id", "conversation_id", "endpoint", "provider", "model", "prompt_tokens",
+                 "completion_tokens", "cost_usd", "latency_ms", "status", "error_class", "attempts", "stream",
+                 "created_at"]
 # A database outage must not grow memory without bound: past this, the oldest records are dropped.
 MAX_BUFFERED = 200_000
 
@@ -79,6 +83,28 @@ def cost_usd(prices: dict[str, Any], *, litellm_provider: str | None, model: str
     return float(prompt_tokens * prompt_price + completion_tokens * completion_price)
 
 
+class RowInserter:
+    """The usage INSERT as one driver-level executemany. SQLAlchemy's generic per-row parameter handling
+    costs more than the database's own work here; its type processors are still the ones applied."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        table = UsageRecord.__table__
+        compiled = insert(table).compile(dialect=dialect, column_keys=USAGE_COLUMNS)
+        if compiled.positiontup is None:
+            raise RuntimeError(f"{dialect.name}: a positional paramstyle is needed for usage inserts")
+        self.dialect = dialect
+        self.sql = compiled.string
+        self.order = tuple(compiled.positiontup)
+        self.processors = tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+                                for name in self.order)
+
+    def parameters(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """Rows as positional tuples, each value through its column type's processor."""
+        pairs = tuple(zip(self.order, self.processors))
+        return [tuple(value if (value := row[name]) is None or process is None else process(value)
+                      for name, process in pairs) for row in rows]
+
+
 def access_line(event: UsageEvent) -> str:
     """One request's access line: never a key, a header or a body."""
     at = datetime.fromtimestamp(event.created_at, UTC).isoformat(timespec="milliseconds")
@@ -99,6 +125,7 @@ class UsageWriter:
         self._buffer: list[UsageEvent] = []
         self._unlogged: list[UsageEvent] = []
         self._prices: dict[str, Any] | None = None
+        self._inserter: RowInserter | None = None
         self._lock = asyncio.Lock()
         self.dropped = 0
 
@@ -161,8 +188,11 @@ class UsageWriter:
                 last_used[cid] = max(row["created_at"], last_used.get(cid, row["created_at"]))
         table = LLMConfiguration.__table__
         async with self._sessionmaker() as session:
-            # Core inserts on the table: the ORM's bulk path costs several times more per row.
-            await session.execute(insert(UsageRecord.__table__), rows)
+            connection = await session.connection()
+            inserter = self._inserter
+            if inserter is None or inserter.dialect is not connection.dialect:
+                inserter = self._inserter = RowInserter(connection.dialect)
+            await connection.exec_driver_sql(inserter.sql, inserter.parameters(rows))
             if last_used:
                 # updated_at keeps its value: it tells when the configuration was edited, not used.
                 await session.execute(
