@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin import operators
+from admin import backup, compat, encryption, migrations, operators
 from admin.openapi import openapi_registry
 from admin.registry import ApiRegistry
 
-# Each admin module owns one registry; the OpenAPI document covers all of them.
-REGISTRIES: list[ApiRegistry] = [operators.api]
+# Each admin module owns one registry; the OpenAPI document covers all of them. backup comes before the
+# configuration CRUD module: /llm-configurations/export and /import must not be read as a configuration id.
+REGISTRIES: list[ApiRegistry] = [backup.api, compat.api, migrations.api, encryption.api, operators.api]
 
 
 def create_admin_app() -> web.Application:
