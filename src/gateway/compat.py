@@ -1,8 +1,8 @@
 """The legacy settings shape (`llm_model`, `llm_api_key`, `llm_base_url`) read and written through the caller's
 default configuration, so old clients keep working and a posted-back mask never replaces a key.
 
-A cleared key is stored as the encryption of the empty string (still bound to its row) and the configuration
-is deactivated: no request can use it, and a real key posted later reactivates it."""
+A cleared key is stored as the encryption of CLEARED_KEY, a value no key can be (still bound to its row), and
+the configuration is deactivated: no request can use it, and a real key posted later reactivates it."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from gateway.models import LLMConfiguration, utcnow
 from gateway.providers import ProviderCatalog
 
 NEW_CONFIGURATION_NAME = "Default Configuration"
+# A NUL is never printable, so check_api_key refuses it as a key: this value can only mean "no key".
+CLEARED_KEY = "\x00"
 
 
 class LegacySettings(BaseModel):
@@ -52,12 +54,12 @@ class LegacySettingsUpdate(BaseModel):
 
 def has_key(keyring: KeyRing, configuration: LLMConfiguration) -> bool:
     """True unless the key was cleared."""
-    return decrypt_key(keyring, configuration) != ""
+    return decrypt_key(keyring, configuration) != CLEARED_KEY
 
 
 def clear_key(keyring: KeyRing, configuration: LLMConfiguration) -> None:
     """Forget the key: nothing usable stays, and the configuration can no longer serve requests."""
-    configuration.api_key_encrypted = keyring.encrypt("", binding=row_binding(configuration.id, configuration.user_id))
+    configuration.api_key_encrypted = keyring.encrypt(CLEARED_KEY, binding=row_binding(configuration.id, configuration.user_id))
     configuration.key_id = keyring.primary_id
     configuration.is_active = False
     configuration.updated_at = utcnow()
