@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
 from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody
 from gateway.auth import caller_of
 from gateway.configuration_tests import SavedTestResult, Tester
+from gateway.models import LLMConfiguration
 from gateway.probe import STATUSES, TestResult
 from gateway.validation import parse_body
 
@@ -74,18 +74,15 @@ async def test_all_handler(request: web.Request) -> web.Response:
 @api.route("POST", "/llm-configurations/{id}/test", summary="Test a saved configuration and store the result",
            response=SavedTestResult, errors=TEST_ERRORS)
 async def test_saved_handler(request: web.Request) -> web.Response:
-    return _json(await run_test(request, configuration_id=request.match_info["id"], source="test"))
-
-
-async def run_test(request: web.Request, *, configuration_id: uuid.UUID | str, source: str) -> SavedTestResult:
-    """Test one of the caller's saved configurations and store the verdict."""
     caller = caller_of(request)
-    return await Tester.of(request.config_dict).test_saved(
-        user_id=caller.require_user(), configuration_id=configuration_id, actor=caller.user_name, source=source,
-        report_limit=source == "test_on_save",
+    result = await Tester.of(request.config_dict).test_saved(
+        user_id=caller.require_user(), configuration_id=request.match_info["id"], actor=caller.user_name
     )
+    return _json(result)
 
 
-async def run_test_on_save(request: web.Request, *, configuration_id: uuid.UUID | str) -> SavedTestResult:
-    """For create/update with `test_on_save`: call after the commit; put the result in the response as `test`."""
-    return await run_test(request, configuration_id=configuration_id, source="test_on_save")
+async def run_test_on_save(request: web.Request, session: AsyncSession, config: LLMConfiguration) -> SavedTestResult:
+    """The create/update hook for `test_on_save`: call after the save is committed, in the same session.
+
+    Stores the verdict on the row and updates `config` in place, so a response built from it shows the result."""
+    return await Tester.of(request.config_dict).test_on_save(session, config, actor=caller_of(request).user_name)

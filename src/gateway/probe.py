@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 from pydantic import BaseModel
 
+from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.keys import scrub
 from gateway.ssrf import UnsafeURLError
 
@@ -38,6 +39,7 @@ MAX_RETRY_AFTER_S = 24 * 3600
 INVALID_KEY_CODES = frozenset({"invalid_api_key", "authentication_error", "api_key_invalid", "unauthenticated"})
 QUOTA_CODES = frozenset({"insufficient_quota", "billing_error", "billing_not_active", "insufficient_balance"})
 MODEL_CODES = frozenset({"model_not_found"})
+KNOWN_CODES = INVALID_KEY_CODES | QUOTA_CODES | MODEL_CODES
 # Model families that only embed: a chat request would fail although the key is fine.
 _EMBEDDING_MODEL = re.compile(r"(^|[/_.:-])(text-)?embed|^(bge|gte|e5)-|[/-](bge|gte|e5)-", re.IGNORECASE)
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -57,9 +59,9 @@ class TestResult(BaseModel):
 
 @dataclass(frozen=True)
 class Probe:
-    """What to send: the endpoint relative to the provider's base URL, and the JSON body."""
+    """What to send, in OpenAI's shape: the path under the provider's base URL, and the JSON body."""
 
-    endpoint: str  # "chat/completions", "embeddings" or, for Anthropic's own API, "messages"
+    path: str  # "/chat/completions" or "/embeddings"
     body: dict[str, Any]
 
 
@@ -68,14 +70,12 @@ def is_embedding_model(model: str) -> bool:
     return bool(_EMBEDDING_MODEL.search(model))
 
 
-def probe_request(model: str, *, wire: str = "openai") -> Probe:
-    """The smallest real request: 5 tokens of one short message, or one short embedding."""
+def probe_request(model: str) -> Probe:
+    """The smallest real request: 5 tokens for one short message, or the embedding of one short text."""
     if is_embedding_model(model):
-        return Probe("embeddings", {"model": model, "input": PROBE_PROMPT})
+        return Probe("/embeddings", {"model": model, "input": PROBE_PROMPT})
     messages = [{"role": "user", "content": PROBE_PROMPT}]
-    if wire == "anthropic":
-        return Probe("messages", {"model": model, "max_tokens": PROBE_MAX_TOKENS, "messages": messages})
-    return Probe("chat/completions", {"model": model, "max_tokens": PROBE_MAX_TOKENS, "messages": messages})
+    return Probe("/chat/completions", {"model": model, "max_tokens": PROBE_MAX_TOKENS, "messages": messages})
 
 
 def _duration_s(value: str) -> float | None:
@@ -139,8 +139,8 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: datetime | None = No
     return min(MAX_RETRY_AFTER_S, max(1, math.ceil(max(waits))))
 
 
-def _error_fields(body: bytes) -> tuple[set[str], str | None]:
-    """Error codes/types (lower-cased) and the message from OpenAI, Anthropic and Google error bodies."""
+def error_fields(body: bytes) -> tuple[set[str], str | None]:
+    """Error codes and types (lower-cased) and the message of an OpenAI, Anthropic or Google error body."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -174,7 +174,7 @@ def _failed(message: str, status: int | None, latency_ms: int | None) -> TestRes
 def classify_reply(
     status: int, headers: Mapping[str, str], body: bytes, *, model: str, api_key: str, latency_ms: int
 ) -> TestResult:
-    """The verdict for an upstream answer; error codes in the body take precedence over the bare status."""
+    """The verdict for an upstream answer read in full."""
     if 200 <= status < 300:
         try:
             orjson.loads(body)
@@ -183,7 +183,16 @@ def classify_reply(
             return _failed(f"Unexpected answer from the provider: not JSON (HTTP {status})", status, latency_ms)
         return TestResult(success=True, status="success", message=f"LLM responding correctly ({latency_ms} ms)",
                           latency_ms=latency_ms, upstream_status=status)
-    codes, provider_message = _error_fields(body)
+    codes, message = error_fields(body)
+    return classify_refusal(status, headers, codes, message, model=model, api_key=api_key, latency_ms=latency_ms)
+
+
+def classify_refusal(
+    status: int, headers: Mapping[str, str], codes: set[str], provider_message: str | None, *, model: str,
+    api_key: str, latency_ms: int | None,
+) -> TestResult:
+    """The verdict for an upstream error answer; its error codes take precedence over the bare status."""
+    codes = {c.lower() for c in codes}
     if codes & QUOTA_CODES or status == 402:
         # Checked before 429: OpenAI answers an empty balance with 429 insufficient_quota.
         return _failed("Quota or credit exhausted", status, latency_ms)
@@ -217,3 +226,17 @@ def classify_error(exc: BaseException, *, host: str, timeout_s: float, api_key: 
     else:
         reason = f"cannot reach {host} ({type(exc).__name__})"
     return TestResult(success=False, status="unreachable", message=_clean(f"Unreachable: {reason}", api_key))
+
+
+def classify_upstream_error(
+    exc: UpstreamError, *, model: str, api_key: str, host: str, timeout_s: float, latency_ms: int
+) -> TestResult:
+    """The verdict for the forwarding code's UpstreamError: a transport failure (its cause) or an error answer."""
+    cause = exc.__cause__
+    if isinstance(exc, UpstreamTimeout) or isinstance(cause, TimeoutError):
+        return classify_error(TimeoutError(), host=host, timeout_s=timeout_s)
+    if isinstance(cause, (aiohttp.ClientError, UnsafeURLError, OSError)):
+        return classify_error(cause, host=host, timeout_s=timeout_s, api_key=api_key)
+    codes = {c for c in (exc.code, exc.type) if isinstance(c, str)}
+    return classify_refusal(exc.status, exc.headers, codes, exc.message, model=model, api_key=api_key,
+                            latency_ms=latency_ms)
