@@ -8,7 +8,18 @@ import aiohttp
 from aiohttp import web
 
 from admin import create_admin_app
-from gateway.appkeys import CHANGES, ENGINE, HTTP_CLIENT, KEYRING, POLICY, PROVIDERS, SESSIONMAKER, SETTINGS, TEST_LIMITER, TOKEN_CACHE
+from gateway.appkeys import (
+    CHANGES,
+    ENGINE,
+    HTTP_CLIENT,
+    KEYRING,
+    POLICY,
+    PROVIDERS,
+    SESSIONMAKER,
+    SETTINGS,
+    TEST_LIMITER,
+    TOKEN_CACHE,
+)
 from gateway.auth import TokenCache, auth_middleware
 from gateway.changes import ChangeBus
 from gateway.configurations import Policy

@@ -86,8 +86,9 @@ def _request_of(target: Target, path: str, body: dict[str, Any]) -> tuple[str, d
         url = target.base_url.rstrip("/") + "/v1beta/openai" + path
     else:
         url = target.base_url + path
-    headers = {"api-key": target.api_key} if target.provider == "azure" else {"Authorization": f"Bearer {target.api_key}"}
-    return url, headers, {**body, "model": target.model}
+    if target.provider == "azure":
+        return url, {"api-key": target.api_key}, {**body, "model": target.model}
+    return url, {"Authorization": f"Bearer {target.api_key}"}, {**body, "model": target.model}
 
 
 def _error_of(status: int, raw: bytes, headers: Mapping[str, str], api_key: str) -> UpstreamError:

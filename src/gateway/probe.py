@@ -28,7 +28,8 @@ Status = Literal["success", "failed", "rate_limited", "timeout", "unreachable"]
 STATUSES: tuple[Status, ...] = ("success", "failed", "rate_limited", "timeout", "unreachable")
 # The configuration column knows four states (DESIGN §2); the response keeps the finer one.
 STORED_STATUS: dict[str, str] = {
-    "success": "success", "failed": "failed", "rate_limited": "rate_limited", "timeout": "failed", "unreachable": "failed",
+    "success": "success", "failed": "failed", "rate_limited": "rate_limited",
+    "timeout": "failed", "unreachable": "failed",
 }
 PROBE_MAX_TOKENS = 5
 PROBE_PROMPT = "Say OK."
@@ -129,7 +130,9 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: datetime | None = No
         waits.append(seconds)
     if not waits:
         resets = {name: value for name, value in lower.items() if "ratelimit" in name and "reset" in name}
-        exhausted = [v for name, v in resets.items() if lower.get(name.replace("reset", "remaining"), "").strip() == "0"]
+        exhausted = [
+            value for name, value in resets.items() if lower.get(name.replace("reset", "remaining"), "").strip() == "0"
+        ]
         for value in exhausted or list(resets.values()):
             seconds = _seconds(value, now)
             if seconds is not None:
