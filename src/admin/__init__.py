@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin import backup, compat, encryption, migrations, operators
+from admin import backup, compat, encryption, migrations, operators, testing
 from admin.openapi import openapi_registry
 from admin.registry import ApiRegistry
 
-# Each admin module owns one registry; the OpenAPI document covers all of them. backup comes before the
-# configuration CRUD module: /llm-configurations/export and /import must not be read as a configuration id.
-REGISTRIES: list[ApiRegistry] = [backup.api, compat.api, migrations.api, encryption.api, operators.api]
+# Each admin module owns one registry; the OpenAPI document covers all of them.
+# Fixed paths before the configuration CRUD module's {id}: testing (/llm-configurations/test-all) and backup
+# (/llm-configurations/export, /import) must never be read as a configuration id.
+REGISTRIES: list[ApiRegistry] = [backup.api, compat.api, migrations.api, encryption.api, operators.api, testing.api]
 
 
 def create_admin_app() -> web.Application:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from gateway.legacy import LegacySource
     from gateway.legacy_migration import ReadThrough
     from gateway.providers import ProviderCatalog
+    from gateway.ratelimit import SlidingWindowLimiter
     from gateway.settings import Settings
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -29,3 +30,4 @@ PROVIDERS: web.AppKey[ProviderCatalog] = web.AppKey("providers")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
 LEGACY_SOURCE: web.AppKey[LegacySource | None] = web.AppKey("legacy_source")
 READ_THROUGH: web.AppKey[ReadThrough | None] = web.AppKey("read_through")
+TEST_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("test_limiter")
