@@ -6,6 +6,7 @@ the configuration is deactivated: no request can use it, and a real key posted l
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from pydantic import BaseModel, ConfigDict
@@ -112,7 +113,7 @@ async def write_settings(session: AsyncSession, *, keyring: KeyRing, policy: Pol
             return None
         if model is None:
             raise Unprocessable("Field 'llm_model' is required: you have no configuration yet", param="llm_model")
-        provider, bare = split_model(policy.catalog, model)
+        provider, bare = await asyncio.to_thread(split_model, policy.catalog, model)
         return await create_configuration(
             session, keyring=keyring, policy=policy, user_id=user_id,
             name=await free_name(session, user_id=user_id, base=NEW_CONFIGURATION_NAME),
@@ -120,7 +121,7 @@ async def write_settings(session: AsyncSession, *, keyring: KeyRing, policy: Pol
         )
     values: dict[str, object] = {}
     if model is not None and model not in (config.model, join_model(policy.catalog, config.provider, config.model)):
-        values["provider"], values["model"] = split_model(policy.catalog, model)
+        values["provider"], values["model"] = await asyncio.to_thread(split_model, policy.catalog, model)
     if "llm_base_url" in given and base_url != config.base_url:
         values["base_url"] = base_url
     was_cleared = not has_key(keyring, config)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.db import make_engine
 from gateway.keys import is_placeholder
-from gateway.providers import ProviderCatalog
+from gateway.providers import FALLBACK_PROVIDER, ProviderCatalog
 from gateway.settings import Settings, normalise_database_url
 
 # The operator API's rule for user names; a legacy id that breaks it is reported, not imported.
@@ -89,7 +89,9 @@ def classify(settings: dict[str, Any]) -> Verdict:
 
 
 def split_model(catalog: ProviderCatalog, legacy_model: str) -> tuple[str, str]:
-    """(provider, model) for a litellm-style model string: `anthropic/claude-x` → (anthropic, claude-x)."""
+    """(provider, model) for a litellm-style model string: `anthropic/claude-x` → (anthropic, claude-x).
+
+    A bare name asks litellm, whose first import takes seconds: call it off the event loop (`asyncio.to_thread`)."""
     provider_id = catalog.infer_provider(legacy_model)
     head, slash, rest = legacy_model.partition("/")
     provider = catalog.get(provider_id)
@@ -100,9 +102,9 @@ def split_model(catalog: ProviderCatalog, legacy_model: str) -> tuple[str, str]:
 
 
 def join_model(catalog: ProviderCatalog, provider_id: str, model: str) -> str:
-    """The litellm-style string an old client expects: prefixed unless the bare model already says which."""
+    """The litellm-style string an old client expects: `anthropic/claude-x`; OpenAI models stay bare."""
     provider = catalog.get(provider_id)
-    if provider is None or catalog.infer_provider(model) == provider_id:
+    if provider is None or provider_id == FALLBACK_PROVIDER:
         return model
     return f"{provider.litellm_provider}/{model}"
 

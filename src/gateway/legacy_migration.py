@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -101,7 +102,7 @@ async def migrate_record(
         return verdict.kind, verdict.reason, None, False
     if not USER_NAME_RE.match(record.user):
         return "error", "user id is not a valid user name (letters, digits, _ . @ -)", None, False
-    provider, model = split_model(migrator.policy.catalog, verdict.model or "")
+    provider, model = await asyncio.to_thread(split_model, migrator.policy.catalog, verdict.model or "")
     base_url = check_provider_and_url(migrator.policy, provider, verdict.base_url)
     user = await get_user_by_name(session, name=record.user)
     if user is not None and await was_migrated(session, user_id=user.id, user=record.user):

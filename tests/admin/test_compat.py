@@ -37,7 +37,7 @@ async def test_get_never_returns_the_key(client: TestClient) -> None:
         "llm_model": None, "llm_base_url": None, "llm_api_key": None, "llm_api_key_set": False}
     await make_configuration(client, user, provider="anthropic", model="claude-3-5-sonnet-20241022", api_key=KEY)
     resp = await client.get("/api/settings", headers=user.headers)
-    assert await resp.json() == {"llm_model": "claude-3-5-sonnet-20241022", "llm_base_url": None,
+    assert await resp.json() == {"llm_model": "anthropic/claude-3-5-sonnet-20241022", "llm_base_url": None,
                                  "llm_api_key": None, "llm_api_key_set": True}
     assert KEY not in await resp.text()
 
@@ -78,7 +78,7 @@ async def test_first_post_creates_the_default_configuration(client: TestClient) 
     assert error["error"]["param"] == "llm_api_key"  # type: ignore[index]
     view = await _post(client, user, {"llm_model": "anthropic/claude-3-5-haiku-20241022",
                                       "llm_api_key": KEY, "security_analyzer": None})
-    assert view == {"llm_model": "claude-3-5-haiku-20241022", "llm_base_url": None, "llm_api_key": None,
+    assert view == {"llm_model": "anthropic/claude-3-5-haiku-20241022", "llm_base_url": None, "llm_api_key": None,
                     "llm_api_key_set": True}
     assert await _stored(client, user) == (KEY, True)
     # changing the model string re-derives the provider

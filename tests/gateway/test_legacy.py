@@ -57,7 +57,8 @@ def test_model_prefix_names_the_provider(client: TestClient) -> None:
     assert split_model(catalog, "anthropic/claude-3-5-sonnet-20241022") == ("anthropic", "claude-3-5-sonnet-20241022")
     assert split_model(catalog, "gpt-4o") == ("openai", "gpt-4o")
     assert split_model(catalog, "openrouter/anthropic/claude-3.5-sonnet") == ("openrouter", "anthropic/claude-3.5-sonnet")
-    assert join_model(catalog, "anthropic", "claude-3-5-sonnet-20241022") == "claude-3-5-sonnet-20241022"
+    assert join_model(catalog, "anthropic", "claude-3-5-sonnet-20241022") == "anthropic/claude-3-5-sonnet-20241022"
+    assert join_model(catalog, "openai", "gpt-4o") == "gpt-4o"
     assert join_model(catalog, "openrouter", "anthropic/claude-3.5-sonnet") == "openrouter/anthropic/claude-3.5-sonnet"
 
 
@@ -213,7 +214,7 @@ async def test_status_and_read_through(aiohttp_client, settings, tmp_path: Path)
     alice, bob, zed = [await make_user(client, n) for n in ("alice", "bob", "zed")]
     # alice's very first request is served from her migrated configuration
     resp = await client.get("/api/settings", headers=alice.headers)
-    assert await resp.json() == {"llm_model": "claude-3-5-sonnet-20241022", "llm_base_url": None,
+    assert await resp.json() == {"llm_model": "anthropic/claude-3-5-sonnet-20241022", "llm_base_url": None,
                                  "llm_api_key": None, "llm_api_key_set": True}
     status = await (await client.get("/api/migrations/status", headers=alice.headers)).json()
     assert status["state"] == "migrated" and status["migrated"] and uuid.UUID(status["configuration_id"])
