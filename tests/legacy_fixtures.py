@@ -29,7 +29,8 @@ LEGACY_ROWS: dict[str, Any] = {
     "judy": {"language": "fr"},
     "hank": "this is not json",
 }
-NEEDS_REENTRY = {"bob": "masked", "frank": "masked", "carol": "empty", "erin": "empty", "ivan": "null", "dave": "missing"}
+NEEDS_REENTRY = {"bob": "masked", "frank": "masked", "carol": "empty", "erin": "empty", "ivan": "null",
+                 "dave": "missing"}
 
 
 @dataclass(frozen=True)

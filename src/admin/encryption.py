@@ -16,7 +16,8 @@ api = ApiRegistry(tag="encryption")
 
 class RotateRequest(StrictBody):
     batch_size: int | None = Field(default=None, ge=1, le=10_000, description="rows per transaction")
-    max_batches: int | None = Field(default=None, ge=1, description="stop after this many batches (run again to resume)")
+    max_batches: int | None = Field(default=None, ge=1,
+                                    description="stop after this many batches (run again to resume)")
 
 
 @api.route("GET", "/admin/encryption/status", summary="Configurations per encryption key id",

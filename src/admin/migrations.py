@@ -22,7 +22,7 @@ api = ApiRegistry(tag="migrations")
 
 class LegacyMigrationRequest(StrictBody):
     from_db: str | None = Field(default=None, max_length=2048,
-                                description="Database URL (PostgreSQL or SQLite) holding user_settings(user_id, settings)")
+                                description="PostgreSQL or SQLite URL holding user_settings(user_id, settings)")
     table: str = Field(default="user_settings", pattern=TABLE_RE.pattern)
     from_files: str | None = Field(default=None, max_length=4096,
                                    description="Folder of settings.json files on the gateway host")

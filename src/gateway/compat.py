@@ -60,7 +60,8 @@ def has_key(keyring: KeyRing, configuration: LLMConfiguration) -> bool:
 
 def clear_key(keyring: KeyRing, configuration: LLMConfiguration) -> None:
     """Forget the key: nothing usable stays, and the configuration can no longer serve requests."""
-    configuration.api_key_encrypted = keyring.encrypt(CLEARED_KEY, binding=row_binding(configuration.id, configuration.user_id))
+    binding = row_binding(configuration.id, configuration.user_id)
+    configuration.api_key_encrypted = keyring.encrypt(CLEARED_KEY, binding=binding)
     configuration.key_id = keyring.primary_id
     configuration.is_active = False
     configuration.updated_at = utcnow()

@@ -83,7 +83,8 @@ async def was_migrated(session: AsyncSession, *, user_id: uuid.UUID, user: str) 
 
 async def free_name(session: AsyncSession, *, user_id: uuid.UUID, base: str) -> str:
     """`base`, or `base 2`, `base 3` … whichever the user does not have yet."""
-    taken = set((await session.execute(select(LLMConfiguration.name).where(LLMConfiguration.user_id == user_id))).scalars())
+    query = select(LLMConfiguration.name).where(LLMConfiguration.user_id == user_id)
+    taken = set((await session.execute(query)).scalars())
     name, n = base, 1
     while name in taken:
         n += 1
@@ -117,7 +118,8 @@ async def migrate_record(
     )).scalar()
     config = await create_configuration(
         session, keyring=migrator.keyring, policy=migrator.policy, user_id=user.id,
-        name=await free_name(session, user_id=user.id, base=CONFIGURATION_NAME), provider=provider, model=model, api_key=verdict.api_key or "",
+        name=await free_name(session, user_id=user.id, base=CONFIGURATION_NAME), provider=provider, model=model,
+        api_key=verdict.api_key or "",
         base_url=base_url, is_default=not has_default, source_ref=source_ref(record.user),
     )
     session.add(AuditEvent(user_id=user.id, actor=actor, action=AUDIT_ACTION, configuration_id=config.id,
@@ -131,9 +133,12 @@ async def migrate_one(migrator: Migrator, record: LegacyRecord, *, dry_run: bool
     """One user in one transaction; a failure is reported and touches nothing else."""
     async with migrator.sessionmaker() as session:
         try:
-            outcome, reason, user, created = await migrate_record(session, migrator, record, dry_run=dry_run, actor=actor)
+            outcome, reason, user, created = await migrate_record(session, migrator, record, dry_run=dry_run,
+                                                                  actor=actor)
             if outcome == "migrated" and not dry_run and user is not None:
-                changes = [Change("configurations", str(user.id))] + ([Change("users", str(user.id))] if created else [])
+                changes = [Change("configurations", str(user.id))]
+                if created:
+                    changes.append(Change("users", str(user.id)))
                 await migrator.bus.commit(session, *changes)
         except GatewayError as exc:
             await session.rollback()

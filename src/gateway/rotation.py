@@ -57,7 +57,9 @@ class EncryptionStatus(BaseModel):
 async def encryption_status(session: AsyncSession, *, keyring: KeyRing) -> EncryptionStatus:
     """Count configurations per key id."""
     rows = (await session.execute(
-        select(LLMConfiguration.key_id, func.count()).group_by(LLMConfiguration.key_id).order_by(LLMConfiguration.key_id)
+        select(LLMConfiguration.key_id, func.count())
+        .group_by(LLMConfiguration.key_id)
+        .order_by(LLMConfiguration.key_id)
     )).all()
     counts = [KeyIdCount(key_id=k, rows=n, in_ring=k in keyring.key_ids, primary=k == keyring.primary_id)
               for k, n in rows]

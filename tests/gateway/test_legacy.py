@@ -56,7 +56,7 @@ def test_model_prefix_names_the_provider(client: TestClient) -> None:
     catalog = client.server.app[POLICY].catalog
     assert split_model(catalog, "anthropic/claude-3-5-sonnet-20241022") == ("anthropic", "claude-3-5-sonnet-20241022")
     assert split_model(catalog, "gpt-4o") == ("openai", "gpt-4o")
-    assert split_model(catalog, "openrouter/anthropic/claude-3.5-sonnet") == ("openrouter", "anthropic/claude-3.5-sonnet")
+    assert split_model(catalog, "openrouter/anthropic/claude-3.5") == ("openrouter", "anthropic/claude-3.5")
     assert join_model(catalog, "anthropic", "claude-3-5-sonnet-20241022") == "anthropic/claude-3-5-sonnet-20241022"
     assert join_model(catalog, "openai", "gpt-4o") == "gpt-4o"
     assert join_model(catalog, "openrouter", "anthropic/claude-3.5-sonnet") == "openrouter/anthropic/claude-3.5-sonnet"
@@ -123,7 +123,8 @@ async def test_legacy_table_migrates_exactly_once(client: TestClient, legacy_tab
                  ("mine", "openai", gina_own["model"], True, None)],
     }
     async with app[SESSIONMAKER]() as session:
-        rows = list((await session.execute(select(LLMConfiguration).where(LLMConfiguration.source_ref.is_not(None)))).scalars())
+        query = select(LLMConfiguration).where(LLMConfiguration.source_ref.is_not(None))
+        rows = list((await session.execute(query)).scalars())
         for row in rows:
             user = await session.get(User, row.user_id)
             assert user is not None
@@ -206,7 +207,9 @@ async def test_admin_endpoint(client: TestClient, admin_headers: dict[str, str],
     assert resp.status == 422 and (await resp.json())["error"]["param"] == "from_db"
 
 
-async def test_status_and_read_through(aiohttp_client, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_status_and_read_through(  # type: ignore[no-untyped-def]
+    aiohttp_client, settings, tmp_path: Path
+) -> None:
     from gateway.app import create_app
 
     directory = write_legacy_files(tmp_path / "legacy", LEGACY_ROWS)
