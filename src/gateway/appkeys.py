@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from gateway.proxy.failover import Cooldowns
     from gateway.proxy.metrics import ProxyMetrics
     from gateway.proxy.usage import UsageWriter
+    from gateway.legacy import LegacySource
+    from gateway.legacy_migration import ReadThrough
     from gateway.providers import ProviderCatalog
+    from gateway.ratelimit import SlidingWindowLimiter
     from gateway.settings import Settings
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -35,3 +38,6 @@ USAGE: web.AppKey[UsageWriter] = web.AppKey("usage")
 METRICS: web.AppKey[ProxyMetrics] = web.AppKey("metrics")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
 TRANSLATOR: web.AppKey[Translator] = web.AppKey("translator")
+LEGACY_SOURCE: web.AppKey[LegacySource | None] = web.AppKey("legacy_source")
+READ_THROUGH: web.AppKey[ReadThrough | None] = web.AppKey("read_through")
+TEST_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("test_limiter")
