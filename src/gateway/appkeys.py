@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from gateway.changes import ChangeBus
     from gateway.configurations import Policy
     from gateway.crypto import KeyRing
-    from gateway.proxy.anthropic import Translator
+    from gateway.proxy.translation import Translator
     from gateway.proxy.cache import ConfigurationCache
     from gateway.proxy.failover import Cooldowns
     from gateway.proxy.metrics import ProxyMetrics

@@ -16,7 +16,7 @@ from gateway.appkeys import CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRI
 from gateway.auth import caller_of
 from gateway.crypto import CryptoError
 from gateway.errors import BadRequest, GatewayError, InvalidJSON, PayloadTooLarge, ServiceUnavailable, UpstreamError
-from gateway.proxy import anthropic
+from gateway.proxy import translation
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.failover import parse_retry_after, should_fail_over
 from gateway.proxy.forward import Target, post_upstream, read_error, relayed_headers, upstream_errors
@@ -186,9 +186,9 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration, api_key: st
                              code="endpoint_not_supported")
         translator = ex.app[TRANSLATOR]
         if ex.stream:
-            frames = anthropic.stream(translator, http, target, ex.body)
+            frames = translation.stream(translator, http, target, ex.body)
             return await _relay(ex, 200, {"Content-Type": "text/event-stream"}, frames)
-        result = await anthropic.complete(translator, http, target, ex.body)
+        result = await translation.complete(translator, http, target, ex.body)
         return _answer(ex, result.status, result.headers, result.body)
     if ex.body is not None:
         ex.body["model"] = target.model

@@ -13,11 +13,12 @@ import aiohttp
 import orjson
 
 from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout
+from gateway.keys import scrub
 from gateway.proxy.cache import CachedConfiguration
 from gateway.ssrf import UnsafeURLError, guard_url
 
 if TYPE_CHECKING:
-    from gateway.proxy.anthropic import Translator
+    from gateway.proxy.translation import Translator
 
 WIRE_OPENAI = "openai"
 MAX_ERROR_BODY = 64 * 1024
@@ -28,7 +29,7 @@ FORWARDED_REQUEST_HEADERS = ("Accept", "OpenAI-Beta")
 # Upstream answer headers worth passing back; hop-by-hop, length and encoding are the gateway's own business.
 RELAYED_RESPONSE_HEADERS = frozenset({"content-type", "x-request-id", "request-id", "openai-processing-ms",
                                       "openai-version", "retry-after", "x-should-retry"})
-RELAYED_RESPONSE_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+RELAYED_RESPONSE_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "ratelimit-", "retry-after-ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +98,6 @@ class UpstreamResult:
     body: bytes
 
 
-def scrub(text: str, api_key: str) -> str:
-    """Text with every occurrence of the key replaced by a mask."""
-    if api_key and api_key in text:
-        text = text.replace(api_key, "****")
-    return text
-
-
 def relayed_headers(upstream: Mapping[str, str]) -> dict[str, str]:
     """The upstream answer headers a client gets to see."""
     out: dict[str, str] = {}
@@ -141,9 +135,13 @@ def error_from_answer(status: int, raw: bytes, *, api_key: str, headers: Mapping
                           param=scrub(str(param), api_key)[:100] if param is not None else None)
     if isinstance(type_, str) and type_:
         error.type = scrub(type_, api_key)[:100]
-    retry_after = headers.get("Retry-After")
-    if retry_after is not None:
-        error.headers["Retry-After"] = retry_after
+    # Retry-After and rate-limit headers tell the client (and the cooldown) when to come back.
+    for name, value in relayed_headers(headers).items():
+        lower = name.lower()
+        if lower == "retry-after":
+            error.headers["Retry-After"] = value  # the spelling the cooldown and clients look up
+        elif lower != "content-type":
+            error.headers[name] = value
     return error
 
 
@@ -208,19 +206,21 @@ async def read_error(response: aiohttp.ClientResponse, target: Target) -> Upstre
 
 async def send_once(
     http: aiohttp.ClientSession, target: Target, *, path: str, body: dict[str, Any], timeout_s: float,
-    translator: Translator, allow_private: bool,
+    translator: Translator | None = None, allow_private: bool = False,
 ) -> UpstreamResult:
     """Send one non-streamed request to the target, no failover; the model becomes the target's.
 
-    Returns 2xx answers; raises UpstreamError (with the upstream's status) for error answers and connection
-    errors, UpstreamTimeout when `timeout_s` passes. Targets without OpenAI's wire format go through litellm
-    (`translator` is the app's TRANSLATOR), for /chat/completions only. The base_url obeys the SSRF policy
-    (`allow_private` is the setting ALLOW_PRIVATE_BASE_URLS).
+    Returns 2xx answers with all their headers; raises UpstreamError (with the upstream's status, its
+    Retry-After and rate-limit headers) for error answers and connection errors, UpstreamTimeout when
+    `timeout_s` passes. Targets without OpenAI's wire format go through litellm (`translator`: the app's
+    TRANSLATOR), /chat/completions only. The base_url obeys the SSRF policy unless the target says it was
+    checked already (`url_checked`); `allow_private` is the setting ALLOW_PRIVATE_BASE_URLS.
     """
     target.check_url(allow_private)
     if not target.is_openai_compatible:
-        from gateway.proxy.anthropic import complete
+        from gateway.proxy.translation import Translator, complete
 
+        translator = translator or Translator(timeout_s=timeout_s, allow_private=allow_private)
         with upstream_errors(target):
             return await asyncio.wait_for(complete(translator, http, target, body), timeout_s)
     payload = orjson.dumps({**body, "model": target.model})
@@ -230,6 +230,6 @@ async def send_once(
             raise await read_error(response, target)
         with upstream_errors(target):
             raw = await response.read()
-        return UpstreamResult(response.status, relayed_headers(response.headers), raw)
+        return UpstreamResult(response.status, dict(response.headers), raw)
     finally:
         response.release()

@@ -11,7 +11,7 @@ from gateway.appkeys import (
     CHANGES, CONFIG_CACHE, COOLDOWNS, METRICS, PROVIDERS, SESSIONMAKER, SETTINGS, TRANSLATOR,
 )
 from gateway.auth import caller_of
-from gateway.proxy.anthropic import Translator
+from gateway.proxy.translation import Translator
 from gateway.proxy.cache import ConfigurationCache
 from gateway.proxy.exchange import proxy
 from gateway.proxy.failover import Cooldowns

@@ -1,5 +1,5 @@
-"""Providers without OpenAI's wire format (Anthropic's Messages API) through litellm's translation, both
-ways, streams included. litellm is imported on the first such request, in a thread: it takes seconds, and
+"""Providers without OpenAI's wire format (Anthropic's Messages API, Gemini...) through litellm's translation,
+both ways, streams included. litellm is imported on the first such request, in a thread: it takes seconds, and
 OpenAI-compatible traffic never needs it. Its HTTP goes through the gateway's own guarded ClientSession."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import aiohttp
 import orjson
 
 from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout
-from gateway.proxy.forward import Target, UpstreamResult, scrub
+from gateway.keys import scrub
+from gateway.proxy.forward import Target, UpstreamResult
 from gateway.providers import _litellm as import_litellm
 
 # OpenAI chat parameters a client may send; anything else would reach litellm's own options (headers,
