@@ -222,7 +222,8 @@ def _answer(ex: Exchange, status: int, headers: dict[str, str], body: bytes) -> 
     return web.Response(body=body, status=status, headers=headers)
 
 
-async def _relay(ex: Exchange, status: int, headers: dict[str, str], chunks: AsyncGenerator[bytes, None]) -> web.StreamResponse:
+async def _relay(ex: Exchange, status: int, headers: dict[str, str], chunks: AsyncGenerator[bytes, None]
+                 ) -> web.StreamResponse:
     """Relay a stream event by event; before the first byte an upstream error may still fail over."""
     try:
         return await _relay_events(ex, status, headers, chunks)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway.appkeys import CHANGES, SETTINGS
 from gateway.changes import CHANNEL, Change, ChangeBus
+from gateway.proxy.background import running
 
 log = logging.getLogger("gateway.listener")
 PING_INTERVAL_S = 15.0
@@ -85,14 +86,9 @@ async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     listener = ChangeListener(asyncpg_dsn(settings.database_url), app[CHANGES])
-    task = asyncio.get_running_loop().create_task(listener.run(), name="change-listener")
-    try:
-        await asyncio.wait_for(listener.connected.wait(), STARTUP_WAIT_S)
-    except TimeoutError:
-        log.warning("change listener not connected yet; caches of this process rely on local changes until it is")
-    yield
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    async with running(listener.run(), name="change-listener"):
+        try:
+            await asyncio.wait_for(listener.connected.wait(), STARTUP_WAIT_S)
+        except TimeoutError:
+            log.warning("change listener not connected yet; this process relies on local changes until it is")
+        yield

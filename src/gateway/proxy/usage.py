@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.appkeys import SESSIONMAKER, SETTINGS, USAGE
 from gateway.models import LLMConfiguration, UsageRecord
+from gateway.proxy.background import running
 from gateway.proxy.relay import usage_of_body
 
 log = logging.getLogger("gateway.usage")
@@ -234,13 +235,8 @@ async def usage_ctx(app: web.Application) -> AsyncIterator[None]:
     writer = UsageWriter(app[SESSIONMAKER], interval_s=settings.usage_flush_interval_s,
                          batch_size=settings.usage_batch_size, access_log=settings.access_log)
     app[USAGE] = writer
-    task = asyncio.get_running_loop().create_task(writer.run(), name="usage-flusher")
-    yield
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    async with running(writer.run(), name="usage-flusher"):
+        yield
     try:
         await writer.flush()
     except (SQLAlchemyError, OSError) as exc:
