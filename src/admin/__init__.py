@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin import operators
+from admin import audit, configurations, operators, providers_api
 from admin.openapi import openapi_registry
+from admin.providers_api import ProviderListing
 from admin.registry import ApiRegistry
+from gateway.appkeys import PROVIDER_LISTING
 
 # Each admin module owns one registry; the OpenAPI document covers all of them.
-REGISTRIES: list[ApiRegistry] = [operators.api]
+REGISTRIES: list[ApiRegistry] = [operators.api, configurations.api, providers_api.api, audit.api]
 
 
 def create_admin_app() -> web.Application:
     """Build the admin sub-app; shared resources come from the parent through request.config_dict."""
     admin = web.Application()
+    admin[PROVIDER_LISTING] = ProviderListing()
     for registry in [*REGISTRIES, openapi_registry(REGISTRIES)]:
         registry.install(admin)
     return admin

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class StrictBody(BaseModel):
@@ -15,3 +18,30 @@ class Public(BaseModel):
     """Response models: built from plain values, never from an object that carries a key."""
 
     model_config = ConfigDict(from_attributes=True)
+
+
+def printable(value: str) -> str:
+    """Text a person typed: not blank, no control characters (PostgreSQL refuses NUL outright)."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    if not value.isprintable():
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def respond(model: BaseModel, status: int = 200) -> web.Response:
+    """A JSON response from a response model."""
+    return web.Response(text=model.model_dump_json(), status=status, content_type="application/json")
+
+
+def _omit_null(schema: dict[str, Any]) -> None:
+    # The field's type without its null branch: it may be left out but not sent as null.
+    branches = [branch for branch in schema.pop("anyOf", ()) if branch.get("type") != "null"]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    schema.pop("default", None)
+
+
+def optional(**kwargs: Any) -> Any:
+    """A field that may be omitted but is never null (for `X | None` fields; refuse null in a validator)."""
+    return Field(default=None, json_schema_extra=_omit_null, **kwargs)

@@ -9,6 +9,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 if TYPE_CHECKING:
+    from admin.providers_api import ProviderListing
     from gateway.auth import TokenCache
     from gateway.changes import ChangeBus
     from gateway.configurations import Policy
@@ -25,3 +26,4 @@ TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
 CHANGES: web.AppKey[ChangeBus] = web.AppKey("changes")
 PROVIDERS: web.AppKey[ProviderCatalog] = web.AppKey("providers")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
+PROVIDER_LISTING: web.AppKey[ProviderListing] = web.AppKey("provider_listing")
