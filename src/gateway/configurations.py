@@ -206,14 +206,16 @@ async def _check_fallbacks(
     return [str(uuid.UUID(i)) for i in ids]
 
 
-async def _flush_unique(session: AsyncSession, name: str) -> None:
+async def _flush_unique(session: AsyncSession) -> None:
     try:
         await session.flush()
     except IntegrityError as exc:
         await session.rollback()
         # PostgreSQL names the index, SQLite the columns ("... llm_configurations.user_id, llm_configurations.name").
-        if "name" in str(exc.orig).lower():
-            raise Conflict(f"A configuration named '{name}' already exists", param="name", code="duplicate_name") from None
+        message = str(exc.orig)
+        if "uq_llm_configurations_user_id_name" in message or "llm_configurations.name" in message:
+            # The name is not repeated back: errors never echo what the client sent.
+            raise Conflict("You already have a configuration with this name", param="name", code="duplicate_name") from None
         raise Conflict("Another request changed the default at the same time; retry", code="default_conflict") from None
 
 
@@ -264,7 +266,7 @@ async def create_configuration(
         await _clear_default(session, user_id=user_id, keep=config.id)
         config.is_default = True
     session.add(config)
-    await _flush_unique(session, name)
+    await _flush_unique(session)
     return config
 
 
@@ -316,7 +318,7 @@ async def update_configuration(
         changed.append("is_default")
     if changed:
         config.updated_at = utcnow()
-    await _flush_unique(session, config.name)
+    await _flush_unique(session)
     return config, changed
 
 
@@ -328,7 +330,7 @@ async def set_default(session: AsyncSession, *, user_id: uuid.UUID, configuratio
     if not config.is_default:
         config.is_default = True
         config.updated_at = utcnow()
-    await _flush_unique(session, config.name)
+    await _flush_unique(session)
     return config
 
 

@@ -23,9 +23,17 @@ from tests.conftest import TABLES
 LEAK_TEST = "test_no_key_leaks.py"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The leak summary runs last, so its totals cover every other admin test of the run."""
-    items.sort(key=lambda item: LEAK_TEST in item.nodeid)
+ADMIN_TESTS = pytest.StashKey[int]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The leak summary runs after every other admin test, so its totals cover them all."""
+    summary = [item for item in items if LEAK_TEST in item.nodeid]
+    rest = [item for item in items if LEAK_TEST not in item.nodeid]
+    admin = [index for index, item in enumerate(rest) if item.nodeid.startswith("tests/admin/")]
+    config.stash[ADMIN_TESTS] = len(admin)
+    if summary and admin:
+        items[:] = rest[: admin[-1] + 1] + summary + rest[admin[-1] + 1 :]
 
 
 # Every key the admin tests send contains this marker (in the middle, so its masked form does not).
@@ -94,9 +102,9 @@ class LeakLogHandler(logging.Handler):
         self.watch.scan(f"log {record.name}", self.format(record))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def leak_watch() -> Iterator[LeakWatch]:
-    """One watch for the whole admin test run; logging at DEBUG into it meanwhile."""
+    """One watch for all admin tests; everything logs at DEBUG into it meanwhile."""
     watch = LeakWatch()
     handler = LeakLogHandler(watch)
     root = logging.getLogger()

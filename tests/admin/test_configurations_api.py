@@ -229,7 +229,7 @@ async def test_duplicate_names_are_409(client: TestClient, new_key: NewKey) -> N
     resp = await client.post(URL, json={"name": "work", "provider": "openai", "model": "m", "api_key": new_key()},
                              headers=alice.headers)
     error = await error_of(resp, 409)
-    assert error["param"] == "name" and error["code"] == "duplicate_name"
+    assert error["param"] == "name" and error["code"] == "duplicate_name" and "work" not in error["message"]
     resp = await client.patch(f"{URL}/{other['id']}", json={"name": "work"}, headers=alice.headers)
     assert (await error_of(resp, 409))["param"] == "name"
     await create(client, bob, new_key(), name="work")  # names are unique per user only
