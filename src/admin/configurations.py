@@ -23,6 +23,7 @@ from gateway.configurations import (
     create_configuration,
     delete_configurations,
     get_configuration,
+    lock_user,
     masked_key,
     search_configurations,
     set_default,
@@ -269,6 +270,7 @@ async def _delete(
     request: web.Request, session: AsyncSession, *, user_id: uuid.UUID, actor: str, ids: list[uuid.UUID]
 ) -> list[uuid.UUID]:
     """Delete, audit and commit; returns the ids that were the caller's."""
+    await lock_user(session, user_id=user_id)  # before reading the names, so they are current
     names = await configuration_names(session, user_id=user_id, ids=ids)
     deleted = await delete_configurations(session, user_id=user_id, ids=list(names))
     for config_id in deleted:

@@ -158,12 +158,16 @@ async def configuration_stats(session: AsyncSession, *, user_id: uuid.UUID) -> S
 
 
 async def lock_user(session: AsyncSession, *, user_id: uuid.UUID) -> None:
-    """Serialise one user's configuration writes (PostgreSQL row lock; SQLite serialises writers anyway).
+    """Serialise one user's configuration writes; call it first, so every read after it sees fresh rows.
 
-    Without it two simultaneous default switches can each clear the old default and then collide on the
-    partial unique index, and two creates can both pass the per-user limit."""
-    # NO KEY UPDATE: still lets other transactions insert rows referencing the user (tokens, usage).
-    await session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+    Without it two simultaneous default switches can each clear the other's default (none left) or collide
+    on the partial unique index, and two creates can both pass the per-user limit."""
+    if session.bind.dialect.name == "sqlite":
+        # SQLite has no row locks: a write takes its database-wide write lock now, before anything is read.
+        await session.execute(update(User).where(User.id == user_id).values(is_admin=User.is_admin))
+    else:
+        # NO KEY UPDATE: still lets other transactions insert rows referencing the user (tokens, usage).
+        await session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
 
 
 async def get_configuration(

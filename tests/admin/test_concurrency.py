@@ -73,3 +73,17 @@ async def test_concurrent_key_changes_keep_one_real_key(client: TestClient, new_
     assert {r.status for r in responses} <= {200, 422}
     assert all(r.status == 200 for r, b in zip(responses, bodies, strict=True) if b["api_key"] in replacements)
     assert await stored_key(client, config["id"]) in replacements
+
+
+async def test_racing_deletes_and_default_switches(client: TestClient, new_key: Callable[..., str]) -> None:
+    user = await make_user(client)
+    configs = [await create(client, user, new_key()) for _ in range(10)]
+    doomed, kept = configs[:5], configs[5:]
+    calls = [client.delete(f"{URL}/{c['id']}", headers=user.headers) for c in doomed[:3]]
+    calls.append(client.post(f"{URL}/bulk-delete", json={"ids": [c["id"] for c in doomed[2:]]}, headers=user.headers))
+    calls += [client.put(f"{URL}/{c['id']}/set-default", headers=user.headers) for c in kept + doomed]
+    responses = await asyncio.gather(*calls)
+    assert {r.status for r in responses} <= {200, 204, 404}, [await r.text() for r in responses]
+    listing = await (await client.get(URL, headers=user.headers)).json()
+    assert {c["id"] for c in listing["items"]} == {c["id"] for c in kept}
+    assert len(await defaults(client, user)) == 1
