@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin import audit, configurations, operators, providers_api
+from admin import audit, backup, compat, configurations, encryption, migrations, operators, providers_api, testing
 from admin.openapi import openapi_registry
 from admin.providers_api import ProviderListing
 from admin.registry import ApiRegistry
 from gateway.appkeys import PROVIDER_LISTING
 
 # Each admin module owns one registry; the OpenAPI document covers all of them.
-REGISTRIES: list[ApiRegistry] = [operators.api, configurations.api, providers_api.api, audit.api]
+# Fixed paths before the configuration CRUD module's {id}: testing (/llm-configurations/test-all) and backup
+# (/llm-configurations/export, /import) must never be read as a configuration id.
+REGISTRIES: list[ApiRegistry] = [backup.api, compat.api, migrations.api, encryption.api, operators.api, testing.api,
+                                 configurations.api, providers_api.api, audit.api]
 
 
 def create_admin_app() -> web.Application:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from admin.registry import ApiRegistry
-from admin.schemas import Public, optional, respond
+from admin.schemas import Public, json_response, optional, printable
 from gateway.appkeys import SESSIONMAKER
-from gateway.audit import Action, list_events
+from gateway.audit import list_events
 from gateway.auth import caller_of
 from gateway.validation import parse_query
 
@@ -20,7 +20,8 @@ api = ApiRegistry(tag="audit")
 
 
 class AuditQuery(BaseModel):
-    action: Action | None = optional()
+    action: Annotated[str, Field(min_length=1, max_length=50), AfterValidator(printable)] | None = optional(
+        description="create, update, delete, set_default, test, legacy.migrated")
     configuration_id: uuid.UUID | None = optional()
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000)
@@ -47,4 +48,4 @@ async def list_audit_events_handler(request: web.Request) -> web.Response:
     query = parse_query(request, AuditQuery)
     async with request.config_dict[SESSIONMAKER]() as session:
         events, total = await list_events(session, user_id=user_id, **query.model_dump())
-    return respond(AuditEventList(items=[AuditEventPublic.model_validate(e) for e in events], total=total))
+    return json_response(AuditEventList(items=[AuditEventPublic.model_validate(e) for e in events], total=total))

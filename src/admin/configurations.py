@@ -12,7 +12,8 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin.registry import ID, ApiRegistry
-from admin.schemas import Public, StrictBody, optional, printable, respond
+from admin.testing import run_test_on_save
+from admin.schemas import Public, StrictBody, optional, printable, json_response
 from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
 from gateway.audit import record
 from gateway.auth import caller_of
@@ -144,11 +145,6 @@ def to_public(keyring: KeyRing, row: LLMConfiguration) -> ConfigurationPublic:
     return ConfigurationPublic(**{name: getattr(row, name) for name in ROW_FIELDS}, api_key=masked_key(keyring, row))
 
 
-async def run_test_on_save(request: web.Request, session: AsyncSession, config: LLMConfiguration) -> None:
-    """Hook for `test_on_save`, filled in by configuration testing (issue 5): test the saved configuration and
-    store the result on the row before the response is built. Until then a saved configuration stays untested."""
-
-
 def _caller(request: web.Request) -> tuple[uuid.UUID, str]:
     caller = caller_of(request)
     return caller.require_user(), caller.user_name
@@ -166,7 +162,7 @@ async def list_configurations_handler(request: web.Request) -> web.Response:
     async with request.config_dict[SESSIONMAKER]() as session:
         rows, total = await search_configurations(session, user_id=user_id, **query.model_dump())
     keyring = request.config_dict[KEYRING]
-    return respond(ConfigurationList(items=[to_public(keyring, row) for row in rows], total=total))
+    return json_response(ConfigurationList(items=[to_public(keyring, row) for row in rows], total=total))
 
 
 @api.route("POST", BASE, summary="Create a configuration", body=ConfigurationCreate, response=ConfigurationPublic,
@@ -179,12 +175,12 @@ async def create_configuration_handler(request: web.Request) -> web.Response:
             session, keyring=request.config_dict[KEYRING], policy=request.config_dict[POLICY], user_id=user_id,
             **body.model_dump(exclude={"test_on_save"}),
         )
-        await record(session, user_id=user_id, actor=actor, action="create", configuration_id=config.id,
+        record(session, user_id=user_id, actor=actor, action="create", configuration_id=config.id,
                      details={"name": config.name, "provider": config.provider, "model": config.model})
         await _commit(request, session, user_id)
         if body.test_on_save:
             await run_test_on_save(request, session, config)
-    return respond(to_public(request.config_dict[KEYRING], config), 201)
+    return json_response(to_public(request.config_dict[KEYRING], config), 201)
 
 
 @api.route("GET", "/llm-configurations/stats", summary="Counts over your configurations",
@@ -193,7 +189,7 @@ async def configuration_stats_handler(request: web.Request) -> web.Response:
     user_id, _ = _caller(request)
     async with request.config_dict[SESSIONMAKER]() as session:
         stats = await configuration_stats(session, user_id=user_id)
-    return respond(ConfigurationStats(total=stats.total, active=stats.active, inactive=stats.total - stats.active,
+    return json_response(ConfigurationStats(total=stats.total, active=stats.active, inactive=stats.total - stats.active,
                                       default_id=stats.default_id, by_status=stats.by_status,
                                       by_provider=stats.by_provider))
 
@@ -207,7 +203,7 @@ async def bulk_delete_handler(request: web.Request) -> web.Response:
     async with request.config_dict[SESSIONMAKER]() as session:
         deleted = await _delete(request, session, user_id=user_id, actor=actor, ids=wanted)
     gone = set(deleted)
-    return respond(BulkDeleted(deleted=[i for i in wanted if i in gone], not_found=[i for i in wanted if i not in gone]))
+    return json_response(BulkDeleted(deleted=[i for i in wanted if i in gone], not_found=[i for i in wanted if i not in gone]))
 
 
 @api.route("GET", ITEM, summary="One configuration, its key masked", response=ConfigurationPublic,
@@ -216,7 +212,7 @@ async def get_configuration_handler(request: web.Request) -> web.Response:
     user_id, _ = _caller(request)
     async with request.config_dict[SESSIONMAKER]() as session:
         config = await get_configuration(session, user_id=user_id, configuration_id=request.match_info["id"])
-    return respond(to_public(request.config_dict[KEYRING], config))
+    return json_response(to_public(request.config_dict[KEYRING], config))
 
 
 @api.route("PUT", ITEM, summary="Update a configuration (partial, like PATCH)", body=ConfigurationUpdate,
@@ -233,12 +229,12 @@ async def update_configuration_handler(request: web.Request) -> web.Response:
             configuration_id=request.match_info["id"], values=values, api_key=body.api_key,
         )
         if changed:
-            await record(session, user_id=user_id, actor=actor, action="update", configuration_id=config.id,
+            record(session, user_id=user_id, actor=actor, action="update", configuration_id=config.id,
                          details={"fields": changed})
         await _commit(request, session, user_id)
         if body.test_on_save:
             await run_test_on_save(request, session, config)
-    return respond(to_public(request.config_dict[KEYRING], config))
+    return json_response(to_public(request.config_dict[KEYRING], config))
 
 
 @api.route("PUT", f"{ITEM}/set-default", summary="Make this your only default configuration",
@@ -247,10 +243,10 @@ async def set_default_handler(request: web.Request) -> web.Response:
     user_id, actor = _caller(request)
     async with request.config_dict[SESSIONMAKER]() as session:
         config = await set_default(session, user_id=user_id, configuration_id=request.match_info["id"])
-        await record(session, user_id=user_id, actor=actor, action="set_default", configuration_id=config.id,
+        record(session, user_id=user_id, actor=actor, action="set_default", configuration_id=config.id,
                      details={"name": config.name})
         await _commit(request, session, user_id)
-    return respond(to_public(request.config_dict[KEYRING], config))
+    return json_response(to_public(request.config_dict[KEYRING], config))
 
 
 @api.route("DELETE", ITEM, summary="Delete a configuration", status=204, errors=USER_ERRORS)
@@ -274,7 +270,7 @@ async def _delete(
     names = await configuration_names(session, user_id=user_id, ids=ids)
     deleted = await delete_configurations(session, user_id=user_id, ids=list(names))
     for config_id in deleted:
-        await record(session, user_id=user_id, actor=actor, action="delete", configuration_id=config_id,
+        record(session, user_id=user_id, actor=actor, action="delete", configuration_id=config_id,
                      details={"name": names[config_id]})
     if deleted:
         await _commit(request, session, user_id)

@@ -82,6 +82,8 @@ def _operation(op: Operation, refs: dict[tuple[type[BaseModel], str], dict[str, 
         statuses.add(404)
     if op.body is not None:
         statuses |= {400, 413, 422}
+    if op.query is not None:
+        statuses.add(400)  # parse_query: a bad query string is a 400 naming the parameter
     for status in sorted(statuses):
         responses[str(status)] = {"description": STATUS_TEXT.get(status, "Error"),
                                   "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}}

@@ -20,6 +20,11 @@ class Public(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+def json_response(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A pydantic model as a JSON response."""
+    return web.Response(text=model.model_dump_json(), status=status, content_type="application/json", headers=headers)
+
+
 def printable(value: str) -> str:
     """Text a person typed: not blank, no control characters (PostgreSQL refuses NUL outright)."""
     if not value.strip():
@@ -27,11 +32,6 @@ def printable(value: str) -> str:
     if not value.isprintable():
         raise ValueError("must not contain control characters")
     return value
-
-
-def respond(model: BaseModel, status: int = 200) -> web.Response:
-    """A JSON response from a response model."""
-    return web.Response(text=model.model_dump_json(), status=status, content_type="application/json")
 
 
 def _omit_null(schema: dict[str, Any]) -> None:

@@ -14,7 +14,10 @@ if TYPE_CHECKING:
     from gateway.changes import ChangeBus
     from gateway.configurations import Policy
     from gateway.crypto import KeyRing
+    from gateway.legacy import LegacySource
+    from gateway.legacy_migration import ReadThrough
     from gateway.providers import ProviderCatalog
+    from gateway.ratelimit import SlidingWindowLimiter
     from gateway.settings import Settings
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -27,3 +30,6 @@ CHANGES: web.AppKey[ChangeBus] = web.AppKey("changes")
 PROVIDERS: web.AppKey[ProviderCatalog] = web.AppKey("providers")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
 PROVIDER_LISTING: web.AppKey[ProviderListing] = web.AppKey("provider_listing")
+LEGACY_SOURCE: web.AppKey[LegacySource | None] = web.AppKey("legacy_source")
+READ_THROUGH: web.AppKey[ReadThrough | None] = web.AppKey("read_through")
+TEST_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("test_limiter")

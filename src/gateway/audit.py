@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import AuditEvent, utcnow
 
-Action = Literal["create", "update", "delete", "set_default", "test"]
+# Actions: create, update, delete, set_default (admin API), test (configuration tests), legacy.migrated.
 # Detail names that could only carry a secret; refused so no caller can put a key into the log by mistake.
 SECRET_NAMES = frozenset({"api_key", "key", "api_key_encrypted", "secret", "token", "password", "authorization"})
 
@@ -23,12 +23,12 @@ def _check_details(details: dict[str, Any]) -> None:
             _check_details(value)
 
 
-async def record(
+def record(
     session: AsyncSession,
     *,
     user_id: uuid.UUID | None,
     actor: str,
-    action: Action,
+    action: str,
     configuration_id: uuid.UUID | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:

@@ -47,7 +47,7 @@ async def test_writes_are_audited_without_key_values(client: TestClient, new_key
     assert filtered["total"] == 2 and len(filtered["items"]) == 1 and filtered["items"][0]["action"] == "delete"
     by_config = await (await client.get(f"{AUDIT}?configuration_id={second['id']}", headers=alice.headers)).json()
     assert {e["action"] for e in by_config["items"]} == {"create", "set_default", "delete"}
-    for bad in ("action=drop", "configuration_id=nope", "limit=0"):
+    for bad in ("action=%00", "action=", "configuration_id=nope", "limit=0"):
         assert (await client.get(f"{AUDIT}?{bad}", headers=alice.headers)).status == 400
 
 
@@ -65,5 +65,5 @@ async def test_record_refuses_details_that_could_hold_a_key(client: TestClient, 
     user = await make_user(client)
     async with client.server.app[SESSIONMAKER]() as session:
         with pytest.raises(ValueError, match="must not hold"):
-            await record(session, user_id=uuid.UUID(user.id), actor="t", action="update", details=details)
+            record(session, user_id=uuid.UUID(user.id), actor="t", action="update", details=details)
         assert (await session.execute(select(AuditEvent))).first() is None
