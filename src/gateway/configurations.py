@@ -260,6 +260,9 @@ async def create_configuration(
     config = LLMConfiguration(
         id=uuid.uuid4(), user_id=user_id, name=name, provider=provider, model=model, base_url=base_url,
         is_active=is_active, is_default=False, source_ref=source_ref, test_status="untested",
+        # Every column set, so the object in the session is complete: a later bulk UPDATE (a test verdict)
+        # synchronises loaded attributes only.
+        test_message=None, test_latency_ms=None, tested_at=None, last_used_at=None,
         created_at=utcnow(), updated_at=utcnow(),
     )
     config.fallback_ids = await _check_fallbacks(session, user_id=user_id, own_id=config.id, fallback_ids=list(fallback_ids))

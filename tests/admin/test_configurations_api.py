@@ -18,6 +18,7 @@ from gateway.models import LLMConfiguration
 from tests.admin.conftest import MakeClient
 from tests.admin.helpers import URL, create, defaults, mask, row, stored_key
 from tests.factories import make_user
+from tests.fakes.openai_upstream import start_openai_upstream
 
 NewKey = Callable[..., str]
 OBJECT_FIELDS = {"id", "name", "provider", "model", "base_url", "is_default", "is_active", "fallback_ids", "api_key",
@@ -398,10 +399,21 @@ async def test_every_write_notifies_the_caches(client: TestClient, new_key: NewK
     assert len([c for c in seen if c.kind == "configurations"]) == 6
 
 
-async def test_test_on_save_is_accepted(client: TestClient, new_key: NewKey) -> None:
+async def test_test_on_save_returns_the_verdict(client: TestClient, new_key: NewKey, aiohttp_server: Any) -> None:
+    key = new_key()
+    fake = await start_openai_upstream(aiohttp_server, keys=[key])
     user = await make_user(client)
-    config = await create(client, user, new_key(), test_on_save=False)
-    resp = await client.patch(f"{URL}/{config['id']}", json={"test_on_save": True}, headers=user.headers)
+    config = await create(client, user, key, provider="custom", base_url=fake.url, test_on_save=True)
+    assert config["test_status"] == "success" and config["tested_at"] and config["test_latency_ms"] is not None
+    assert [r.api_key for r in fake.requests_to("/v1/chat/completions")] == [key]
+    # The save stands even when the test fails; the verdict says why.
+    resp = await client.patch(f"{URL}/{config['id']}", json={"api_key": new_key(), "test_on_save": True},
+                              headers=user.headers)
     assert resp.status == 200
+    updated = await resp.json()
+    assert updated["test_status"] == "failed" and "key" in updated["test_message"].lower()
+    assert await stored_key(client, config["id"]) != key
     resp = await client.patch(f"{URL}/{config['id']}", json={"test_on_save": "yes please"}, headers=user.headers)
     assert (await error_of(resp, 422))["param"] == "test_on_save"
+    events = await (await client.get("/api/audit-events?action=test", headers=user.headers)).json()
+    assert [e["details"]["source"] for e in events["items"]] == ["test_on_save", "test_on_save"]
