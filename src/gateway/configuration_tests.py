@@ -20,13 +20,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from yarl import URL
 
+from gateway import audit
 from gateway.appkeys import CHANGES, HTTP_CLIENT, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER
 from gateway.changes import Change, ChangeBus
 from gateway.configurations import Policy, check_api_key, check_provider_and_url, decrypt_key, get_configuration
 from gateway.crypto import CryptoError, KeyRing
 from gateway.errors import RateLimited, Unprocessable, UpstreamError, UpstreamTimeout
 from gateway.keys import scrub
-from gateway.models import AuditEvent, LLMConfiguration, utcnow
+from gateway.models import LLMConfiguration, utcnow
 from gateway.probe import (
     KNOWN_CODES,
     STORED_STATUS,
@@ -213,13 +214,12 @@ def record_test_audit(
     source: str,
 ) -> None:
     """The audit event of a test: the verdict's class, never its message (it quotes the provider)."""
-    # TODO(lead): gateway.audit.record(session, ..., action="test", ...) once the admin branch is merged.
     details: dict[str, Any] = {
         "status": result.status, "upstream_status": result.upstream_status, "latency_ms": result.latency_ms,
         "source": source,
     }
-    session.add(AuditEvent(user_id=user_id, actor=actor[:100], action=AUDIT_ACTION, configuration_id=configuration_id,
-                           details=details, created_at=utcnow()))
+    audit.record(session, user_id=user_id, actor=actor, action=AUDIT_ACTION, configuration_id=configuration_id,
+                 details=details)
 
 
 @dataclass(frozen=True)
