@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from admin import create_admin_app
+from admin.ui import setup_ui
 from gateway.appkeys import CHANGES, ENGINE, HTTP_CLIENT, KEYRING, POLICY, PROVIDERS, SESSIONMAKER, SETTINGS, TOKEN_CACHE
 from gateway.auth import TokenCache, auth_middleware
 from gateway.changes import ChangeBus
@@ -42,7 +43,7 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    """Build the gateway: middlewares, shared resources, probes, the admin sub-app at /api/."""
+    """Build the gateway: middlewares, shared resources, probes, the admin sub-app at /api/, the page at /ui/."""
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[KEYRING] = KeyRing.from_entries(settings.key_ring_entries())
@@ -63,4 +64,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.add_subapp("/api/", create_admin_app())
+    setup_ui(app)
     return app
