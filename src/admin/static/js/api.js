@@ -70,7 +70,7 @@ export async function request(method, path, { body, token = auth.token, query } 
     const envelope = data && typeof data === "object" ? data.error : null;
     const message = envelope && envelope.message ? envelope.message : describeStatus(response);
     const error = new ApiError(response.status, message, envelope || {});
-    if (response.status === 401 && token) onUnauthorized(error);
+    if (response.status === 401 && token && token === auth.token) onUnauthorized(error);
     throw error;
   }
   return data;
@@ -125,7 +125,7 @@ let providersPromise = null;
 /** The provider catalog, fetched once per page load. */
 export function providers() {
   if (!providersPromise) {
-    providersPromise = api.get("/api/providers").catch((error) => {
+    providersPromise = api.get("/api/providers").then((data) => (Array.isArray(data) ? data : data.items || [])).catch((error) => {
       providersPromise = null;
       throw error;
     });

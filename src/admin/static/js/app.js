@@ -112,36 +112,28 @@ function signOut(message = "") {
   navigate("/ui/", { replace: true });
 }
 
-/** Configurations whose key must be typed again (a legacy migration could not recover it). */
-function keysToReenter(status) {
-  if (!status || typeof status !== "object") return [];
-  const list = status.needs_key_reentry || status.needs_reentry || status.reenter || status.configurations || [];
-  return (Array.isArray(list) ? list : []).filter(
-    (entry) => entry && (entry.needs_key_reentry ?? entry.needs_reentry ?? entry.reenter_key ?? true),
-  );
-}
-
 async function refreshBanner() {
   const area = document.getElementById("banners");
   let status;
   try {
+    // Gateways without the legacy migration answer 404: then there is simply nothing to say.
     status = await getOptional("/api/migrations/status");
   } catch (error) {
     if (!(error instanceof ApiError) || error.status === 401) return;
     status = null;
   }
   clear(area);
-  const entries = keysToReenter(status);
-  if (!entries.length) return;
-  const links = entries.map((entry) => {
-    const id = entry.configuration_id || entry.id;
-    const name = entry.name || entry.configuration_name || "this configuration";
-    return h("a", { href: `/ui/?edit=${encodeURIComponent(id)}`, dataset: { link: "" } }, name);
-  });
-  const message = entries.length === 1 ? "The API key of one configuration must be entered again: " : `The API keys of ${entries.length} configurations must be entered again: `;
-  const parts = [];
-  links.forEach((link, index) => parts.push(index ? ", " : "", link));
-  area.append(h("div", { class: "banner", role: "alert" }, h("strong", {}, "Action needed. "), message, parts, "."));
+  if (!status || !status.needs_reentry) return;
+  const target = status.configuration_id ? `/ui/?edit=${encodeURIComponent(status.configuration_id)}` : "/ui/?add=1";
+  const why = status.reason ? ` (${status.reason})` : "";
+  area.append(h(
+    "div",
+    { class: "banner", role: "alert" },
+    h("strong", {}, "Your API key must be entered again. "),
+    `Your earlier settings did not keep a usable key${why}. `,
+    h("a", { href: target, dataset: { link: "" } }, status.configuration_id ? "Enter the key for this configuration" : "Add your configuration"),
+    ".",
+  ));
 }
 
 document.addEventListener("click", (event) => {

@@ -9,9 +9,8 @@ const PAGE_SIZE = 50;
 
 export async function renderConfigurations(main, { params, isCurrent }) {
   const state = { q: "", provider: "", offset: 0, items: [], total: 0, selected: new Set(), running: new Set() };
-  const catalog = await providers();
-  if (!isCurrent()) return;
-  const providerName = Object.fromEntries(catalog.map((p) => [p.id, p.name]));
+  // The catalog can take seconds on a cold gateway: the table does not wait for it.
+  let providerName = {};
 
   const statsBox = h("dl", { class: "stats", "aria-label": "Summary" });
   const listError = h("p", { class: "form-error", role: "alert", hidden: true });
@@ -20,7 +19,6 @@ export async function renderConfigurations(main, { params, isCurrent }) {
     "select",
     { name: "provider" },
     h("option", { value: "" }, "All providers"),
-    catalog.map((p) => h("option", { value: p.id }, p.name)),
   );
   const bulkButton = h("button", { type: "button", class: "btn btn-danger-quiet", disabled: true }, "Delete selected");
   const testAllButton = h("button", { type: "button", class: "btn" }, "Test all");
@@ -164,7 +162,7 @@ export async function renderConfigurations(main, { params, isCurrent }) {
     const deleteButton = h("button", { type: "button", class: "btn btn-small btn-danger-quiet", "aria-label": `Delete ${config.name}` }, "Delete");
     testButton.addEventListener("click", () => runTest(config));
     defaultButton.addEventListener("click", () => makeDefault(config));
-    editButton.addEventListener("click", () => edit(config));
+    editButton.addEventListener("click", () => edit(config, editButton));
     deleteButton.addEventListener("click", () => remove(config));
     const nameCell = h("th", { scope: "row", class: "cell-name", dataset: { label: "Name" } }, h("span", {}, config.name));
     if (!config.is_active) nameCell.append(h("span", { class: "tag" }, "Inactive"));
@@ -262,27 +260,19 @@ export async function renderConfigurations(main, { params, isCurrent }) {
     await refresh();
   }
 
-  async function edit(config) {
-    let others;
+  async function openWith(config, button) {
+    if (button) button.disabled = true;
     try {
-      others = await allConfigurations();
+      const [catalog, others] = await Promise.all([providers(), allConfigurations()]);
+      openEditor({ config, catalog, others, onSaved: refresh, returnFocus: button });
     } catch (error) {
       toast(`Could not open the editor: ${error.message}`, "error");
-      return;
+    } finally {
+      if (button) button.disabled = false;
     }
-    openEditor({ config, catalog, others, onSaved: refresh });
   }
-
-  async function add() {
-    let others;
-    try {
-      others = await allConfigurations();
-    } catch (error) {
-      toast(`Could not open the editor: ${error.message}`, "error");
-      return;
-    }
-    openEditor({ config: null, catalog, others, onSaved: refresh });
-  }
+  const edit = (config, button) => openWith(config, button);
+  const add = () => openWith(null, addButton);
 
   let debounce = null;
   search.addEventListener("input", () => {
@@ -302,7 +292,13 @@ export async function renderConfigurations(main, { params, isCurrent }) {
   addButton.addEventListener("click", add);
   clearErrors(main);
 
+  providers().then((catalog) => {
+    providerName = Object.fromEntries(catalog.map((p) => [p.id, p.name]));
+    filter.append(...catalog.map((p) => h("option", { value: p.id }, p.name)));
+    if (isCurrent()) renderRows();
+  }).catch((error) => fail(new Error(`Could not load the provider list: ${error.message}`)));
   await refresh();
+  if (params.get("add") && isCurrent()) await add();
   const editId = params.get("edit");
   if (editId && isCurrent()) {
     try {

@@ -49,7 +49,7 @@ function fallbackPicker(others, chosen) {
 }
 
 /** Open the dialog; `config` null adds a new configuration. */
-export function openEditor({ config, catalog, others, onSaved }) {
+export function openEditor({ config, catalog, others, onSaved, returnFocus }) {
   const editing = Boolean(config);
   const current = config || { provider: catalog[0]?.id || "openai", is_active: true, fallback_ids: [] };
   const titleId = uniqueId("editor-title");
@@ -141,6 +141,7 @@ export function openEditor({ config, catalog, others, onSaved }) {
   dialog.addEventListener("close", () => {
     apiKey.value = "";
     dialog.remove();
+    if (returnFocus && returnFocus.isConnected) returnFocus.focus();
   });
 
   function localProblem() {
@@ -164,6 +165,7 @@ export function openEditor({ config, catalog, others, onSaved }) {
     if (!editing) {
       return { ...values, api_key: apiKey.value, base_url: url || undefined, is_default: makeDefault.checked, test_on_save: testOnSave.checked };
     }
+    values.test_on_save = testOnSave.checked;
     // The masked value the API gave us means "keep the stored key": leave the field out.
     if (apiKey.value !== current.api_key) values.api_key = apiKey.value;
     values.base_url = url || null;
@@ -189,7 +191,8 @@ export function openEditor({ config, catalog, others, onSaved }) {
       let words = `${editing ? "Saved" : "Added"} ${saved.name}.`;
       let kind = "success";
       if (testOnSave.checked) {
-        if (editing || !saved.tested_at) {
+        // A gateway that did not test on save leaves tested_at as it was: test now instead.
+        if (!saved.tested_at || saved.tested_at === current.tested_at) {
           try {
             const result = await configurations.test(saved.id);
             saved = { ...saved, test_status: result.status, test_message: result.message, test_latency_ms: result.latency_ms };

@@ -15,7 +15,8 @@ const LOOKS = {
 export function describeResult(message, latency) {
   const parts = [];
   if (message) parts.push(message);
-  if (latency !== null && latency !== undefined) parts.push(`(${Math.round(latency)} ms)`);
+  const ms = latency === null || latency === undefined ? null : `${Math.round(latency)} ms`;
+  if (ms && !(message || "").includes(ms)) parts.push(`(${ms})`);
   return parts.join(" ");
 }
 

@@ -17,7 +17,7 @@ function rowsOf(report) {
     const prompt = Number(row.prompt_tokens) || 0;
     const completion = Number(row.completion_tokens) || 0;
     return {
-      name: row.configuration_name || row.name || row.configuration || row.key || row.configuration_id || "(deleted configuration)",
+      name: row.configuration_name || row.name || "(deleted configuration)",
       requests: Number(row.requests ?? row.request_count ?? row.count) || 0,
       errors: Number(row.errors ?? row.error_count) || 0,
       tokens: Number(row.total_tokens ?? row.tokens) || prompt + completion,
