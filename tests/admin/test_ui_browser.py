@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from playwright.async_api import expect
 
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -22,7 +23,12 @@ from tests.fakes.openai_upstream import start_openai_upstream
 
 GOOD_KEY = "sk-ui-good-key-0123456789abcdefXYZ1"
 BAD_KEY = "sk-ui-wrong-key-9876543210fedcbaQRS2"
+COLD_CATALOG_MS = 90_000
 README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "configurations.png"
+
+
+# Two shared cores: give a loaded machine room; a broken step still fails within seconds.
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture
@@ -43,6 +49,7 @@ async def open_page(browser: Any, server: TestServer, viewport: dict[str, int] =
     """A fresh browser context (its own sessionStorage) on /ui/."""
     context = await browser.new_context(viewport=viewport, base_url=str(server.make_url("/")).rstrip("/"))
     page = await context.new_page()
+    page.set_default_timeout(20_000)
     seen = watch(page)
     await page.goto("/ui/")
     return context, page, seen
@@ -50,8 +57,6 @@ async def open_page(browser: Any, server: TestServer, viewport: dict[str, int] =
 
 async def sign_in(page: Any, token: str) -> None:
     """Paste the token and wait for the configurations page."""
-    from playwright.async_api import expect
-
     await page.get_by_label("Gateway token").fill(token)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_role("heading", name="Configurations")).to_be_visible()
@@ -60,15 +65,14 @@ async def sign_in(page: Any, token: str) -> None:
 async def add_configuration(page: Any, *, name: str, key: str, base_url: str, provider: str = "OpenAI",
                             model: str = "gpt-4o-mini", test_on_save: bool = True) -> None:
     """Fill the add dialog and save it."""
-    from playwright.async_api import expect
-
     await page.get_by_role("button", name="Add configuration").click()
     dialog = page.get_by_role("dialog")
-    await expect(dialog).to_be_visible()
+    # The first opening waits for the provider catalog, which a cold gateway builds from litellm (seconds).
+    await expect(dialog).to_be_visible(timeout=COLD_CATALOG_MS)
     await dialog.get_by_label("Name").fill(name)
     await dialog.get_by_label("Provider").select_option(label=provider)
     await dialog.get_by_label("Model").fill(model)
-    await dialog.get_by_label("API key").fill(key)
+    await dialog.get_by_label("API key", exact=True).fill(key)
     await dialog.get_by_label("Base URL").fill(base_url)
     await dialog.get_by_label("Test on save").set_checked(test_on_save)
     await dialog.get_by_role("button", name="Add configuration").click()
@@ -81,8 +85,6 @@ def row(page: Any, name: str) -> Any:
 
 
 async def test_sign_in_refuses_a_wrong_token_and_shows_why(browser: Any, gateway: tuple[TestServer, TestClient]) -> None:
-    from playwright.async_api import expect
-
     server, _ = gateway
     context, page, seen = await open_page(browser, server)
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
@@ -98,8 +100,6 @@ async def test_sign_in_refuses_a_wrong_token_and_shows_why(browser: Any, gateway
 
 
 async def test_full_scenario(browser: Any, gateway: tuple[TestServer, TestClient], aiohttp_server) -> None:  # type: ignore[no-untyped-def]
-    from playwright.async_api import expect
-
     server, client = gateway
     fake = await start_openai_upstream(aiohttp_server, keys=(GOOD_KEY,))
     user = await make_user(client, "ui-alice")
@@ -136,8 +136,9 @@ async def test_full_scenario(browser: Any, gateway: tuple[TestServer, TestClient
     await add_configuration(page, name="fast-groq", key=GOOD_KEY, base_url=fake.url, provider="Groq",
                             model="llama-3.1-8b-instant", test_on_save=False)
     await expect(page.locator('[data-stat="total"]')).to_have_text("3")
-    await screenshot(page, "configurations")
+    await screenshot(page, "configurations", full_page=False)
     if os.environ.get("LLM_GATEWAY_UPDATE_SCREENSHOTS") == "1":
+        await page.locator("#toasts").evaluate("area => area.replaceChildren()")
         README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(README_SCREENSHOT), full_page=False)
 
@@ -146,7 +147,7 @@ async def test_full_scenario(browser: Any, gateway: tuple[TestServer, TestClient
     dialog = page.get_by_role("dialog")
     await dialog.get_by_label("Name").fill("work-gpt")
     await dialog.get_by_label("Model").fill("gpt-4o")
-    await dialog.get_by_label("API key").fill(GOOD_KEY)
+    await dialog.get_by_label("API key", exact=True).fill(GOOD_KEY)
     await dialog.get_by_label("Base URL").fill(fake.url)
     await dialog.get_by_role("button", name="Add configuration").click()
     name_error = dialog.locator('[data-error-for="name"]')
@@ -176,7 +177,7 @@ async def test_full_scenario(browser: Any, gateway: tuple[TestServer, TestClient
     # Edit without touching the key: the field shows the mask, saving keeps the key, the key still works.
     await good.get_by_role("button", name="Edit work-gpt").click()
     dialog = page.get_by_role("dialog")
-    key_field = dialog.get_by_label("API key")
+    key_field = dialog.get_by_label("API key", exact=True)
     masked = await key_field.input_value()
     assert masked == f"{GOOD_KEY[:4]}...{GOOD_KEY[-4:]}"
     await dialog.get_by_label("Model").fill("gpt-4o")
@@ -191,7 +192,7 @@ async def test_full_scenario(browser: Any, gateway: tuple[TestServer, TestClient
     # Settings: the default, its masked key, its live status; switching the default tests the new one.
     await page.get_by_role("link", name="Settings").click()
     await expect(page.get_by_role("heading", name="Settings")).to_be_visible()
-    chooser = page.get_by_label("Default configuration")
+    chooser = page.get_by_role("combobox", name="Default configuration")
     await expect(page.locator("[data-masked-key]")).to_have_text(f"{BAD_KEY[:4]}...{BAD_KEY[-4:]}")
     await chooser.select_option(label="work-gpt — OpenAI · gpt-4o")
     await expect(page.locator("[data-masked-key]")).to_have_text(masked)
@@ -229,8 +230,6 @@ async def test_full_scenario(browser: Any, gateway: tuple[TestServer, TestClient
 
 
 async def test_narrow_screen_and_keyboard(browser: Any, gateway: tuple[TestServer, TestClient], aiohttp_server) -> None:  # type: ignore[no-untyped-def]
-    from playwright.async_api import expect
-
     from tests.factories import make_configuration
 
     server, client = gateway

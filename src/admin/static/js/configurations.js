@@ -261,14 +261,23 @@ export async function renderConfigurations(main, { params, isCurrent }) {
   }
 
   async function openWith(config, button) {
-    if (button) button.disabled = true;
+    const label = button ? button.textContent : "";
+    if (button) {
+      button.disabled = true;
+      button.setAttribute("aria-busy", "true");
+      if (button === addButton) button.textContent = "Loading…";
+    }
     try {
       const [catalog, others] = await Promise.all([providers(), allConfigurations()]);
       openEditor({ config, catalog, others, onSaved: refresh, returnFocus: button });
     } catch (error) {
       toast(`Could not open the editor: ${error.message}`, "error");
     } finally {
-      if (button) button.disabled = false;
+      if (button) {
+        button.disabled = false;
+        button.removeAttribute("aria-busy");
+        button.textContent = label;
+      }
     }
   }
   const edit = (config, button) => openWith(config, button);

@@ -55,8 +55,8 @@ export function uniqueId(prefix) {
   return `${prefix}-${uid}`;
 }
 
-/** A labelled field: label, control, hint and an error slot wired with aria-describedby. */
-export function field(label, control, { hint, name } = {}) {
+/** A labelled field: label, control (inside `wrap` when given), hint and an error slot wired with aria-describedby. */
+export function field(label, control, { hint, name, wrap } = {}) {
   const id = control.id || uniqueId("f");
   control.id = id;
   const errorId = `${id}-error`;
@@ -68,7 +68,7 @@ export function field(label, control, { hint, name } = {}) {
     "div",
     { class: "field", dataset: { field: name || control.name || "" } },
     h("label", { htmlFor: id }, label),
-    control,
+    wrap || control,
     hintNode,
     h("p", { class: "field-error", id: errorId, dataset: { errorFor: name || control.name || "" } }),
   );
@@ -114,6 +114,8 @@ export function toast(message, kind = "info") {
   const node = h("div", { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : null }, h("span", {}, message), close);
   close.addEventListener("click", () => node.remove());
   area.append(node);
+  // Keep the newest few: a long session should not bury the page under old notes.
+  while (area.children.length > 4) area.firstElementChild.remove();
   if (kind !== "error") setTimeout(() => node.remove(), 5000);
   return node;
 }

@@ -75,14 +75,13 @@ export function openEditor({ config, catalog, others, onSaved, returnFocus }) {
 
   const keyField = field("API key", apiKey, {
     name: "api_key",
+    wrap: h("div", { class: "input-with-button" }, apiKey, reveal),
     hint: editing ? "Shown masked. Leave it as is to keep the stored key, or paste a new one." : "Stored encrypted; this page never shows it again.",
   });
-  keyField.querySelector("input").replaceWith(h("div", { class: "input-with-button" }, apiKey, reveal));
   const baseField = field("Base URL", baseUrl, { name: "base_url" });
   const fallbackField = field("Fallbacks, in order", fallbacks.control, {
-    name: "fallback_ids", hint: "Tried in this order when this configuration fails.",
+    name: "fallback_ids", hint: "Tried in this order when this configuration fails.", wrap: fallbacks.node,
   });
-  fallbackField.querySelector("select").replaceWith(fallbacks.node);
 
   const checkbox = (input, label, extra) => {
     input.id = uniqueId("c");

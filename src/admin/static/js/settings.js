@@ -26,7 +26,7 @@ export async function renderSettings(main, { isCurrent }) {
   const errorSlot = selectField.querySelector(".field-error");
   const details = h("dl", { class: "details" });
   const testButton = h("button", { type: "button", class: "btn" }, "Test now");
-  const card = h("section", { class: "card settings-card", "aria-label": "Default configuration" },
+  const card = h("section", { class: "card settings-card" },
     selectField, details,
     h("div", { class: "card-actions" }, testButton, h("a", { href: "/ui/", dataset: { link: "" } }, "Manage configurations")));
   main.append(card);
