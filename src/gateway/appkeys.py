@@ -9,12 +9,13 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 if TYPE_CHECKING:
+    from admin.ui import Asset
     from gateway.auth import TokenCache
     from gateway.changes import ChangeBus
     from gateway.configurations import Policy
     from gateway.crypto import KeyRing
     from gateway.providers import ProviderCatalog
-    from admin.ui import Asset
+    from gateway.ratelimit import SlidingWindowLimiter
     from gateway.settings import Settings
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -26,4 +27,5 @@ TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
 CHANGES: web.AppKey[ChangeBus] = web.AppKey("changes")
 PROVIDERS: web.AppKey[ProviderCatalog] = web.AppKey("providers")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
+TEST_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("test_limiter")
 UI_ASSETS: web.AppKey[dict[str, Asset]] = web.AppKey("ui_assets")
