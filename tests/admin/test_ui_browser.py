@@ -140,7 +140,7 @@ async def test_full_scenario(browser: Any, gateway: tuple[TestServer, TestClient
     if os.environ.get("LLM_GATEWAY_UPDATE_SCREENSHOTS") == "1":
         await page.locator("#toasts").evaluate("area => area.replaceChildren()")
         README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(README_SCREENSHOT), full_page=False)
+        await page.screenshot(path=str(README_SCREENSHOT), clip={"x": 0, "y": 0, "width": 1280, "height": 560})
 
     # An API error is shown next to the field it names: a duplicate name.
     await page.get_by_role("button", name="Add configuration").click()
