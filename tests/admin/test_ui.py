@@ -79,3 +79,15 @@ async def test_unknown_files_are_404_in_the_error_envelope(client: TestClient, p
 
 async def test_api_still_needs_a_token(client: TestClient) -> None:
     assert (await client.get("/api/admin/users")).status == 401
+
+
+def test_browser_tests_fail_rather_than_skip_under_ci_without_chromium(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.admin import browser
+
+    monkeypatch.setattr(browser, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="Chromium not found"):
+        browser.require_chromium()
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        browser.require_chromium()
