@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 if TYPE_CHECKING:
     from admin.providers_api import ProviderListing
+    from admin.ui import Asset
     from gateway.auth import TokenCache
     from gateway.changes import ChangeBus
     from gateway.configurations import Policy
@@ -43,3 +44,4 @@ PROVIDER_LISTING: web.AppKey[ProviderListing] = web.AppKey("provider_listing")
 LEGACY_SOURCE: web.AppKey[LegacySource | None] = web.AppKey("legacy_source")
 READ_THROUGH: web.AppKey[ReadThrough | None] = web.AppKey("read_through")
 TEST_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("test_limiter")
+UI_ASSETS: web.AppKey[dict[str, Asset]] = web.AppKey("ui_assets")
