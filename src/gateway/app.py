@@ -21,12 +21,11 @@ from gateway.appkeys import (
     TEST_LIMITER,
     TOKEN_CACHE,
 )
-from gateway.auth import TokenCache, auth_middleware
+from gateway.auth import TokenCache, gateway_middleware
 from gateway.changes import ChangeBus
 from gateway.configurations import Policy
 from gateway.crypto import KeyRing
 from gateway.db import make_engine, make_sessionmaker
-from gateway.errors import error_middleware
 from gateway.health import healthz, readyz
 from gateway.legacy_migration import legacy_ctx, read_through_middleware
 from gateway.providers import ProviderCatalog
@@ -63,7 +62,8 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway: middlewares, shared resources, probes, the admin sub-app at /api/, the page at /ui/."""
-    middlewares = [error_middleware, auth_middleware]
+    tokens = TokenCache()
+    middlewares = [gateway_middleware(settings, tokens)]
     if settings.has_legacy_source:
         middlewares.append(read_through_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
@@ -71,7 +71,6 @@ def create_app(settings: Settings) -> web.Application:
     app[KEYRING] = KeyRing.from_entries(settings.key_ring_entries())
     bus = ChangeBus()
     app[CHANGES] = bus
-    tokens = TokenCache()
     bus.subscribe(tokens.on_change)
     app[TOKEN_CACHE] = tokens
     catalog = ProviderCatalog.load(settings.providers_file)

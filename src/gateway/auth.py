@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.appkeys import SESSIONMAKER, SETTINGS, TOKEN_CACHE
+from gateway.appkeys import SESSIONMAKER
 from gateway.changes import Change
 from gateway.errors import Forbidden, ServiceUnavailable, Unauthorized
-from gateway.errors import Handler
-from gateway.models import utcnow
+from gateway.errors import Handler, error_answer
+from gateway.settings import Settings
 from gateway.tokens import hash_token, is_well_formed
 from gateway.users import find_token
 
@@ -24,6 +25,7 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/openapi.json"
 PUBLIC_PREFIXES = ("/ui",)
 NEGATIVE_TTL_S = 5.0
 MAX_NEGATIVE = 10_000
+MAX_KNOWN = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,8 @@ class Caller:
     is_admin: bool
     token_id: uuid.UUID | None = None
     expires_at: datetime | None = None
+    expires_ts: float | None = None  # expires_at as epoch seconds: checked on every request
+
 
     @property
     def is_operator(self) -> bool:
@@ -53,30 +57,33 @@ CALLER = web.RequestKey("caller", Caller)
 
 
 class TokenCache:
-    """token hash → Caller, emptied on any token or user change (rare writes, hot reads)."""
+    """token → Caller, emptied on any token or user change (rare writes, hot reads). Keyed by the token itself,
+    which lives in this process's memory anyway: a hit costs one dict lookup, the hash only a miss."""
 
     def __init__(self) -> None:
-        self._known: dict[str, Caller | None] = {}
+        self._known: dict[str, Caller] = {}
         self._unknown: dict[str, float] = {}
 
-    def get(self, token_hash: str) -> Caller | None | bool:
+    def get(self, token: str) -> Caller | None | bool:
         """A cached Caller, None for a cached revoked/unknown token, False when not cached."""
-        caller = self._known.get(token_hash, False)
-        if caller is not False:
+        caller = self._known.get(token)
+        if caller is not None:
             return caller
-        seen = self._unknown.get(token_hash)
+        seen = self._unknown.get(token)
         if seen is not None and time.monotonic() - seen < NEGATIVE_TTL_S:
             return None
         return False
 
-    def put(self, token_hash: str, caller: Caller | None) -> None:
+    def put(self, token: str, caller: Caller | None) -> None:
         """Remember a lookup; unknown tokens only briefly so a new token works at once."""
         if caller is None:
             if len(self._unknown) >= MAX_NEGATIVE:
                 self._unknown.clear()
-            self._unknown[token_hash] = time.monotonic()
+            self._unknown[token] = time.monotonic()
         else:
-            self._known[token_hash] = caller
+            if len(self._known) >= MAX_KNOWN:
+                self._known.clear()
+            self._known[token] = caller
 
     def on_change(self, change: Change) -> None:
         """Drop everything on token or user changes."""
@@ -97,22 +104,21 @@ def bearer_token(request: web.Request) -> str:
     return token
 
 
-async def resolve_caller(request: web.Request, token: str) -> Caller:
+def _admin_bytes(settings: Settings) -> bytes | None:
+    return settings.admin_token.get_secret_value().encode() if settings.admin_token is not None else None
+
+
+async def _resolve(request: web.Request, token: str, cache: TokenCache, admin: bytes | None) -> Caller:
     """Map a token to its caller: the admin token, a cached token, or one database lookup."""
-    settings = request.config_dict[SETTINGS]
-    if settings.admin_token is not None and hmac.compare_digest(
-        token.encode(), settings.admin_token.get_secret_value().encode()
-    ):
+    if admin is not None and hmac.compare_digest(token.encode(), admin):
         return OPERATOR
-    digest = hash_token(token)
-    cache = request.config_dict[TOKEN_CACHE]
-    cached = cache.get(digest)
+    cached = cache.get(token)
     if cached is False:
-        cached = await _lookup(request, digest)
-        cache.put(digest, cached)
+        cached = await _lookup(request, hash_token(token))
+        cache.put(token, cached)
     if cached is None:
         raise Unauthorized("Invalid or revoked gateway token")
-    if cached.expires_at is not None and cached.expires_at <= utcnow():
+    if cached.expires_ts is not None and cached.expires_ts <= time.time():
         raise Unauthorized("Gateway token has expired")
     return cached
 
@@ -126,8 +132,9 @@ async def _lookup(request: web.Request, digest: str) -> Caller | None:
     if found is None or found[0].revoked_at is not None:
         return None
     token, user = found
+    expires = token.expires_at
     return Caller(user_id=user.id, user_name=user.name, is_admin=user.is_admin, token_id=token.id,
-                  expires_at=token.expires_at)
+                  expires_at=expires, expires_ts=expires.timestamp() if expires is not None else None)
 
 
 def is_public(path: str) -> bool:
@@ -135,15 +142,25 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or not path.startswith(("/v1", "/api"))
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Attach the caller to every /v1 and /api request; operators only on /api/admin."""
-    if not is_public(request.path):
-        caller = await resolve_caller(request, bearer_token(request))
-        if request.path.startswith("/api/admin") and not caller.is_operator:
-            raise Forbidden("Operator endpoints need an admin user's token or the admin token")
-        request[CALLER] = caller
-    return await handler(request)
+def gateway_middleware(settings: Settings, cache: TokenCache) -> Middleware:
+    """The app's first middleware: every error in OpenAI's envelope, and the caller attached to every /v1 and
+    /api request (operators only on /api/admin). One layer rather than two: each costs on every request."""
+    admin = _admin_bytes(settings)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            path = request.path
+            if not is_public(path):
+                caller = await _resolve(request, bearer_token(request), cache, admin)
+                if path.startswith("/api/admin") and not caller.is_operator:
+                    raise Forbidden("Operator endpoints need an admin user's token or the admin token")
+                request[CALLER] = caller
+            return await handler(request)
+        except Exception as exc:  # noqa: BLE001 - error_answer renders or re-raises
+            return error_answer(request, exc)
+
+    return middleware
 
 
 def caller_of(request: web.Request) -> Caller:

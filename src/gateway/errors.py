@@ -133,18 +133,15 @@ def _from_http_exception(exc: web.HTTPException) -> GatewayError:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error, router 404/405 and unexpected ones included, leaves as OpenAI's envelope."""
-    try:
-        return await handler(request)
-    except GatewayError as exc:
+def error_answer(request: web.Request, exc: Exception) -> web.Response:
+    """Every error, router 404/405 and unexpected ones included, as OpenAI's envelope; redirects re-raised.
+    Call it from an `except Exception` block (the app's middleware)."""
+    if isinstance(exc, GatewayError):
         return error_response(exc)
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         return error_response(_from_http_exception(exc))
-    except Exception:
-        # The traceback goes to the log (never the client); request bodies are not logged.
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(GatewayError("Internal server error"))
+    # The traceback goes to the log (never the client); request bodies are not logged.
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(GatewayError("Internal server error"))
