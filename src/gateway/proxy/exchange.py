@@ -22,7 +22,6 @@ from gateway.proxy.failover import parse_retry_after, should_fail_over
 from gateway.proxy.forward import Target, post_upstream, read_error, relayed_headers, upstream_errors
 from gateway.proxy.relay import SSERelay
 from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
-from gateway.proxy.usage import UsageEvent
 
 # Body fields that would steer routing or credentials (LiteLLM's CVE-2024-6587): the gateway's alone.
 ROUTING_FIELDS = frozenset({"api_base", "base_url", "api_key", "extra_headers", "custom_llm_provider",
@@ -272,26 +271,9 @@ async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chun
 
 
 def _account(ex: Exchange) -> None:
-    """Metrics now; the usage record and the access line go to the buffered writer."""
-    app = ex.app
-    latency = time.perf_counter() - ex.started
-    configuration = ex.configuration
-    app[METRICS].observe(ex.path, ex.status, latency)
-    app[USAGE].append(UsageEvent(
-        request_id=ex.request_id,
-        user_id=ex.user_id,
-        configuration_id=configuration.id if configuration is not None else None,
-        conversation_id=ex.conversation_id,
-        endpoint=ex.path.lstrip("/")[:50],
-        provider=configuration.provider if configuration is not None else None,
-        litellm_provider=configuration.litellm_provider if configuration is not None else None,
-        model=configuration.model if configuration is not None else None,
-        status=ex.status,
-        attempts=ex.attempts,
-        stream=ex.stream,
-        latency_s=latency,
-        created_at=time.time(),
-        usage=ex.usage,
-        body=ex.answer if ex.usage is None and ex.status < 300 else None,
-        error_class=ex.error_class,
+    """One tuple to the usage writer: metrics, the usage row and the access line are its batch work."""
+    ex.app[USAGE].append((
+        ex.request_id, ex.user_id, ex.configuration, ex.conversation_id, ex.path, ex.status, ex.attempts, ex.stream,
+        time.perf_counter() - ex.started, time.time(), ex.usage,
+        ex.answer if ex.usage is None and ex.status < 300 else None, ex.error_class,
     ))

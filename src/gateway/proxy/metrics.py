@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from gateway.appkeys import METRICS
+from gateway.appkeys import METRICS, USAGE
 
 ATTEMPT_OUTCOMES = ("ok", "failed", "client_error", "key_error")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -33,17 +33,23 @@ class ProxyMetrics:
         # Labelled children by (endpoint, status): labels() takes a lock and builds a key on every call.
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
-    def observe(self, endpoint: str, status: int, latency_s: float) -> None:
-        """Count one finished request."""
-        children = self._children.get((endpoint, status))
-        if children is None:
-            children = (self.requests.labels(endpoint, str(status)), self.latency.labels(endpoint))
-            self._children[(endpoint, status)] = children
-        children[0].inc()
-        children[1].observe(latency_s)
+    def observe_all(self, finished: list[tuple[str, int, float]]) -> None:
+        """Count finished requests, given as (endpoint, status, latency_s): counters once per label set."""
+        counts: dict[tuple[str, int], int] = {}
+        children = self._children
+        for endpoint, status, latency_s in finished:
+            key = (endpoint, status)
+            pair = children.get(key)
+            if pair is None:
+                pair = children[key] = (self.requests.labels(endpoint, str(status)), self.latency.labels(endpoint))
+            pair[1].observe(latency_s)
+            counts[key] = counts.get(key, 0) + 1
+        for key, count in counts.items():
+            children[key][0].inc(count)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    """GET /metrics in Prometheus' text format."""
+    """GET /metrics in Prometheus' text format, the requests finished since the last flush included."""
+    request.config_dict[USAGE].settle()
     body = generate_latest(request.config_dict[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

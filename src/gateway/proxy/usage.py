@@ -8,7 +8,6 @@ import importlib.util
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,11 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.appkeys import SESSIONMAKER, SETTINGS, USAGE
+from gateway.appkeys import METRICS, SESSIONMAKER, SETTINGS, USAGE
 from gateway.models import LLMConfiguration, UsageRecord
 from gateway.proxy.background import running
+from gateway.proxy.cache import CachedConfiguration
+from gateway.proxy.metrics import ProxyMetrics
 from gateway.proxy.relay import usage_of_body
 
 log = logging.getLogger("gateway.usage")
@@ -31,30 +32,19 @@ PRICE_FILE = "model_prices_and_context_window_backup.json"
 USAGE_COLUMNS = ["user_id", "configuration_id", "conversation_id", "endpoint", "provider", "model", "prompt_tokens",
                  "completion_tokens", "cost_usd", "latency_ms", "status", "error_class", "attempts", "stream",
                  "created_at"]
+# Columns whose values repeat within a batch: their type processing is done once per distinct value.
+REPEATING = frozenset({"user_id", "configuration_id", "endpoint", "provider", "model", "stream"})
 # A database outage must not grow memory without bound: past this, the oldest records are dropped.
 MAX_BUFFERED = 200_000
 
 
-@dataclass(slots=True)
-class UsageEvent:
-    """One finished proxied request, as the hot path leaves it (tokens may still be inside `body`)."""
-
-    request_id: str
-    user_id: uuid.UUID
-    configuration_id: uuid.UUID | None
-    conversation_id: str | None
-    endpoint: str
-    provider: str | None
-    litellm_provider: str | None
-    model: str | None
-    status: int
-    attempts: int
-    stream: bool
-    latency_s: float
-    created_at: float  # time.time()
-    usage: tuple[int, int] | None = None
-    body: bytes | None = None  # a non-streamed answer, parsed for its usage by the flusher, not the request
-    error_class: str | None = None
+# One finished proxied request as the hot path leaves it: a plain tuple, the cheapest thing to build. Everything
+# else (the row, its cost, the tokens of a non-streamed answer, metrics, the access line) is the flusher's work.
+#   (request_id, user_id, configuration, conversation_id, path, status, attempts, stream, latency_s,
+#    created_at (time.time()), usage (prompt, completion) or None, answer body to parse for usage or None,
+#    error_class)
+UsageEvent = tuple[str, uuid.UUID, CachedConfiguration | None, str | None, str, int, int, bool, float, float,
+                   tuple[int, int] | None, bytes | None, str | None]
 
 
 def load_price_list() -> dict[str, Any]:
@@ -71,16 +61,20 @@ def load_price_list() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def token_prices(prices: dict[str, Any], *, litellm_provider: str | None, model: str | None) -> tuple[float, float]:
+    """(prompt, completion) price per token of a model; zeros for a model the list does not know."""
+    if not model:
+        return (0.0, 0.0)
+    entry = prices.get(f"{litellm_provider}/{model}") or prices.get(model)
+    if not isinstance(entry, dict):
+        return (0.0, 0.0)
+    return (entry.get("input_cost_per_token") or 0.0, entry.get("output_cost_per_token") or 0.0)
+
+
 def cost_usd(prices: dict[str, Any], *, litellm_provider: str | None, model: str | None,
              prompt_tokens: int, completion_tokens: int) -> float:
     """Price of a request from the per-token prices of its model; 0.0 for a model the list does not know."""
-    if not model:
-        return 0.0
-    entry = prices.get(f"{litellm_provider}/{model}") or prices.get(model)
-    if not isinstance(entry, dict):
-        return 0.0
-    prompt_price = entry.get("input_cost_per_token") or 0.0
-    completion_price = entry.get("output_cost_per_token") or 0.0
+    prompt_price, completion_price = token_prices(prices, litellm_provider=litellm_provider, model=model)
     return float(prompt_tokens * prompt_price + completion_tokens * completion_price)
 
 
@@ -96,46 +90,80 @@ class RowInserter:
         self.dialect = dialect
         self.sql = compiled.string
         self.order = tuple(compiled.positiontup)
-        self.processors = tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-                                for name in self.order)
+        processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.order]
+        self.picks = tuple(USAGE_COLUMNS.index(name) for name in self.order)
+        self.steps = tuple((i, process, name in REPEATING) for i, (name, process) in
+                           enumerate(zip(self.order, processors)) if process is not None)
 
-    def parameters(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        """Rows as positional tuples, each value through its column type's processor."""
-        pairs = tuple(zip(self.order, self.processors))
-        return [tuple(value if (value := row[name]) is None or process is None else process(value)
-                      for name, process in pairs) for row in rows]
+    def parameters(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Rows (tuples in USAGE_COLUMNS order) as positional parameters, each value through its column type's
+        processor; a repeating value (a user's id) is processed once per batch."""
+        picks = self.picks
+        steps = [(i, process, {} if repeating else None) for i, process, repeating in self.steps]
+        out = []
+        for row in rows:
+            values = [row[i] for i in picks]
+            for i, process, memo in steps:
+                value = values[i]
+                if value is None:
+                    continue
+                if memo is None:
+                    values[i] = process(value)
+                    continue
+                done = memo.get(value)
+                if done is None:
+                    done = memo[value] = process(value)
+                values[i] = done
+            out.append(tuple(values))
+        return out
 
 
 def access_line(event: UsageEvent) -> str:
     """One request's access line: never a key, a header or a body."""
-    at = datetime.fromtimestamp(event.created_at, UTC).isoformat(timespec="milliseconds")
-    return (f"{at} request_id={event.request_id} user_id={event.user_id} "
-            f"configuration_id={event.configuration_id or '-'} endpoint={event.endpoint} status={event.status} "
-            f"attempts={event.attempts} latency_ms={event.latency_s * 1000:.1f}")
+    request_id, user_id, configuration, _, path, status, attempts, _, latency_s, created_at = event[:10]
+    at = datetime.fromtimestamp(created_at, UTC).isoformat(timespec="milliseconds")
+    return (f"{at} request_id={request_id} user_id={user_id} "
+            f"configuration_id={configuration.id if configuration is not None else '-'} endpoint={endpoint(path)} "
+            f"status={status} attempts={attempts} latency_ms={latency_s * 1000:.1f}")
+
+
+def endpoint(path: str) -> str:
+    """The endpoint column of a proxied path."""
+    return path.lstrip("/")[:50]
 
 
 class UsageWriter:
     """The buffer and its batch writer."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, interval_s: float, batch_size: int,
-                 access_log: bool) -> None:
+                 access_log: bool, metrics: ProxyMetrics) -> None:
         self._sessionmaker = sessionmaker
         self.interval_s = interval_s
         self.batch_size = batch_size
         self.access_log = access_log
-        self._buffer: list[UsageEvent] = []
-        self._unlogged: list[UsageEvent] = []
+        self._metrics = metrics
+        self._incoming: list[UsageEvent] = []  # not yet counted in the metrics nor logged
+        self._buffer: list[UsageEvent] = []  # counted and logged, not yet written
         self._prices: dict[str, Any] | None = None
         self._inserter: RowInserter | None = None
         self._lock = asyncio.Lock()
         self.dropped = 0
 
     def append(self, event: UsageEvent) -> None:
-        """Queue a record (hot path: a list append or two)."""
+        """Queue a record (hot path: one list append)."""
+        self._incoming.append(event)
+
+    def settle(self) -> None:
+        """Count the requests since the last call in the metrics and log their access lines (in one record,
+        buffered like nginx's); their rows wait for the next flush. /metrics calls it before every scrape."""
+        events, self._incoming = self._incoming, []
+        if not events:
+            return
+        self._metrics.observe_all([(event[4], event[5], event[8]) for event in events])
         if self.access_log:
-            self._unlogged.append(event)
+            access_log.info("%s", "\n".join(access_line(event) for event in events))
         buffer = self._buffer
-        buffer.append(event)
+        buffer.extend(events)
         if len(buffer) > MAX_BUFFERED:
             excess = len(buffer) - MAX_BUFFERED
             del buffer[:excess]
@@ -144,7 +172,7 @@ class UsageWriter:
     @property
     def pending(self) -> int:
         """Records not yet written."""
-        return len(self._buffer)
+        return len(self._buffer) + len(self._incoming)
 
     async def run(self) -> None:
         """Flush every interval until cancelled."""
@@ -157,7 +185,7 @@ class UsageWriter:
 
     async def flush(self) -> int:
         """Write what was buffered when called (later records wait for the next flush); returns the count."""
-        self.log_access()
+        self.settle()
         async with self._lock:
             taken, self._buffer = self._buffer, []
             done = 0
@@ -172,21 +200,15 @@ class UsageWriter:
                 raise
             return done
 
-    def log_access(self) -> None:
-        """The access lines of the requests since the last call, in one record (buffered, like nginx's)."""
-        events, self._unlogged = self._unlogged, []
-        if events:
-            access_log.info("%s", "\n".join(access_line(event) for event in events))
-
     async def _write(self, batch: list[UsageEvent]) -> None:
         if self._prices is None:
             self._prices = await asyncio.to_thread(load_price_list)
-        rows = [self._row(event) for event in batch]
+        rows = self._rows(batch)
         last_used: dict[uuid.UUID, datetime] = {}
         for row in rows:
-            cid = row["configuration_id"]
-            if cid is not None and row["status"] < 400:
-                last_used[cid] = max(row["created_at"], last_used.get(cid, row["created_at"]))
+            cid = row[1]
+            if cid is not None and row[10] < 400:
+                last_used[cid] = max(row[14], last_used.get(cid, row[14]))
         table = LLMConfiguration.__table__
         async with self._sessionmaker() as session:
             connection = await session.connection()
@@ -203,29 +225,29 @@ class UsageWriter:
                 )
             await session.commit()
 
-    def _row(self, event: UsageEvent) -> dict[str, Any]:
-        usage = event.usage
-        if usage is None and event.body is not None:
-            usage = usage_of_body(event.body)
-        prompt, completion = usage or (0, 0)
-        return {
-            "user_id": event.user_id,
-            "configuration_id": event.configuration_id,
-            "conversation_id": event.conversation_id,
-            "endpoint": event.endpoint,
-            "provider": event.provider,
-            "model": event.model,
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "cost_usd": cost_usd(self._prices or {}, litellm_provider=event.litellm_provider, model=event.model,
-                                 prompt_tokens=prompt, completion_tokens=completion),
-            "latency_ms": round(event.latency_s * 1000),
-            "status": event.status,
-            "error_class": event.error_class,
-            "attempts": event.attempts,
-            "stream": event.stream,
-            "created_at": datetime.fromtimestamp(event.created_at, UTC),
-        }
+    def _rows(self, batch: list[UsageEvent]) -> list[tuple[Any, ...]]:
+        """Rows in USAGE_COLUMNS order: tokens from the answer when the stream did not report them, the cost."""
+        prices = self._prices or {}
+        costs: dict[tuple[str | None, str | None], tuple[float, float]] = {}
+        rows = []
+        for (_, user_id, configuration, conversation_id, path, status, attempts, stream, latency_s, created_at,
+             usage, body, error_class) in batch:
+            if usage is None and body is not None:
+                usage = usage_of_body(body)
+            prompt, completion = usage or (0, 0)
+            if configuration is not None:
+                cid, provider, model = configuration.id, configuration.provider, configuration.model
+                key = (configuration.litellm_provider, model)
+            else:
+                cid = provider = model = None
+                key = (None, None)
+            per_token = costs.get(key)
+            if per_token is None:
+                per_token = costs[key] = token_prices(prices, litellm_provider=key[0], model=key[1])
+            rows.append((user_id, cid, conversation_id, endpoint(path), provider, model, prompt, completion,
+                         float(prompt * per_token[0] + completion * per_token[1]), round(latency_s * 1000), status,
+                         error_class, attempts, stream, datetime.fromtimestamp(created_at, UTC)))
+        return rows
 
 
 async def usage_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -233,12 +255,11 @@ async def usage_ctx(app: web.Application) -> AsyncIterator[None]:
     shutdown."""
     settings = app[SETTINGS]
     writer = UsageWriter(app[SESSIONMAKER], interval_s=settings.usage_flush_interval_s,
-                         batch_size=settings.usage_batch_size, access_log=settings.access_log)
+                         batch_size=settings.usage_batch_size, access_log=settings.access_log, metrics=app[METRICS])
     app[USAGE] = writer
     async with running(writer.run(), name="usage-flusher"):
         yield
     try:
         await writer.flush()
     except (SQLAlchemyError, OSError) as exc:
-        writer.log_access()
         log.warning("final usage flush failed (%s); %d records lost", exc.__class__.__name__, writer.pending)
