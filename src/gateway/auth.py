@@ -63,6 +63,16 @@ class TokenCache:
     def __init__(self) -> None:
         self._known: dict[str, Caller] = {}
         self._unknown: dict[str, float] = {}
+        # Authorization header values of valid user tokens: a hit skips parsing the header.
+        self.by_header: dict[str, Caller] = {}
+
+    def remember_header(self, header: str, caller: Caller) -> None:
+        """Remember a header that resolved to a user token (never the admin token: it is compared each time)."""
+        if caller is OPERATOR:
+            return
+        if len(self.by_header) >= MAX_KNOWN:
+            self.by_header.clear()
+        self.by_header[header] = caller
 
     def get(self, token: str) -> Caller | None | bool:
         """A cached Caller, None for a cached revoked/unknown token, False when not cached."""
@@ -90,6 +100,7 @@ class TokenCache:
         if change.kind in ("tokens", "users", "all"):
             self._known.clear()
             self._unknown.clear()
+            self.by_header.clear()
 
 
 def bearer_token(request: web.Request) -> str:
@@ -152,7 +163,11 @@ def gateway_middleware(settings: Settings, cache: TokenCache) -> Middleware:
         try:
             path = request.path
             if not is_public(path):
-                caller = await _resolve(request, bearer_token(request), cache, admin)
+                # Fast path: the Authorization header of a known token, as sent; anything else is parsed.
+                caller = cache.by_header.get(request.headers.get("Authorization", ""))
+                if caller is None or (caller.expires_ts is not None and caller.expires_ts <= time.time()):
+                    caller = await _resolve(request, bearer_token(request), cache, admin)
+                    cache.remember_header(request.headers["Authorization"], caller)
                 if path.startswith("/api/admin") and not caller.is_operator:
                     raise Forbidden("Operator endpoints need an admin user's token or the admin token")
                 request[CALLER] = caller

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 VERSION = "v1"
 NONCE_BYTES = 12
 TAG_BYTES = 16
+MAX_PARSED = 10_000
 
 
 class CryptoError(Exception):
@@ -87,6 +88,9 @@ class KeyRing:
                 raise ValueError(f"key {key_id!r} is not 32 bytes")
         # One cipher object per key, made once: the proxy decrypts a key on every request.
         object.__setattr__(self, "_ciphers", {key_id: AESGCM(key) for key_id, key in self.keys})
+        # Stored values parsed once (cipher, nonce, sealed bytes, key-id suffix of the associated data): the
+        # parse is public data; the plaintext is still made on each call and never kept.
+        object.__setattr__(self, "_parsed", {})
 
     @classmethod
     def from_entries(cls, entries: list[tuple[str, bytes]]) -> KeyRing:
@@ -118,10 +122,17 @@ class KeyRing:
 
     def decrypt(self, stored: str, *, binding: bytes) -> str:
         """Decrypt a stored value, or raise a CryptoError; never returns anything unauthenticated."""
-        key_id, payload = split_stored(stored)
-        cipher = self._cipher(key_id)
+        parsed: dict[str, tuple[AESGCM, bytes, bytes, bytes]] = self.__dict__["_parsed"]
+        found = parsed.get(stored)
+        if found is None:
+            key_id, payload = split_stored(stored)
+            found = (self._cipher(key_id), payload[:NONCE_BYTES], payload[NONCE_BYTES:], b"|key=" + key_id.encode())
+            if len(parsed) >= MAX_PARSED:
+                parsed.clear()
+            parsed[stored] = found
+        cipher, nonce, sealed, suffix = found
         try:
-            plain = cipher.decrypt(payload[:NONCE_BYTES], payload[NONCE_BYTES:], binding + b"|key=" + key_id.encode())
+            plain = cipher.decrypt(nonce, sealed, binding + suffix)
         except InvalidTag:
             raise DecryptionFailed("stored key failed authentication") from None
         return plain.decode("utf-8")

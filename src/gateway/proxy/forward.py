@@ -7,6 +7,7 @@ import asyncio
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -32,7 +33,7 @@ RELAYED_RESPONSE_HEADERS = frozenset({"content-type", "x-request-id", "request-i
 RELAYED_RESPONSE_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "ratelimit-", "retry-after-ms")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a setattr call per field, per request
 class Target:
     """Where one attempt goes; holds the key decrypted for this request only (never in its repr)."""
 
@@ -98,14 +99,16 @@ class UpstreamResult:
     body: bytes
 
 
+@lru_cache(maxsize=1024)  # a pure function of a header name; upstreams send the same few names every time
+def is_relayed(name: str) -> bool:
+    """Whether a client gets to see an upstream answer header of this name."""
+    lower = name.lower()
+    return lower in RELAYED_RESPONSE_HEADERS or lower.startswith(RELAYED_RESPONSE_PREFIXES)
+
+
 def relayed_headers(upstream: Mapping[str, str]) -> dict[str, str]:
     """The upstream answer headers a client gets to see."""
-    out: dict[str, str] = {}
-    for name, value in upstream.items():
-        lower = name.lower()
-        if lower in RELAYED_RESPONSE_HEADERS or lower.startswith(RELAYED_RESPONSE_PREFIXES):
-            out[name] = value
-    return out
+    return {name: value for name, value in upstream.items() if is_relayed(name)}
 
 
 def error_from_answer(status: int, raw: bytes, *, api_key: str, headers: Mapping[str, str]) -> UpstreamError:
