@@ -14,8 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.appkeys import SESSIONMAKER
 from gateway.changes import Change
-from gateway.errors import Forbidden, ServiceUnavailable, Unauthorized
-from gateway.errors import Handler, error_answer
+from gateway.errors import Forbidden, Handler, ServiceUnavailable, Unauthorized, error_answer
 from gateway.settings import Settings
 from gateway.tokens import hash_token, is_well_formed
 from gateway.users import find_token
@@ -172,7 +171,7 @@ def gateway_middleware(settings: Settings, cache: TokenCache) -> Middleware:
                     raise Forbidden("Operator endpoints need an admin user's token or the admin token")
                 request[CALLER] = caller
             return await handler(request)
-        except Exception as exc:  # noqa: BLE001 - error_answer renders or re-raises
+        except Exception as exc:  # noqa: BLE001 - error_answer renders (and logs) it, or re-raises a redirect
             return error_answer(request, exc)
 
     return middleware
