@@ -65,7 +65,7 @@ async def check_database(settings: Settings, *, apply_migrations: bool) -> None:
     engine = make_engine(settings.database_url)
     try:
         current = await migrate.current_revision(engine)
-        head = migrate.head_revision()
+        head = migrate.HEAD_REVISION
         if current != head:
             if not apply_migrations:
                 raise StartupError(f"database schema is at {current or 'nothing'}, not {head}: run `llm-gateway db upgrade`")

@@ -1,22 +1,32 @@
-"""Schema management through Alembic, the only owner of the schema."""
+"""Schema management through Alembic, the only owner of the schema.
+
+Alembic is imported only when a migration runs: `serve` on an up-to-date database compares the stored revision
+with HEAD_REVISION (kept equal to Alembic's head by a test) without paying for the import.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 # The migrations live beside src/ in the source tree (installed editable by `make`).
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# The newest revision in migrations/versions; tests/gateway/test_migrations.py keeps it honest.
+HEAD_REVISION = "0001"
 
 
 def alembic_config(database_url: str) -> Config:
     """An Alembic config pointed at our migrations and the given database."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["database_url"] = database_url
@@ -25,23 +35,32 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Apply migrations up to `revision` (blocking: call before the event loop or from a thread)."""
+    from alembic import command
+
     command.upgrade(alembic_config(database_url), revision)
 
 
 def downgrade(database_url: str, revision: str) -> None:
     """Revert migrations down to `revision` (blocking)."""
+    from alembic import command
+
     command.downgrade(alembic_config(database_url), revision)
 
 
 def head_revision() -> str | None:
-    """The newest revision in migrations/."""
+    """The newest revision in migrations/, as Alembic reads it."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config("")).get_current_head()
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
     """The revision the database is at, or None for an empty database."""
     async with engine.connect() as conn:
-        return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+        try:
+            return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one_or_none()
+        except DBAPIError:
+            return None
 
 
 async def upgrade_async(database_url: str, revision: str = "head") -> None:
