@@ -1,15 +1,25 @@
 """A database for the gateway under test: migrated, one user with a token, one configuration `bench-model`
-pointing at the fake upstream. Made with the gateway's own repository functions, as the CLI and API would."""
+pointing at the fake upstream. Made with the gateway's own repository functions, as the CLI and API would.
+
+Run as a child process with the measured tree's src/ first on PYTHONPATH (its migrations and models):
+    python -m benchmarks.prepare sqlite DIRECTORY | postgres SERVER_URL   (upstream in BENCH_UPSTREAM_URL/KEY)
+prints one JSON object (Prepared) on stdout.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import os
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
+from benchmarks.procs import MODEL
 from gateway import migrate
 from gateway.configurations import Policy, create_configuration
 from gateway.crypto import KeyRing, generate_key_entry
@@ -18,7 +28,6 @@ from gateway.providers import ProviderCatalog
 from gateway.settings import parse_key_ring
 from gateway.users import create_user, issue_token
 
-MODEL = "bench-model"
 
 
 @dataclass(frozen=True)
@@ -89,3 +98,15 @@ def postgres(server_url: str, upstream_url: str, upstream_key: str) -> Prepared:
 def drop_postgres(server_url: str, name: str) -> None:
     """Drop a database postgres() made."""
     asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def main() -> None:
+    """Prepare one database; print what the gateway needs as JSON."""
+    kind, where = sys.argv[1], sys.argv[2]
+    url, key = os.environ["BENCH_UPSTREAM_URL"], os.environ["BENCH_UPSTREAM_KEY"]
+    prepared = sqlite(Path(where), url, key) if kind == "sqlite" else postgres(where, url, key)
+    print(json.dumps(dataclasses.asdict(prepared)))
+
+
+if __name__ == "__main__":
+    main()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+MODEL = "bench-model"  # the configuration name every request asks for
 
 
 def free_port() -> int:

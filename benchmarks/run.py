@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import hotpath, load, prepare, procs, report
+from benchmarks import hotpath, load, procs, report
+from benchmarks.procs import MODEL
 
 REPO = Path(__file__).resolve().parent.parent
 GATEWAYS = ("sqlite", "postgres")
@@ -109,18 +110,15 @@ class Bench:
         else:
             cwd = self.out / label
             cwd.mkdir(exist_ok=True)
-            if name == "sqlite":
-                prepared = prepare.sqlite(cwd, self.upstream_url, self.upstream_key)
-            else:
-                prepared = prepare.postgres(self.args.postgres_url, self.upstream_url, self.upstream_key)
-                drop = prepared.drop
-            token = prepared.token
+            prepared = self.prepare(name, cwd)
+            drop = prepared["drop"]
+            token = prepared["token"]
             # -X importtime logs every import to stderr: the log then shows whether litellm was ever imported.
             cmd = [sys.executable, "-X", "importtime", "-m", "gateway", "serve", "--host", "127.0.0.1",
                    "--port", str(port), "--workers", str(workers)]
             env = clean_env(
-                PYTHONPATH=str(self.args.src), LLM_GATEWAY_DATABASE_URL=prepared.database_url,
-                LLM_GATEWAY_ENCRYPTION_KEYS=prepared.encryption_keys, LLM_GATEWAY_ALLOW_PRIVATE_BASE_URLS="true",
+                PYTHONPATH=str(self.args.src), LLM_GATEWAY_DATABASE_URL=prepared["database_url"],
+                LLM_GATEWAY_ENCRYPTION_KEYS=prepared["encryption_keys"], LLM_GATEWAY_ALLOW_PRIVATE_BASE_URLS="true",
                 LLM_GATEWAY_ACCESS_LOG="false", LLM_GATEWAY_LOG_LEVEL="WARNING", LLM_GATEWAY_DATA_DIR=str(cwd),
             )
         proc = procs.start(label, cmd, cpus=cpus, log_dir=self.out, env=env, cwd=cwd)
@@ -129,16 +127,34 @@ class Bench:
         finally:
             proc.stop()
             if drop:
-                prepare.drop_postgres(self.args.postgres_url, drop)
+                subprocess.run([sys.executable, "-c", "import sys; from benchmarks.prepare import drop_postgres; "
+                                "drop_postgres(sys.argv[1], sys.argv[2])", self.args.postgres_url, drop],
+                               cwd=REPO, env=self.src_env(), check=True, timeout=60)
+
+    def src_env(self, **extra: str) -> dict[str, str]:
+        """The environment of a child that imports the measured gateway (and these benchmarks)."""
+        return clean_env(PYTHONPATH=f"{self.args.src}:{REPO}", **extra)
+
+    def prepare(self, name: str, directory: Path) -> dict[str, str]:
+        """A migrated database with the caller and `bench-model`, made by the measured tree's own code."""
+        where = str(directory) if name == "sqlite" else self.args.postgres_url
+        done = subprocess.run([sys.executable, "-m", "benchmarks.prepare", name, where], cwd=REPO,
+                              capture_output=True, text=True, timeout=120,
+                              env=self.src_env(BENCH_UPSTREAM_URL=self.upstream_url,
+                                               BENCH_UPSTREAM_KEY=self.upstream_key))
+        if done.returncode:
+            raise RuntimeError(f"preparing {name} failed:\n{done.stderr[-2000:]}")
+        prepared: dict[str, str] = json.loads(done.stdout)
+        return prepared
 
     def wrk(self, proc: procs.Proc, port: int, token: str, conns: int, tag: str, **kw: object) -> dict[str, object]:
-        return load.wrk(port, token, prepare.MODEL, conns=conns, seconds=kw.pop("seconds", self.args.seconds),  # type: ignore[arg-type]
+        return load.wrk(port, token, MODEL, conns=conns, seconds=kw.pop("seconds", self.args.seconds),  # type: ignore[arg-type]
                         cpus=self.args.load_cpus, out=self.out / f"{proc.name}_{tag}.json", watch_pid=proc.pid, **kw)  # type: ignore[arg-type]
 
     def measure(self, name: str) -> dict[str, object]:
         """The main table's figures for one target."""
         with self.target(name) as (proc, port, token):
-            r: dict[str, object] = {"startup_s": round(procs.wait_first_200(proc, port, token, prepare.MODEL), 3)}
+            r: dict[str, object] = {"startup_s": round(procs.wait_first_200(proc, port, token, MODEL), 3)}
             r["rss_idle_mib"] = round(procs.rss_kib(proc.pid) / 1024, 1)
             self.log(f"{name}: first 200 after {r['startup_s']} s, RSS {r['rss_idle_mib']} MiB")
             self.wrk(proc, port, token, 128, "warmup", seconds=self.args.warmup)
@@ -146,7 +162,7 @@ class Bench:
             for c, w in runs.items():
                 self.log(f"{name} c={c}: {w['rps']} req/s p50 {w['p50_ms']} ms p99 {w['p99_ms']} ms "
                          f"errors {int(w['non2xx']) + int(w['socket_errors'])} busy {w['busy_pct']}")  # type: ignore[call-overload]
-            stream = load.stream_ttfc(port, token, prepare.MODEL, requests=self.args.stream_requests,
+            stream = load.stream_ttfc(port, token, MODEL, requests=self.args.stream_requests,
                                       cpus=self.args.load_cpus, out=self.out / f"{name}_stream.json")
             self.log(f"{name} stream: {stream}")
             busy = runs[32]["busy_pct"]
@@ -160,7 +176,7 @@ class Bench:
             if name != "bare":
                 r["litellm_imported"] = bool(LITELLM_IMPORT.search(proc.log.read_text(errors="replace")))
             if self.args.profile:
-                prof = hotpath.record(proc.pid, port, token, prepare.MODEL, seconds=self.args.profile_seconds,
+                prof = hotpath.record(proc.pid, port, token, MODEL, seconds=self.args.profile_seconds,
                                       conns=32, cpus=self.args.load_cpus, out_dir=self.out, name=f"{name}_profile")
                 r["profile"] = prof
             return r
@@ -169,7 +185,7 @@ class Bench:
         """RSS of a fresh process after half of --long-requests and after all of them (32 connections)."""
         half = self.args.long_requests // 2
         with self.target(name, label=f"{name}_long") as (proc, port, token):
-            procs.wait_first_200(proc, port, token, prepare.MODEL)
+            procs.wait_first_200(proc, port, token, MODEL)
             rss = []
             for part in ("first", "second"):
                 w = self.wrk(proc, port, token, 32, f"long_{part}", seconds=3600, requests=half)
@@ -184,7 +200,7 @@ class Bench:
         for count, suffix in ((1, "1"), (n, "n")):
             label = f"{name}_workers{count}"
             with self.target(name, workers=count, cpus=self.args.workers_cpus, label=label) as (proc, port, token):
-                procs.wait_first_200(proc, port, token, prepare.MODEL)
+                procs.wait_first_200(proc, port, token, MODEL)
                 self.wrk(proc, port, token, 128, "warmup", seconds=self.args.warmup)
                 for conns in (32, 128):
                     w = self.wrk(proc, port, token, conns, f"c{conns}")

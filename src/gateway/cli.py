@@ -57,8 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token = _run(lambda: ensure_first_admin(settings))
     if token:
         print(f"llm-gateway: created the first admin user 'admin'. Its token, shown once:\n  {token}", flush=True)
-    serve(settings)
-    return 0
+    return serve(settings)
 
 
 def cmd_db(args: argparse.Namespace) -> int:
