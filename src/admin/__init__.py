@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin import operators
+from admin import operators, testing
 from admin.openapi import openapi_registry
 from admin.registry import ApiRegistry
 
 # Each admin module owns one registry; the OpenAPI document covers all of them.
-REGISTRIES: list[ApiRegistry] = [operators.api]
+# testing before configurations: its fixed paths (/llm-configurations/test-all) must win over {id}.
+REGISTRIES: list[ApiRegistry] = [operators.api, testing.api]
 
 
 def create_admin_app() -> web.Application:

@@ -8,7 +8,18 @@ import aiohttp
 from aiohttp import web
 
 from admin import create_admin_app
-from gateway.appkeys import CHANGES, ENGINE, HTTP_CLIENT, KEYRING, POLICY, PROVIDERS, SESSIONMAKER, SETTINGS, TOKEN_CACHE
+from gateway.appkeys import (
+    CHANGES,
+    ENGINE,
+    HTTP_CLIENT,
+    KEYRING,
+    POLICY,
+    PROVIDERS,
+    SESSIONMAKER,
+    SETTINGS,
+    TEST_LIMITER,
+    TOKEN_CACHE,
+)
 from gateway.auth import TokenCache, auth_middleware
 from gateway.changes import ChangeBus
 from gateway.configurations import Policy
@@ -17,6 +28,7 @@ from gateway.db import make_engine, make_sessionmaker
 from gateway.errors import error_middleware
 from gateway.health import healthz, readyz
 from gateway.providers import ProviderCatalog
+from gateway.ratelimit import SlidingWindowLimiter
 from gateway.settings import Settings
 
 
@@ -58,6 +70,8 @@ def create_app(settings: Settings) -> web.Application:
         allow_private_base_urls=settings.allow_private_base_urls,
         max_per_user=settings.max_configurations_per_user,
     )
+    # Tests cost the user money: a per-user budget (in memory, per process).
+    app[TEST_LIMITER] = SlidingWindowLimiter(limit=settings.tests_per_minute, window_s=60.0)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(http_client_ctx)
     app.router.add_get("/healthz", healthz)

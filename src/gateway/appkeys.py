@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from gateway.configurations import Policy
     from gateway.crypto import KeyRing
     from gateway.providers import ProviderCatalog
+    from gateway.ratelimit import SlidingWindowLimiter
     from gateway.settings import Settings
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -25,3 +26,4 @@ TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
 CHANGES: web.AppKey[ChangeBus] = web.AppKey("changes")
 PROVIDERS: web.AppKey[ProviderCatalog] = web.AppKey("providers")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
+TEST_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("test_limiter")
