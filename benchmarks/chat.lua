@@ -1,6 +1,7 @@
 -- wrk script for benchmarks/run.py: POST one small non-streamed chat completion per request.
 -- Environment: BENCH_TOKEN, BENCH_MODEL, BENCH_OUT (file for one JSON line of results),
--- BENCH_REQUESTS (optional: stop after this many responses; wrk -t1 keeps the count exact).
+-- BENCH_REQUESTS (optional: stop after this many responses; wrk -t1 keeps the count exact). wrk itself
+-- then still sleeps out its -d, so the script leaves BENCH_OUT.stopped and the caller sends wrk SIGINT.
 local token = os.getenv("BENCH_TOKEN")
 local model = os.getenv("BENCH_MODEL") or "bench-model"
 local limit = tonumber(os.getenv("BENCH_REQUESTS") or "")
@@ -18,7 +19,10 @@ if limit then
   local seen = 0
   function response(status, headers, body)
     seen = seen + 1
-    if seen >= limit then wrk.thread:stop() end
+    if seen == limit then
+      wrk.thread:stop()
+      io.open(os.getenv("BENCH_OUT") .. ".stopped", "w"):close()
+    end
   end
 end
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from benchmarks import procs
@@ -34,8 +36,20 @@ def wrk(port: int, token: str, model: str, *, conns: int, seconds: float, cpus: 
            f"http://127.0.0.1:{port}"]
     if cpus:
         cmd = ["taskset", "-c", cpus, *cmd]
+    stopped = Path(f"{out}.stopped")
+    stopped.unlink(missing_ok=True)
     before, cpu0 = procs.cpu_busy(), procs.cpu_seconds(watch_pid) if watch_pid else 0.0
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, timeout=seconds + 60)
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL) as run:
+        deadline = time.monotonic() + seconds + 60
+        while run.poll() is None:
+            if stopped.exists():
+                run.send_signal(signal.SIGINT)  # wrk stops sleeping out -d and reports
+                stopped.unlink()
+            elif time.monotonic() > deadline:
+                run.kill()
+            time.sleep(0.05)
+    if run.returncode:
+        raise RuntimeError(f"wrk exited with {run.returncode}")
     after, cpu1 = procs.cpu_busy(), procs.cpu_seconds(watch_pid) if watch_pid else 0.0
     result: dict[str, object] = json.loads(out.read_text())
     result["busy_pct"] = procs.busy_pct(before, after)

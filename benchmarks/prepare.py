@@ -62,7 +62,9 @@ async def _fill(database_url: str, keys: str, upstream_url: str, upstream_key: s
 
 
 def sqlite(directory: Path, upstream_url: str, upstream_key: str) -> Prepared:
-    """A fresh SQLite file in DIRECTORY."""
+    """A fresh SQLite file in DIRECTORY (one a previous run left there is replaced)."""
+    for stale in ("gateway.db", "gateway.db-wal", "gateway.db-shm"):
+        (directory / stale).unlink(missing_ok=True)
     url = f"sqlite+aiosqlite:///{directory / 'gateway.db'}"
     keys = generate_key_entry("bench1")
     return Prepared(url, keys, asyncio.run(_fill(url, keys, upstream_url, upstream_key)))

@@ -23,6 +23,9 @@ class Metric:
 METRICS = (
     Metric("requests/s, 32 connections", "rps_32", "≥ 0.9 × floor", "ratio", lambda r: r >= 0.9),
     Metric("requests/s, 128 connections", "rps_128", "≥ 0.9 × floor", "ratio", lambda r: r >= 0.9),
+    # CPU time of the process under test per request: the figure least bent by a busy machine.
+    Metric("CPU µs/request, 32 connections", "cpu_us_32", "≤ 1.11 × floor (⇔ 0.9× req/s)", "ratio",
+           lambda r: r <= 1 / 0.9),
     Metric("p50 ms, 1 connection", "p50_1", "≤ floor + 0.15 ms", "delta", lambda d: d <= 0.15, 3),
     Metric("p99 ms, 32 connections", "p99_32", "≤ 1.5 × floor", "ratio", lambda r: r <= 1.5, 2),
     Metric("stream: time to first chunk p50 ms, 1 connection", "ttfc_p50", "≤ floor + 0.3 ms", "delta",

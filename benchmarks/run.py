@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -143,7 +144,8 @@ class Bench:
                               env=self.src_env(BENCH_UPSTREAM_URL=self.upstream_url,
                                                BENCH_UPSTREAM_KEY=self.upstream_key))
         if done.returncode:
-            raise RuntimeError(f"preparing {name} failed:\n{done.stderr[-2000:]}")
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"preparing {name} failed: {last}\n{done.stderr[-2000:]}")
         prepared: dict[str, str] = json.loads(done.stdout)
         return prepared
 
@@ -167,7 +169,9 @@ class Bench:
             self.log(f"{name} stream: {stream}")
             busy = runs[32]["busy_pct"]
             r.update(
-                rps_32=runs[32]["rps"], rps_128=runs[128]["rps"], p50_1=runs[1]["p50_ms"], p99_32=runs[32]["p99_ms"],
+                rps_32=runs[32]["rps"], cpu_us_32=round(1e6 * float(runs[32]["target_cpu_s"])  # type: ignore[arg-type]
+                                                         / max(1, int(runs[32]["requests"])), 1),  # type: ignore[call-overload]
+                rps_128=runs[128]["rps"], p50_1=runs[1]["p50_ms"], p99_32=runs[32]["p99_ms"],
                 ttfc_p50=stream.get("ttfc_p50_ms"), rss_mib=round(procs.rss_kib(proc.pid) / 1024, 1),
                 errors=sum(int(w["non2xx"]) + int(w["socket_errors"]) for w in runs.values())  # type: ignore[call-overload]
                 + int(stream.get("errors", 0)),  # type: ignore[call-overload]
@@ -224,8 +228,14 @@ def commit() -> str:
         return "unknown"
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds the context managers, which stop every process we started
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     load.require_wrk()
     args.out = args.out or Path("/tmp/llm-gateway-bench") / datetime.now().strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
