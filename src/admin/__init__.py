@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin import operators, testing
+from admin import backup, compat, encryption, migrations, operators, testing
 from admin.openapi import openapi_registry
 from admin.registry import ApiRegistry
 
 # Each admin module owns one registry; the OpenAPI document covers all of them.
-# testing before configurations: its fixed paths (/llm-configurations/test-all) must win over {id}.
-REGISTRIES: list[ApiRegistry] = [operators.api, testing.api]
+# Fixed paths before the configuration CRUD module's {id}: testing (/llm-configurations/test-all) and backup
+# (/llm-configurations/export, /import) must never be read as a configuration id.
+REGISTRIES: list[ApiRegistry] = [backup.api, compat.api, migrations.api, encryption.api, operators.api, testing.api]
 
 
 def create_admin_app() -> web.Application:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 
@@ -15,3 +16,8 @@ class Public(BaseModel):
     """Response models: built from plain values, never from an object that carries a key."""
 
     model_config = ConfigDict(from_attributes=True)
+
+
+def json_response(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A pydantic model as a JSON response."""
+    return web.Response(text=model.model_dump_json(), status=status, content_type="application/json", headers=headers)

@@ -27,6 +27,7 @@ from gateway.crypto import KeyRing
 from gateway.db import make_engine, make_sessionmaker
 from gateway.errors import error_middleware
 from gateway.health import healthz, readyz
+from gateway.legacy_migration import legacy_ctx, read_through_middleware
 from gateway.providers import ProviderCatalog
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.settings import Settings
@@ -55,7 +56,10 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway: middlewares, shared resources, probes, the admin sub-app at /api/."""
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=settings.max_body_bytes)
+    middlewares = [error_middleware, auth_middleware]
+    if settings.has_legacy_source:
+        middlewares.append(read_through_middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[KEYRING] = KeyRing.from_entries(settings.key_ring_entries())
     bus = ChangeBus()
@@ -74,6 +78,7 @@ def create_app(settings: Settings) -> web.Application:
     app[TEST_LIMITER] = SlidingWindowLimiter(limit=settings.tests_per_minute, window_s=60.0)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(http_client_ctx)
+    app.cleanup_ctx.append(legacy_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.add_subapp("/api/", create_admin_app())

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from gateway.changes import ChangeBus
     from gateway.configurations import Policy
     from gateway.crypto import KeyRing
+    from gateway.legacy import LegacySource
+    from gateway.legacy_migration import ReadThrough
     from gateway.providers import ProviderCatalog
     from gateway.ratelimit import SlidingWindowLimiter
     from gateway.settings import Settings
@@ -26,4 +28,6 @@ TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
 CHANGES: web.AppKey[ChangeBus] = web.AppKey("changes")
 PROVIDERS: web.AppKey[ProviderCatalog] = web.AppKey("providers")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
+LEGACY_SOURCE: web.AppKey[LegacySource | None] = web.AppKey("legacy_source")
+READ_THROUGH: web.AppKey[ReadThrough | None] = web.AppKey("read_through")
 TEST_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("test_limiter")

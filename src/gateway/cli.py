@@ -9,16 +9,23 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 from pydantic import ValidationError
 
 from gateway import migrate
 from gateway.bootstrap import StartupError, check_database, ensure_first_admin, ensure_key_ring
-from gateway.crypto import generate_key_entry
+from gateway.changes import ChangeBus
+from gateway.configurations import Policy
+from gateway.crypto import KeyRing, generate_key_entry
 from gateway.db import make_engine, make_sessionmaker
 from gateway.errors import GatewayError
-from gateway.settings import Settings, describe_settings_error
+from gateway.legacy import LegacySourceError, open_source
+from gateway.legacy_migration import MigrationReport, Migrator, run_migration
+from gateway.providers import ProviderCatalog
+from gateway.rotation import RotationReport, rotate_keys
+from gateway.settings import TABLE_RE, Settings, describe_settings_error
 from gateway.users import create_user, get_user_by_name, issue_token, list_tokens, revoke_token
 
 T = TypeVar("T")
@@ -127,11 +134,58 @@ def cmd_tokens(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    """Generate a key entry (rotation lives in its own command module)."""
+    """Generate a key entry, or re-encrypt every stored key under the primary key."""
     if args.action == "generate":
         print(generate_key_entry(args.key_id))
         return 0
-    raise StartupError("keys rotate is not available in this build yet")
+    settings = ensure_key_ring(load_settings(), announce=False)
+    keyring = KeyRing.from_entries(settings.key_ring_entries())
+
+    async def work() -> RotationReport:
+        engine = make_engine(settings.database_url)
+        try:
+            return await rotate_keys(make_sessionmaker(engine), keyring=keyring, bus=ChangeBus(),
+                                     batch_size=args.batch_size or settings.rotation_batch_size,
+                                     max_batches=args.max_batches)
+        finally:
+            await engine.dispose()
+
+    report = _run(work)
+    print(report.model_dump_json(indent=2))
+    return 0 if not report.failed else 1
+
+
+def cmd_migrate_legacy(args: argparse.Namespace) -> int:
+    """Migrate legacy single-key settings into configurations and print the report."""
+    settings = ensure_key_ring(load_settings(), announce=False)
+    catalog = ProviderCatalog.load(settings.providers_file)
+    policy = Policy(catalog=catalog, allow_private_base_urls=settings.allow_private_base_urls,
+                    max_per_user=settings.max_configurations_per_user)
+
+    async def work() -> MigrationReport:
+        try:
+            source = open_source(db_url=args.from_db, table_name=args.table, directory=args.from_files)
+        except LegacySourceError as exc:
+            raise StartupError(str(exc)) from None
+        engine = make_engine(settings.database_url)
+        migrator = Migrator(sessionmaker=make_sessionmaker(engine),
+                            keyring=KeyRing.from_entries(settings.key_ring_entries()), policy=policy, bus=ChangeBus())
+        try:
+            return await run_migration(migrator, source, dry_run=args.dry_run, actor="cli")
+        except LegacySourceError as exc:
+            raise StartupError(str(exc)) from None
+        finally:
+            await source.close()
+            await engine.dispose()
+
+    print(_run(work).model_dump_json(indent=2))
+    return 0
+
+
+def _table_name(value: str) -> str:
+    if not TABLE_RE.match(value):
+        raise argparse.ArgumentTypeError("a table name: letters, digits, _ (optionally schema.table)")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,8 +220,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="encryption keys")
     keys.add_argument("action", choices=["generate", "rotate"])
-    keys.add_argument("--key-id")
+    keys.add_argument("--key-id", help="generate: the new entry's id")
+    keys.add_argument("--batch-size", type=int, help="rotate: rows per transaction")
+    keys.add_argument("--max-batches", type=int, help="rotate: stop after this many batches (run again to resume)")
     keys.set_defaults(func=cmd_keys)
+
+    legacy = sub.add_parser("migrate-legacy", help="import legacy single-key settings")
+    source = legacy.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from-db", metavar="URL", help="database holding user_settings(user_id, settings)")
+    source.add_argument("--from-files", metavar="DIR", type=Path, help="folder of <user>/settings.json or <user>.json")
+    legacy.add_argument("--table", default="user_settings", type=_table_name)
+    legacy.add_argument("--dry-run", action="store_true", help="report what would happen, write nothing")
+    legacy.set_defaults(func=cmd_migrate_legacy)
     return parser
 
 

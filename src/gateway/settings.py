@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,6 +18,8 @@ from pydantic_settings import (
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/gateway.db"
 KEY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+# A table name, optionally schema-qualified; it is quoted as an identifier, never pasted into SQL.
+TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
 # Values people paste from examples; a secret equal to one of these is refused.
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "admin", "token", "xxx", "todo"}
 SUPPORTED_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
@@ -46,6 +48,18 @@ def parse_key_ring(raw: str) -> list[tuple[str, bytes]]:
     return entries
 
 
+def normalise_database_url(value: str) -> str:
+    """The async-driver form of a PostgreSQL or SQLite URL; ValueError for any other scheme."""
+    scheme = value.split("://", 1)[0]
+    if scheme == "postgresql" or scheme == "postgres":
+        return "postgresql+asyncpg://" + value.split("://", 1)[1]
+    if scheme == "sqlite":
+        return "sqlite+aiosqlite://" + value.split("://", 1)[1]
+    if scheme not in SUPPORTED_SCHEMES:
+        raise ValueError(f"unsupported scheme {scheme!r}: use postgresql+asyncpg:// or sqlite+aiosqlite://")
+    return value
+
+
 class Settings(BaseSettings):
     """Everything the gateway reads from its environment; passed in, never imported as a global."""
 
@@ -71,6 +85,10 @@ class Settings(BaseSettings):
     usage_flush_interval_s: float = Field(default=1.0, gt=0)
     usage_batch_size: int = Field(default=500, ge=1)
     providers_file: Path | None = None
+    legacy_source_db_url: SecretStr | None = None
+    legacy_source_dir: Path | None = None
+    legacy_table: str = "user_settings"
+    rotation_batch_size: int = Field(default=200, ge=1, le=10_000)
     log_level: str = "INFO"
     access_log: bool = True
 
@@ -93,14 +111,27 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        scheme = value.split("://", 1)[0]
-        if scheme == "postgresql" or scheme == "postgres":
-            return "postgresql+asyncpg://" + value.split("://", 1)[1]
-        if scheme == "sqlite":
-            return "sqlite+aiosqlite://" + value.split("://", 1)[1]
-        if scheme not in SUPPORTED_SCHEMES:
-            raise ValueError(f"unsupported scheme {scheme!r}: use postgresql+asyncpg:// or sqlite+aiosqlite://")
+        return normalise_database_url(value)
+
+    @field_validator("legacy_source_db_url")
+    @classmethod
+    def _legacy_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        return SecretStr(normalise_database_url(value.get_secret_value()))
+
+    @field_validator("legacy_table")
+    @classmethod
+    def _legacy_table(cls, value: str) -> str:
+        if not TABLE_RE.match(value):
+            raise ValueError("must be a table name (letters, digits, _; optionally schema.table)")
         return value
+
+    @model_validator(mode="after")
+    def _one_legacy_source(self) -> Settings:
+        if self.legacy_source_db_url is not None and self.legacy_source_dir is not None:
+            raise ValueError("set legacy_source_db_url or legacy_source_dir, not both")
+        return self
 
     @field_validator("encryption_keys")
     @classmethod
@@ -123,6 +154,11 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         """True for the embedded SQLite database."""
         return self.database_url.startswith("sqlite")
+
+    @property
+    def has_legacy_source(self) -> bool:
+        """True when a legacy settings source is configured (read-through migration)."""
+        return self.legacy_source_db_url is not None or self.legacy_source_dir is not None
 
     def key_ring_entries(self) -> list[tuple[str, bytes]]:
         """The configured encryption keys; the first encrypts."""
