@@ -10,11 +10,12 @@ parsing, no logging: what is left is aiohttp's own cost, which the gateway pays 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 
 import aiohttp
 from aiohttp import web
+
+from benchmarks.procs import install_uvloop
 
 RELAYED = ("Content-Type", "x-request-id")
 DENIED = b'{"error":{"message":"Invalid token","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}'
@@ -63,13 +64,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="upstream base URL ending in /v1")
     args = parser.parse_args()
-    try:
-        import uvloop
-    except ImportError:
-        pass
-    else:
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    web.run_app(build_app(args.upstream, os.environ["BARE_UPSTREAM_KEY"], os.environ["BARE_TOKEN"]), host="127.0.0.1", port=args.port,
+    install_uvloop()
+    app = build_app(args.upstream, os.environ["BARE_UPSTREAM_KEY"], os.environ["BARE_TOKEN"])
+    web.run_app(app, host="127.0.0.1", port=args.port,
                 access_log=None, print=None)
 
 

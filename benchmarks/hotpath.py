@@ -22,8 +22,8 @@ def py_spy() -> str:
 
 
 def record(pid: int, port: int, token: str, model: str, *, seconds: float, conns: int, cpus: str | None,
-           out_dir: Path, name: str) -> dict[str, object]:
-    """Sample PID (and its workers) for SECONDS under load; collapsed stacks to out_dir/NAME.folded."""
+           out_dir: Path, name: str) -> list[str]:
+    """Sample PID (and its workers) for SECONDS under load; collapsed stacks to out_dir/NAME.folded; tables."""
     folded = out_dir / f"{name}.folded"
     cmd = [py_spy(), "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", "250",
            "--format", "raw", "--output", str(folded), "--duration", str(round(seconds) + 2)]
@@ -36,7 +36,7 @@ def record(pid: int, port: int, token: str, model: str, *, seconds: float, conns
     _, err = spy.communicate(timeout=seconds + 60)
     if spy.returncode != 0 or not folded.exists():
         raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
-    return {"folded": str(folded), "requests": result["requests"], "target_cpu_s": result["target_cpu_s"]}
+    return summarize(folded, requests=result.requests, cpu_s=result.target_cpu_s)
 
 
 # Frames every sample of a thread shares (interpreter start, the CLI, the event loop's entry): cut off, so the

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import procs
@@ -25,9 +26,34 @@ def require_wrk() -> str:
     return path
 
 
+@dataclass
+class WrkResult:
+    """One wrk run, as chat.lua reports it, plus each CPU's busy % and the watched process's CPU seconds."""
+
+    requests: int
+    duration_s: float
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    non2xx: int
+    socket_errors: int
+    busy_pct: dict[str, float] = field(default_factory=dict)
+    target_cpu_s: float = 0.0
+
+    @property
+    def errors(self) -> int:
+        return self.non2xx + self.socket_errors
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return round(1e6 * self.target_cpu_s / max(1, self.requests), 1)
+
+
 def wrk(port: int, token: str, model: str, *, conns: int, seconds: float, cpus: str | None, out: Path,
-        requests: int | None = None, watch_pid: int | None = None) -> dict[str, object]:
-    """One wrk run; its JSON plus the busy % of every CPU and the CPU the watched process used."""
+        requests: int | None = None, watch_pid: int | None = None) -> WrkResult:
+    """One wrk run from CPUS against 127.0.0.1:PORT; with REQUESTS, it ends after that many responses."""
     env = dict(os.environ, BENCH_TOKEN=token, BENCH_MODEL=model, BENCH_OUT=str(out))
     env.pop("BENCH_REQUESTS", None)
     if requests:
@@ -51,16 +77,14 @@ def wrk(port: int, token: str, model: str, *, conns: int, seconds: float, cpus: 
     if run.returncode:
         raise RuntimeError(f"wrk exited with {run.returncode}")
     after, cpu1 = procs.cpu_busy(), procs.cpu_seconds(watch_pid) if watch_pid else 0.0
-    result: dict[str, object] = json.loads(out.read_text())
-    result["busy_pct"] = procs.busy_pct(before, after)
-    if watch_pid:
-        result["target_cpu_s"] = round(cpu1 - cpu0, 3)
-    return result
+    return WrkResult(**json.loads(out.read_text()), busy_pct=procs.busy_pct(before, after),
+                     target_cpu_s=round(cpu1 - cpu0, 3))
 
 
 def stream_ttfc(port: int, token: str, model: str, *, requests: int, cpus: str | None, out: Path) -> dict[str, object]:
     """Median and p90 time to first chunk over REQUESTS sequential streams."""
-    cmd = [sys.executable, "-m", "benchmarks.stream_probe", "--port", str(port), "--model", model, "--requests", str(requests), "--out", str(out)]
+    cmd = [sys.executable, "-m", "benchmarks.stream_probe", "--port", str(port), "--model", model,
+           "--requests", str(requests), "--out", str(out)]
     if cpus:
         cmd = ["taskset", "-c", cpus, *cmd]
     subprocess.run(cmd, check=True, cwd=HERE.parent, timeout=600, env=dict(os.environ, BENCH_TOKEN=token))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -15,6 +16,15 @@ from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MODEL = "bench-model"  # the configuration name every request asks for
+
+
+def install_uvloop() -> None:
+    """uvloop for the benchmark's own servers and clients, as the gateway uses it when present."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def free_port() -> int:

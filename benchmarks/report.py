@@ -69,7 +69,8 @@ def main_table(results: dict[str, dict[str, object]]) -> list[str]:
     extra = (
         ("errors (non-2xx + socket), all loads", lambda r: str(r.get("errors", "–"))),
         ("CPU0 / CPU1 busy %, 32 connections", lambda r: "{} / {}".format(*r.get("busy_32", ("–", "–")))),
-        ("litellm imported", lambda r: {True: "yes ✗", False: "no ✓"}.get(r.get("litellm_imported"), "–")),  # type: ignore[arg-type]
+        ("litellm imported", lambda r: {True: "yes ✗", False: "no ✓"}.get(bool(r["litellm_imported"]))
+         if "litellm_imported" in r else "–"),
     )
     for label, show in extra:
         lines.append(f"| {label} | | " + " | ".join(show(results[n]) for n in names) + " |")
@@ -101,5 +102,6 @@ def workers_table(rows: dict[str, dict[str, float]], workers: int) -> list[str]:
             one, many = r.get(f"rps_{conns}_1"), r.get(f"rps_{conns}_n")
             if one and many:
                 ratio = many / one
-                lines.append(f"| {name} | {conns} | {one:,.0f} | {many:,.0f} | {ratio:.2f} {'✓' if ratio >= 1.8 else '✗'} |")
+                verdict = "✓" if ratio >= 1.8 else "✗"
+                lines.append(f"| {name} | {conns} | {one:,.0f} | {many:,.0f} | {ratio:.2f} {verdict} |")
     return lines

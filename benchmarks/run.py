@@ -10,6 +10,7 @@ Prints one Markdown table and writes it, with every raw figure, to --out.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -21,12 +22,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from benchmarks import hotpath, load, procs, report
 from benchmarks.procs import MODEL
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 GATEWAYS = ("sqlite", "postgres")
 LITELLM_IMPORT = re.compile(r"\|\s+litellm$", re.MULTILINE)
@@ -149,40 +153,39 @@ class Bench:
         prepared: dict[str, str] = json.loads(done.stdout)
         return prepared
 
-    def wrk(self, proc: procs.Proc, port: int, token: str, conns: int, tag: str, **kw: object) -> dict[str, object]:
-        return load.wrk(port, token, MODEL, conns=conns, seconds=kw.pop("seconds", self.args.seconds),  # type: ignore[arg-type]
-                        cpus=self.args.load_cpus, out=self.out / f"{proc.name}_{tag}.json", watch_pid=proc.pid, **kw)  # type: ignore[arg-type]
+    def wrk(self, proc: procs.Proc, port: int, token: str, conns: int, tag: str, *, seconds: float | None = None,
+            requests: int | None = None) -> load.WrkResult:
+        return load.wrk(port, token, MODEL, conns=conns, seconds=seconds or self.args.seconds, requests=requests,
+                        cpus=self.args.load_cpus, out=self.out / f"{proc.name}_{tag}.json", watch_pid=proc.pid)
 
     def measure(self, name: str) -> dict[str, object]:
         """The main table's figures for one target."""
         with self.target(name) as (proc, port, token):
-            r: dict[str, object] = {"startup_s": round(procs.wait_first_200(proc, port, token, MODEL), 3)}
-            r["rss_idle_mib"] = round(procs.rss_kib(proc.pid) / 1024, 1)
-            self.log(f"{name}: first 200 after {r['startup_s']} s, RSS {r['rss_idle_mib']} MiB")
+            startup = round(procs.wait_first_200(proc, port, token, MODEL), 3)
+            rss_idle = round(procs.rss_kib(proc.pid) / 1024, 1)
+            self.log(f"{name}: first 200 after {startup} s, RSS {rss_idle} MiB")
             self.wrk(proc, port, token, 128, "warmup", seconds=self.args.warmup)
             runs = {c: self.wrk(proc, port, token, c, f"c{c}") for c in (1, 32, 128)}
             for c, w in runs.items():
-                self.log(f"{name} c={c}: {w['rps']} req/s p50 {w['p50_ms']} ms p99 {w['p99_ms']} ms "
-                         f"errors {int(w['non2xx']) + int(w['socket_errors'])} busy {w['busy_pct']}")  # type: ignore[call-overload]
+                self.log(f"{name} c={c}: {w.rps} req/s p50 {w.p50_ms} ms p99 {w.p99_ms} ms errors {w.errors} "
+                         f"CPU µs/request {w.cpu_us_per_request} busy {w.busy_pct}")
             stream = load.stream_ttfc(port, token, MODEL, requests=self.args.stream_requests,
                                       cpus=self.args.load_cpus, out=self.out / f"{name}_stream.json")
             self.log(f"{name} stream: {stream}")
-            busy = runs[32]["busy_pct"]
-            r.update(
-                rps_32=runs[32]["rps"], cpu_us_32=round(1e6 * float(runs[32]["target_cpu_s"])  # type: ignore[arg-type]
-                                                         / max(1, int(runs[32]["requests"])), 1),  # type: ignore[call-overload]
-                rps_128=runs[128]["rps"], p50_1=runs[1]["p50_ms"], p99_32=runs[32]["p99_ms"],
-                ttfc_p50=stream.get("ttfc_p50_ms"), rss_mib=round(procs.rss_kib(proc.pid) / 1024, 1),
-                errors=sum(int(w["non2xx"]) + int(w["socket_errors"]) for w in runs.values())  # type: ignore[call-overload]
-                + int(stream.get("errors", 0)),  # type: ignore[call-overload]
-                busy_32=[busy.get("cpu0"), busy.get("cpu1")], wrk=runs, stream=stream,  # type: ignore[union-attr]
-            )
+            r: dict[str, object] = {
+                "startup_s": startup, "rss_idle_mib": rss_idle, "rps_32": runs[32].rps, "rps_128": runs[128].rps,
+                "cpu_us_32": runs[32].cpu_us_per_request, "p50_1": runs[1].p50_ms, "p99_32": runs[32].p99_ms,
+                "ttfc_p50": stream.get("ttfc_p50_ms"), "rss_mib": round(procs.rss_kib(proc.pid) / 1024, 1),
+                "errors": sum(w.errors for w in runs.values()) + int(stream.get("errors", 0)),
+                "busy_32": [runs[32].busy_pct.get("cpu0"), runs[32].busy_pct.get("cpu1")],
+                "wrk": {c: dataclasses.asdict(w) for c, w in runs.items()}, "stream": stream,
+            }
             if name != "bare":
                 r["litellm_imported"] = bool(LITELLM_IMPORT.search(proc.log.read_text(errors="replace")))
             if self.args.profile:
-                prof = hotpath.record(proc.pid, port, token, MODEL, seconds=self.args.profile_seconds,
-                                      conns=32, cpus=self.args.load_cpus, out_dir=self.out, name=f"{name}_profile")
-                r["profile"] = prof
+                r["profile"] = hotpath.record(proc.pid, port, token, MODEL, seconds=self.args.profile_seconds,
+                                              conns=32, cpus=self.args.load_cpus, out_dir=self.out,
+                                              name=f"{name}_profile")
             return r
 
     def long_run(self, name: str) -> dict[str, float]:
@@ -194,7 +197,7 @@ class Bench:
             for part in ("first", "second"):
                 w = self.wrk(proc, port, token, 32, f"long_{part}", seconds=3600, requests=half)
                 rss.append(procs.rss_kib(proc.pid) / 1024)
-                self.log(f"{name} long run, {part} half: {w['requests']} requests at {w['rps']} req/s, "
+                self.log(f"{name} long run, {part} half: {w.requests} requests at {w.rps} req/s, "
                          f"RSS {rss[-1]:.1f} MiB")
             return {"requests": 2 * half, "rss_half_mib": rss[0], "rss_end_mib": rss[1]}
 
@@ -208,8 +211,8 @@ class Bench:
                 self.wrk(proc, port, token, 128, "warmup", seconds=self.args.warmup)
                 for conns in (32, 128):
                     w = self.wrk(proc, port, token, conns, f"c{conns}")
-                    row[f"rps_{conns}_{suffix}"] = float(w["rps"])  # type: ignore[arg-type]
-                    self.log(f"{label} c={conns}: {w['rps']} req/s, processes {len(procs.tree(proc.pid))}")
+                    row[f"rps_{conns}_{suffix}"] = w.rps
+                    self.log(f"{label} c={conns}: {w.rps} req/s, processes {len(procs.tree(proc.pid))}")
         return row
 
 
@@ -245,46 +248,44 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.seconds:g} s per wrk run; wrk {load.wrk_version()}")
     bench.log(header)
     results: dict[str, dict[str, object]] = {}
-    extra: list[str] = []
+    long_rows: dict[str, dict[str, float]] = {}
+    worker_rows: dict[str, dict[str, float]] = {}
+    failures: list[str] = []
+
+    def attempt(name: str, what: str, work: Callable[[], T], into: dict[str, T]) -> None:
+        # A target that fails (not ready, crashed) is reported, and the others still run.
+        try:
+            into[name] = work()
+        except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+            bench.log(f"{name} {what} FAILED: {exc}")
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            failures.append(f"{name} {what}: FAILED: {first}")
+
     with bench.upstream():
         for name in args.targets:
-            results[name] = run_safely(bench, name, lambda n=name: bench.measure(n))  # type: ignore[misc]
-        gateways = [t for t in args.targets if t in GATEWAYS]
+            attempt(name, "", partial(bench.measure, name), results)
         if args.long_run:
-            rows = {n: run_safely(bench, n, lambda n=n: bench.long_run(n)) for n in args.targets}  # type: ignore[misc]
-            extra += ["", "Long run (fresh process, 32 connections):", ""]
-            extra += report.long_run_table({n: r for n, r in rows.items() if "error" not in r})  # type: ignore[misc]
+            for name in args.targets:
+                attempt(name, "long run", partial(bench.long_run, name), long_rows)
         if args.workers > 1:
-            rows = {n: run_safely(bench, n, lambda n=n: bench.workers(n, args.workers)) for n in gateways}  # type: ignore[misc]
-            extra += ["", f"`serve --workers {args.workers}` against one worker, gateway on CPUs {args.workers_cpus} "
-                      f"(upstream + wrk on {args.load_cpus}):", ""]
-            extra += report.workers_table({n: r for n, r in rows.items() if "error" not in r}, args.workers)  # type: ignore[misc]
-    ok = {n: r for n, r in results.items() if "error" not in r}
-    lines = [f"Measured {header}; load average after: {procs.load_average()}", ""]
-    lines += report.main_table(ok) + extra
+            for name in (t for t in args.targets if t in GATEWAYS):
+                attempt(name, "workers", partial(bench.workers, name, args.workers), worker_rows)
+    lines = [f"Measured {header}; load average after: {procs.load_average()}", ""] + report.main_table(results)
+    if long_rows:
+        lines += ["", "Long run (fresh process, 32 connections):", ""] + report.long_run_table(long_rows)
+    if worker_rows:
+        lines += ["", f"`serve --workers {args.workers}` against one worker, gateway on CPUs {args.workers_cpus} "
+                  f"(upstream + wrk on {args.load_cpus}):", ""] + report.workers_table(worker_rows, args.workers)
+    lines += [line for failure in failures for line in ("", failure)]
     for name, r in results.items():
-        if "error" in r:
-            lines += ["", f"{name}: FAILED: {r['error']}"]
-        elif "profile" in r:
-            prof = r["profile"]
-            lines += ["", f"Profile of {name} (py-spy, 32 connections):", ""]
-            lines += hotpath.summarize(Path(prof["folded"]), requests=int(prof["requests"]),  # type: ignore[index]
-                                       cpu_s=float(prof["target_cpu_s"]))  # type: ignore[index]
+        if "profile" in r:
+            lines += ["", f"Profile of {name} (py-spy, 32 connections):", "", *r["profile"]]  # type: ignore[misc]
     text = "\n".join(lines)
     print("\n" + text)
     (args.out / "report.md").write_text(text + "\n")
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     bench.log(f"results in {args.out}")
-    return 0 if ok and len(ok) == len(results) else 1
-
-
-def run_safely(bench: Bench, name: str, work: Callable[[], dict[str, object]]) -> dict[str, object]:
-    """A target that fails (not ready, crashed) is reported, and the others still run."""
-    try:
-        return work()
-    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
-        bench.log(f"{name} FAILED: {exc}")
-        return {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 
 import aiohttp
 
-from benchmarks.procs import chat_body
+from benchmarks.procs import chat_body, install_uvloop
 
 
 async def one(session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes) -> float | None:
@@ -65,12 +65,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    try:
-        import uvloop
-    except ImportError:
-        pass
-    else:
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    install_uvloop()
     result = asyncio.run(probe(args.port, os.environ["BENCH_TOKEN"], args.model, args.requests))
     with open(args.out, "w") as handle:
         json.dump(result, handle)
