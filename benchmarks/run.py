@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--load-cpus", default="1", help="taskset CPU list of the upstream, wrk and probes")
     p.add_argument("--long-run", action="store_true", help="memory mode: RSS after --long-requests and half")
     p.add_argument("--long-requests", type=int, default=200_000)
-    p.add_argument("--workers", type=int, default=0, help="also compare `serve --workers N` with one worker")
+    p.add_argument("--workers", type=int, default=0,
+                   help="also compare `serve --workers N` with one worker (PostgreSQL target only)")
     p.add_argument("--workers-cpus", default="0,1", help="taskset CPU list of the gateway in the workers run")
     p.add_argument("--profile", action="store_true", help="py-spy the gateway under load: top frames")
     p.add_argument("--profile-seconds", type=float, default=10.0)
@@ -268,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.targets:
                 attempt(name, "long run", partial(bench.long_run, name), long_rows)
         if args.workers > 1:
-            for name in (t for t in args.targets if t in GATEWAYS):
+            # Only PostgreSQL: serve refuses several workers on SQLite (no cross-process change path there).
+            for name in (t for t in args.targets if t == "postgres"):
                 attempt(name, "workers", partial(bench.workers, name, args.workers), worker_rows)
     lines = [f"Measured {header}; load average after: {procs.load_average()}", ""] + report.main_table(results)
     if long_rows:

@@ -56,9 +56,10 @@ async def _with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the gateway."""
-    from gateway.serve import serve
+    from gateway.serve import check_workers, serve
 
     settings = load_settings(host=args.host, port=args.port, workers=args.workers)
+    check_workers(settings)
     settings = ensure_key_ring(settings)
     _run(lambda: check_database(settings, apply_migrations=settings.is_sqlite))
     token = _run(lambda: ensure_first_admin(settings))

@@ -1,4 +1,4 @@
-"""`serve --workers N`: N processes listening on one port (SO_REUSEPORT), all taking connections."""
+"""`serve --workers N`: N processes listening on one port (SO_REUSEPORT), all taking connections; PostgreSQL only."""
 
 from __future__ import annotations
 
@@ -11,17 +11,19 @@ import time
 from pathlib import Path
 
 import gateway
-from tests.gateway.test_cli import _env, free_port, wait_healthy
+from gateway.crypto import generate_key_entry
+from tests.gateway.test_cli import _env, cli, free_port, wait_healthy
 
 LISTEN, ESTABLISHED = "0A", "01"
 # The child must run this very tree (a relative PYTHONPATH=src would not survive its cwd=tmp_path).
 SRC = str(Path(gateway.__file__).resolve().parents[1])
 
 
-def serve_two(tmp_path: Path, port: int) -> subprocess.Popen[str]:
+def serve_two(tmp_path: Path, port: int, database_url: str) -> subprocess.Popen[str]:
+    env = _env(PYTHONPATH=SRC, LLM_GATEWAY_DATABASE_URL=database_url, LLM_GATEWAY_ENCRYPTION_KEYS=generate_key_entry())
     return subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", "2"],
-        cwd=tmp_path, env=_env(PYTHONPATH=SRC), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
@@ -51,9 +53,9 @@ def tcp_sockets(port: int, state: str) -> set[str]:
     return found
 
 
-def test_two_workers_listen_on_one_port_and_both_take_connections(tmp_path: Path) -> None:
+def test_two_workers_listen_on_one_port_and_both_take_connections(tmp_path: Path, postgres_url: str) -> None:
     port = free_port()
-    proc = serve_two(tmp_path, port)
+    proc = serve_two(tmp_path, port, postgres_url)
     conns: list[http.client.HTTPConnection] = []
     try:
         wait_healthy(port, proc)
@@ -88,9 +90,9 @@ def test_two_workers_listen_on_one_port_and_both_take_connections(tmp_path: Path
     assert all(not Path(f"/proc/{w}").exists() for w in workers)
 
 
-def test_a_dead_worker_stops_the_whole_server(tmp_path: Path) -> None:
+def test_a_dead_worker_stops_the_whole_server(tmp_path: Path, postgres_url: str) -> None:
     port = free_port()
-    proc = serve_two(tmp_path, port)
+    proc = serve_two(tmp_path, port, postgres_url)
     try:
         wait_healthy(port, proc)
         deadline = time.monotonic() + 20
@@ -107,3 +109,11 @@ def test_a_dead_worker_stops_the_whole_server(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "exited with -9; stopping the others" in err
     assert not Path(f"/proc/{second}").exists()
+
+
+def test_several_workers_on_sqlite_are_refused_in_one_line(tmp_path: Path) -> None:
+    result = cli("serve", "--workers", "2", cwd=tmp_path, PYTHONPATH=SRC)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("llm-gateway: --workers above 1 needs PostgreSQL: on SQLite one worker's "
+                                     "changes would not reach the others' caches")
+    assert not (tmp_path / "data").exists()  # refused before touching anything
