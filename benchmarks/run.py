@@ -196,7 +196,7 @@ class Bench:
             procs.wait_first_200(proc, port, token, MODEL)
             rss = []
             for part in ("first", "second"):
-                w = self.wrk(proc, port, token, 32, f"long_{part}", seconds=3600, requests=half)
+                w = self.wrk(proc, port, token, 32, part, seconds=3600, requests=half)
                 rss.append(procs.rss_kib(proc.pid) / 1024)
                 self.log(f"{name} long run, {part} half: {w.requests} requests at {w.rps} req/s, "
                          f"RSS {rss[-1]:.1f} MiB")
