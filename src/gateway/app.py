@@ -29,8 +29,10 @@ from gateway.errors import error_middleware
 from gateway.health import healthz, readyz
 from gateway.legacy_migration import legacy_ctx, read_through_middleware
 from gateway.providers import ProviderCatalog
+from gateway.proxy import routes as proxy_routes
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.settings import Settings
+from gateway.ssrf import GuardedResolver
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -43,15 +45,19 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
-    """One upstream ClientSession per process: keep-alive pooling across all requests."""
+    """One upstream ClientSession per process: keep-alive pooling across all requests. Resolved addresses are
+    checked against the SSRF policy by the resolver; URLs (IP literals, schemes) by the proxy before each call."""
     settings = app[SETTINGS]
     timeout = aiohttp.ClientTimeout(
         total=None, connect=settings.upstream_connect_timeout_s, sock_read=settings.upstream_timeout_s
     )
-    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=60)
+    resolver = GuardedResolver(settings.allow_private_base_urls)
+    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=60, resolver=resolver)
+    # trust_env=False: through an HTTP(S)_PROXY the resolver would check the proxy, not the upstream.
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
         app[HTTP_CLIENT] = session
         yield
+    await resolver.close()
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -79,6 +85,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(http_client_ctx)
     app.cleanup_ctx.append(legacy_ctx)
+    proxy_routes.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.add_subapp("/api/", create_admin_app())

@@ -13,6 +13,11 @@ if TYPE_CHECKING:
     from gateway.changes import ChangeBus
     from gateway.configurations import Policy
     from gateway.crypto import KeyRing
+    from gateway.proxy.translation import Translator
+    from gateway.proxy.cache import ConfigurationCache
+    from gateway.proxy.failover import Cooldowns
+    from gateway.proxy.metrics import ProxyMetrics
+    from gateway.proxy.usage import UsageWriter
     from gateway.legacy import LegacySource
     from gateway.legacy_migration import ReadThrough
     from gateway.providers import ProviderCatalog
@@ -27,7 +32,12 @@ HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
 CHANGES: web.AppKey[ChangeBus] = web.AppKey("changes")
 PROVIDERS: web.AppKey[ProviderCatalog] = web.AppKey("providers")
+CONFIG_CACHE: web.AppKey[ConfigurationCache] = web.AppKey("config_cache")
+COOLDOWNS: web.AppKey[Cooldowns] = web.AppKey("cooldowns")
+USAGE: web.AppKey[UsageWriter] = web.AppKey("usage")
+METRICS: web.AppKey[ProxyMetrics] = web.AppKey("metrics")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
+TRANSLATOR: web.AppKey[Translator] = web.AppKey("translator")
 LEGACY_SOURCE: web.AppKey[LegacySource | None] = web.AppKey("legacy_source")
 READ_THROUGH: web.AppKey[ReadThrough | None] = web.AppKey("read_through")
 TEST_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("test_limiter")

@@ -85,6 +85,8 @@ class KeyRing:
         for key_id, key in self.keys:
             if len(key) != 32:
                 raise ValueError(f"key {key_id!r} is not 32 bytes")
+        # One cipher object per key, made once: the proxy decrypts a key on every request.
+        object.__setattr__(self, "_ciphers", {key_id: AESGCM(key) for key_id, key in self.keys})
 
     @classmethod
     def from_entries(cls, entries: list[tuple[str, bytes]]) -> KeyRing:
@@ -102,10 +104,10 @@ class KeyRing:
         return tuple(k for k, _ in self.keys)
 
     def _cipher(self, key_id: str) -> AESGCM:
-        for candidate, key in self.keys:
-            if candidate == key_id:
-                return AESGCM(key)
-        raise UnknownKeyId(key_id)
+        cipher: AESGCM | None = self.__dict__["_ciphers"].get(key_id)
+        if cipher is None:
+            raise UnknownKeyId(key_id)
+        return cipher
 
     def encrypt(self, plaintext: str, *, binding: bytes) -> str:
         """Encrypt under the primary key; the key id is part of the associated data."""

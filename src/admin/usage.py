@@ -1,0 +1,103 @@
+"""Usage reports: GET /api/usage and GET /api/llm-configurations/{id}/usage."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from admin.registry import ApiRegistry
+from admin.schemas import Public
+from gateway.appkeys import SESSIONMAKER
+from gateway.auth import caller_of
+from gateway.configurations import get_configuration
+from gateway.usage_report import UsageRow, configuration_names, usage_rows
+from gateway.validation import parse_query
+
+api = ApiRegistry(tag="usage")
+DEFAULT_PERIOD = timedelta(days=30)
+
+
+class UsageQuery(BaseModel):
+    """Period [since, until) — ISO 8601, UTC when no zone is given — and optional grouping."""
+
+    model_config = ConfigDict(extra="forbid")
+    since: datetime | None = None
+    until: datetime | None = None
+    group_by: Literal["configuration", "day"] | None = None
+
+    @model_validator(mode="after")
+    def _period(self) -> UsageQuery:
+        until = _utc(self.until) if self.until is not None else datetime.now(UTC)
+        since = _utc(self.since) if self.since is not None else until - DEFAULT_PERIOD
+        if since >= until:
+            raise ValueError("'since' must be before 'until'")
+        self.since, self.until = since, until
+        return self
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class UsageTotals(Public):
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float
+    avg_latency_ms: float
+
+
+class UsageGroup(UsageTotals):
+    key: str
+    configuration_name: str | None = None
+
+
+class UsageReport(Public):
+    since: datetime
+    until: datetime
+    group_by: str | None
+    totals: UsageTotals
+    groups: list[UsageGroup]
+
+
+def _totals(row: UsageRow) -> dict[str, object]:
+    return {"requests": row.requests, "errors": row.errors, "prompt_tokens": row.prompt_tokens,
+            "completion_tokens": row.completion_tokens, "total_tokens": row.prompt_tokens + row.completion_tokens,
+            "cost_usd": round(row.cost_usd, 8), "avg_latency_ms": row.avg_latency_ms}
+
+
+async def _report(request: web.Request, configuration_id: str | None) -> web.Response:
+    user_id = caller_of(request).require_user()
+    query = parse_query(request, UsageQuery)
+    assert query.since is not None and query.until is not None  # set by the validator
+    async with request.config_dict[SESSIONMAKER]() as session:
+        config_uuid = None
+        if configuration_id is not None:
+            config_uuid = (await get_configuration(session, user_id=user_id, configuration_id=configuration_id)).id
+        period = {"user_id": user_id, "since": query.since, "until": query.until, "configuration_id": config_uuid}
+        (total,) = await usage_rows(session, **period)
+        groups = await usage_rows(session, group_by=query.group_by, **period) if query.group_by else []
+        names = await configuration_names(session, user_id=user_id) if query.group_by == "configuration" else {}
+    report = UsageReport(
+        since=query.since, until=query.until, group_by=query.group_by, totals=UsageTotals(**_totals(total)),
+        groups=[UsageGroup(key=g.key or "none", configuration_name=names.get(g.key or ""), **_totals(g))
+                for g in groups],
+    )
+    return web.Response(text=report.model_dump_json(), content_type="application/json")
+
+
+@api.route("GET", "/usage", summary="Your requests, tokens, cost and errors over a period", query=UsageQuery,
+           response=UsageReport, errors=(400,))
+async def usage_handler(request: web.Request) -> web.Response:
+    return await _report(request, None)
+
+
+@api.route("GET", "/llm-configurations/{id}/usage", summary="Usage of one configuration over a period",
+           query=UsageQuery, response=UsageReport, errors=(400, 404))
+async def configuration_usage_handler(request: web.Request) -> web.Response:
+    return await _report(request, request.match_info["id"])

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible proxy: selection, forwarding, failover, usage, change propagation."""

@@ -1,0 +1,177 @@
+"""Per-user caches of configurations (keys still encrypted) and conversation bindings, so the hot path never
+queries the database; every change on the ChangeBus drops what it touched."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.changes import Change
+from gateway.configurations import list_user_configurations
+from gateway.crypto import row_binding
+from gateway.conversations import bound_configuration_id
+from gateway.models import LLMConfiguration
+from gateway.providers import ProviderCatalog
+from gateway.ssrf import UnsafeURLError, guard_url
+
+# Bindings are looked up one conversation at a time; past this many the cache starts over rather than grow.
+MAX_BINDINGS = 100_000
+WIRE_UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedConfiguration:
+    """What the proxy needs of one configuration; `api_key_encrypted` is decrypted per request only."""
+
+    id: uuid.UUID
+    id_str: str
+    user_id: uuid.UUID
+    name: str
+    provider: str
+    model: str
+    api_key_encrypted: str
+    base_url: str | None  # the configuration's own, or the provider's default; no trailing slash
+    wire: str  # "openai" (bytes), "anthropic"... (litellm), or WIRE_UNKNOWN when the catalog lacks the provider
+    litellm_provider: str
+    is_default: bool
+    is_active: bool
+    fallback_ids: tuple[str, ...]
+    created: int  # unix seconds, as /v1/models shows it
+    binding: bytes  # the associated data its ciphertext is bound to
+    refusal: str | None  # why the SSRF policy refuses its base_url (scheme, IP literal), None when allowed
+
+
+@dataclass(frozen=True, slots=True)
+class UserConfigurations:
+    """One user's configurations, indexed the ways selection looks them up."""
+
+    by_id: dict[str, CachedConfiguration]
+    by_name: dict[str, CachedConfiguration]
+    default: CachedConfiguration | None
+
+    def active(self) -> list[CachedConfiguration]:
+        """Active configurations, by name."""
+        return sorted((c for c in self.by_id.values() if c.is_active), key=lambda c: c.name)
+
+
+def _refusal(base_url: str | None, allow_private: bool) -> str | None:
+    if base_url is None:
+        return None
+    try:
+        guard_url(base_url, allow_private=allow_private)
+    except UnsafeURLError as exc:
+        return str(exc)
+    return None
+
+
+def to_cached(row: LLMConfiguration, catalog: ProviderCatalog, *, allow_private: bool) -> CachedConfiguration:
+    """A cache entry for one row: its upstream resolved through the catalog and checked against the policy."""
+    provider = catalog.get(row.provider)
+    base_url = row.base_url or (provider.base_url if provider is not None else None)
+    return CachedConfiguration(
+        id=row.id,
+        id_str=str(row.id),
+        user_id=row.user_id,
+        name=row.name,
+        provider=row.provider,
+        model=row.model,
+        api_key_encrypted=row.api_key_encrypted,
+        base_url=base_url.rstrip("/") if base_url else None,
+        wire=provider.wire if provider is not None else WIRE_UNKNOWN,
+        litellm_provider=provider.litellm_provider if provider is not None else row.provider,
+        is_default=row.is_default,
+        is_active=row.is_active,
+        fallback_ids=tuple(str(f) for f in row.fallback_ids or ()),
+        created=int(row.created_at.timestamp()),
+        binding=row_binding(row.id, row.user_id),
+        refusal=_refusal(base_url, allow_private),
+    )
+
+
+def index(configurations: list[CachedConfiguration]) -> UserConfigurations:
+    """Index a user's configurations by id and name."""
+    default = next((c for c in configurations if c.is_default), None)
+    return UserConfigurations(
+        by_id={c.id_str: c for c in configurations},
+        by_name={c.name: c for c in configurations},
+        default=default,
+    )
+
+
+class ConfigurationCache:
+    """user → configurations and (user, conversation) → configuration id, loaded on first use."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], catalog: ProviderCatalog, *,
+                 allow_private: bool) -> None:
+        self._sessionmaker = sessionmaker
+        self._catalog = catalog
+        self._allow_private = allow_private
+        self._users: dict[uuid.UUID, UserConfigurations] = {}
+        self._bindings: dict[uuid.UUID, dict[str, uuid.UUID | None]] = {}
+        self._binding_count = 0
+        self._loads: dict[uuid.UUID, asyncio.Task[UserConfigurations]] = {}
+        # Bumped by every change: a load that started before a change must not store what it read.
+        self._generation = 0
+
+    async def configurations(self, user_id: uuid.UUID) -> UserConfigurations:
+        """The user's configurations, from memory or loaded once."""
+        cached = self._users.get(user_id)
+        if cached is not None:
+            return cached
+        load = self._loads.get(user_id)
+        if load is None:
+            # One query shared by concurrent callers; shielded so a caller that goes away does not cancel it.
+            load = asyncio.get_running_loop().create_task(self._load(user_id))
+            self._loads[user_id] = load
+            load.add_done_callback(lambda _: self._loads.pop(user_id, None))
+        return await asyncio.shield(load)
+
+    async def _load(self, user_id: uuid.UUID) -> UserConfigurations:
+        generation = self._generation
+        async with self._sessionmaker() as session:
+            rows = await list_user_configurations(session, user_id=user_id)
+        loaded = index([to_cached(row, self._catalog, allow_private=self._allow_private) for row in rows])
+        if generation == self._generation:
+            self._users[user_id] = loaded
+        return loaded
+
+    async def binding(self, user_id: uuid.UUID, conversation_id: str) -> uuid.UUID | None:
+        """The configuration id a conversation is bound to, or None; misses are cached too."""
+        per_user = self._bindings.get(user_id)
+        if per_user is not None and conversation_id in per_user:
+            return per_user[conversation_id]
+        generation = self._generation
+        async with self._sessionmaker() as session:
+            found = await bound_configuration_id(session, user_id=user_id, conversation_id=conversation_id)
+        if generation == self._generation:
+            if self._binding_count >= MAX_BINDINGS:
+                self._bindings.clear()
+                self._binding_count = 0
+            self._bindings.setdefault(user_id, {})[conversation_id] = found
+            self._binding_count += 1
+        return found
+
+    def on_change(self, change: Change) -> None:
+        """Drop whatever a change may have made stale."""
+        self._generation += 1
+        if change.kind == "all" or (change.user_id is None and change.kind in ("configurations", "conversations",
+                                                                                "users")):
+            self._users.clear()
+            self._bindings.clear()
+            self._binding_count = 0
+            return
+        if change.kind not in ("configurations", "conversations", "users"):
+            return
+        try:
+            user_id = uuid.UUID(str(change.user_id))
+        except ValueError:
+            self.on_change(Change("all"))
+            return
+        if change.kind in ("configurations", "users"):
+            self._users.pop(user_id, None)
+        if change.kind in ("conversations", "users"):
+            dropped = self._bindings.pop(user_id, None)
+            self._binding_count -= len(dropped or ())

@@ -1,0 +1,297 @@
+"""One proxied request from body to last byte: select, walk the attempt chain, relay, account."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import random
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from gateway.appkeys import CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRICS, TRANSLATOR, USAGE
+from gateway.auth import caller_of
+from gateway.crypto import CryptoError
+from gateway.errors import BadRequest, GatewayError, InvalidJSON, PayloadTooLarge, ServiceUnavailable, UpstreamError
+from gateway.proxy import translation
+from gateway.proxy.cache import CachedConfiguration
+from gateway.proxy.failover import parse_retry_after, should_fail_over
+from gateway.proxy.forward import Target, post_upstream, read_error, relayed_headers, upstream_errors
+from gateway.proxy.relay import SSERelay
+from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
+from gateway.proxy.usage import UsageEvent
+
+# Body fields that would steer routing or credentials (LiteLLM's CVE-2024-6587): the gateway's alone.
+ROUTING_FIELDS = frozenset({"api_base", "base_url", "api_key", "extra_headers", "custom_llm_provider",
+                            "litellm_params", "mock_response"})
+# Endpoints whose streams end with a usage chunk when asked for one, then `data: [DONE]`.
+USAGE_CHUNK_PATHS = frozenset({"/chat/completions", "/completions"})
+CLIENT_CLOSED = 499  # nginx's "client closed request": what usage and metrics record for a client that left
+
+
+class Exchange:
+    """The state of one proxied request."""
+
+    __slots__ = ("request", "app", "path", "started", "request_id", "user_id", "conversation_id", "body", "raw",
+                 "stream", "drop_usage_chunk", "expect_done", "configuration", "attempts", "status", "usage",
+                 "answer", "error_class")
+
+    def __init__(self, request: web.Request, path: str) -> None:
+        self.request = request
+        # The /v1 routes live on the main app, which holds the proxy's resources: a plain lookup, unlike
+        # config_dict, which builds a chain of maps on every access.
+        self.app = request.app
+        self.path = path
+        self.started = time.perf_counter()
+        self.request_id = f"{random.getrandbits(64):016x}"  # unique enough to find a line; not a secret
+        self.user_id = caller_of(request).require_user()
+        self.conversation_id: str | None = request.headers.get(CONVERSATION_HEADER) or None
+        self.body: dict[str, Any] | None = None
+        self.raw = b""
+        self.stream = False
+        self.drop_usage_chunk = False
+        self.expect_done = False
+        self.configuration: CachedConfiguration | None = None
+        self.attempts = 0
+        self.status = 500
+        self.usage: tuple[int, int] | None = None
+        self.answer: bytes | None = None
+        self.error_class: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """What every answer says about how it was served."""
+        headers = {"X-LLM-Gateway-Attempts": str(self.attempts), "X-LLM-Gateway-Request-Id": self.request_id}
+        if self.configuration is not None:
+            headers["X-LLM-Configuration-Id"] = self.configuration.id_str
+        return headers
+
+
+async def read_body(ex: Exchange) -> None:
+    """Read and check the body: 413 when too large, 400 for bad JSON or a routing field."""
+    try:
+        ex.raw = await ex.request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge("Request body is too large", param="body") from None
+    if not ex.request.headers.get("Content-Type", "").startswith("application/json") and \
+            not ex.raw.lstrip().startswith(b"{"):
+        return  # multipart and other pass-through bodies go upstream untouched
+    try:
+        body = orjson.loads(ex.raw)
+    except orjson.JSONDecodeError:
+        raise InvalidJSON("Request body is not valid JSON", param="body") from None
+    if not isinstance(body, dict):
+        raise InvalidJSON("Request body must be a JSON object", param="body")
+    refused = ROUTING_FIELDS.intersection(body)
+    if refused:
+        field = sorted(refused)[0]
+        raise BadRequest(f"Field '{field}' is not allowed: the gateway decides where requests go and with "
+                         "which key", param=field, code="routing_field_not_allowed")
+    ex.body = body
+    ex.stream = body.get("stream") is True
+    if ex.stream and ex.path in USAGE_CHUNK_PATHS:
+        ex.expect_done = True
+        options = body.get("stream_options")
+        if options is None or (isinstance(options, dict) and options.get("include_usage") is not True):
+            # Ask for the final usage chunk for accounting; the client, who did not ask, will not see it.
+            body["stream_options"] = {**(options or {}), "include_usage": True}
+            ex.drop_usage_chunk = True
+
+
+async def proxy(request: web.Request, path: str) -> web.StreamResponse:
+    """Serve one /v1 request: choose, attempt in order, relay, account."""
+    ex = Exchange(request, path)
+    try:
+        await read_body(ex)
+        return await _serve(ex)
+    except GatewayError as exc:
+        ex.status = exc.status
+        ex.error_class = exc.__class__.__name__
+        exc.headers.update(ex.headers())
+        raise
+    except asyncio.CancelledError:
+        ex.status = CLIENT_CLOSED
+        raise
+    finally:
+        _account(ex)
+
+
+async def _serve(ex: Exchange) -> web.StreamResponse:
+    app = ex.app
+    cache = app[CONFIG_CACHE]
+    configurations = await cache.configurations(ex.user_id)
+    user_id = ex.user_id
+    chosen = await select_configuration(
+        configurations,
+        header=ex.request.headers.get(CONFIGURATION_HEADER),
+        model=ex.body.get("model") if ex.body is not None else None,
+        conversation_id=ex.conversation_id,
+        binding=lambda conversation_id: cache.binding(user_id, conversation_id),
+    )
+    chain = attempt_chain(configurations, chosen)
+    cooldowns, metrics, keyring = app[COOLDOWNS], app[METRICS], app[KEYRING]
+    last_error: GatewayError | None = None
+    for configuration in chain:
+        if not cooldowns.admit(configuration.id):
+            continue
+        if ex.attempts:
+            metrics.failovers.inc()
+        ex.attempts += 1
+        ex.configuration = configuration
+        try:
+            response = await _attempt(ex, configuration, keyring.decrypt(configuration.api_key_encrypted,
+                                                                         binding=configuration.binding))
+        except CryptoError:
+            last_error = GatewayError(f"The stored key of LLM configuration '{configuration.name}' cannot be "
+                                      "decrypted with this gateway's encryption keys", code="key_unavailable")
+            metrics.attempt["key_error"].inc()
+            continue
+        except UpstreamError as exc:
+            last_error = exc
+            if not should_fail_over(exc.status):
+                cooldowns.succeeded(configuration.id)  # it answered: the request was wrong, not the key
+                metrics.attempt["client_error"].inc()
+                raise
+            metrics.attempt["failed"].inc()
+            if cooldowns.failed(configuration.id, parse_retry_after(exc.headers.get("Retry-After"))):
+                metrics.cooldowns.inc()
+            continue
+        except BaseException:
+            cooldowns.released(configuration.id)
+            raise
+        if ex.error_class is None:
+            metrics.attempt["ok"].inc()
+            cooldowns.succeeded(configuration.id)
+        elif cooldowns.failed(configuration.id):  # the stream broke after its first byte: no failover now
+            metrics.cooldowns.inc()
+        return response
+    if last_error is not None:
+        raise last_error
+    wait = cooldowns.retry_in([c.id for c in chain])
+    raise ServiceUnavailable(
+        f"Every configuration for this request is cooling down after repeated upstream failures; retry in "
+        f"{wait:.0f} s", code="configurations_cooling_down", headers={"Retry-After": str(max(1, round(wait)))})
+
+
+async def _attempt(ex: Exchange, configuration: CachedConfiguration, api_key: str) -> web.StreamResponse:
+    """One upstream attempt; raises UpstreamError only while nothing has reached the client."""
+    target = Target.of(configuration, api_key)
+    del api_key
+    http = ex.app[HTTP_CLIENT]
+    if not target.is_openai_compatible:
+        if ex.path != "/chat/completions" or ex.body is None:
+            raise BadRequest(f"Provider '{target.provider}' serves only /v1/chat/completions through the gateway",
+                             code="endpoint_not_supported")
+        translator = ex.app[TRANSLATOR]
+        if ex.stream:
+            frames = translation.stream(translator, http, target, ex.body)
+            return await _relay(ex, 200, {"Content-Type": "text/event-stream"}, frames)
+        result = await translation.complete(translator, http, target, ex.body)
+        return _answer(ex, result.status, result.headers, result.body)
+    if ex.body is not None:
+        ex.body["model"] = target.model
+        payload = orjson.dumps(ex.body)
+    else:
+        payload = ex.raw
+    upstream = await post_upstream(http, target, path=ex.path, body=payload, client_headers=ex.request.headers,
+                                   content_type=None if ex.body is not None else ex.request.content_type)
+    try:
+        if upstream.status >= 300:
+            raise await read_error(upstream, target)
+        if ex.stream:
+            return await _relay(ex, upstream.status, relayed_headers(upstream.headers), _chunks(upstream, target))
+        with upstream_errors(target):
+            raw = await upstream.read()
+        return _answer(ex, upstream.status, relayed_headers(upstream.headers), raw)
+    finally:
+        upstream.release()
+
+
+async def _chunks(upstream: aiohttp.ClientResponse, target: Target) -> AsyncGenerator[bytes, None]:
+    with upstream_errors(target):
+        async for chunk in upstream.content.iter_any():
+            yield chunk
+
+
+def _answer(ex: Exchange, status: int, headers: dict[str, str], body: bytes) -> web.Response:
+    ex.status = status
+    ex.answer = body
+    headers.update(ex.headers())
+    return web.Response(body=body, status=status, headers=headers)
+
+
+async def _relay(ex: Exchange, status: int, headers: dict[str, str], chunks: AsyncGenerator[bytes, None]
+                 ) -> web.StreamResponse:
+    """Relay a stream event by event; before the first byte an upstream error may still fail over."""
+    try:
+        return await _relay_events(ex, status, headers, chunks)
+    finally:
+        await chunks.aclose()
+
+
+async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chunks: AsyncGenerator[bytes, None]
+                        ) -> web.StreamResponse:
+    relay = SSERelay(drop_usage_chunk=ex.drop_usage_chunk)
+    first = b""
+    while not first:
+        chunk = await anext(chunks, None)
+        if chunk is None:
+            raise UpstreamError("The upstream ended the stream before sending anything", code="upstream_empty_stream")
+        first = relay.feed(chunk)
+    headers.update(ex.headers())
+    response = web.StreamResponse(status=status, headers=headers)
+    ex.status = status
+    try:
+        await response.prepare(ex.request)
+        # Relay as the events come: buffering would delay the first token.
+        await response.write(first)
+        failure: GatewayError | None = None
+        while True:
+            try:
+                chunk = await anext(chunks, None)
+            except GatewayError as exc:
+                failure = exc
+                break
+            if chunk is None:
+                break
+            data = relay.feed(chunk)
+            if data:
+                await response.write(data)
+        if failure is None and ex.expect_done and not relay.saw_done:
+            failure = UpstreamError("The upstream stream ended before its end marker", code="upstream_stream_cut")
+        if failure is not None:
+            ex.error_class = failure.__class__.__name__
+            await response.write(b"data: " + orjson.dumps(failure.envelope()) + b"\n\n")
+        await response.write_eof()
+    except ConnectionError:
+        ex.status = CLIENT_CLOSED  # the client left: leaving this block closes the upstream connection too
+    ex.usage = relay.usage
+    return response
+
+
+def _account(ex: Exchange) -> None:
+    """Metrics now; the usage record and the access line go to the buffered writer."""
+    app = ex.app
+    latency = time.perf_counter() - ex.started
+    configuration = ex.configuration
+    app[METRICS].observe(ex.path, ex.status, latency)
+    app[USAGE].append(UsageEvent(
+        request_id=ex.request_id,
+        user_id=ex.user_id,
+        configuration_id=configuration.id if configuration is not None else None,
+        conversation_id=ex.conversation_id,
+        endpoint=ex.path.lstrip("/")[:50],
+        provider=configuration.provider if configuration is not None else None,
+        litellm_provider=configuration.litellm_provider if configuration is not None else None,
+        model=configuration.model if configuration is not None else None,
+        status=ex.status,
+        attempts=ex.attempts,
+        stream=ex.stream,
+        latency_s=latency,
+        created_at=time.time(),
+        usage=ex.usage,
+        body=ex.answer if ex.usage is None and ex.status < 300 else None,
+        error_class=ex.error_class,
+    ))

@@ -1,0 +1,235 @@
+"""One upstream call, no failover: where it goes, which headers it carries, and the one boundary that turns
+aiohttp's errors and upstream error answers into ours (with the key scrubbed out of every message)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+
+from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout
+from gateway.keys import scrub
+from gateway.proxy.cache import CachedConfiguration
+from gateway.ssrf import UnsafeURLError, guard_url
+
+if TYPE_CHECKING:
+    from gateway.proxy.translation import Translator
+
+WIRE_OPENAI = "openai"
+MAX_ERROR_BODY = 64 * 1024
+LARGE_BODY = 1024 * 1024
+MAX_ERROR_MESSAGE = 2000
+# What a client may tell the upstream; everything else (its Authorization, cookies, X-LLM-*) stays here.
+FORWARDED_REQUEST_HEADERS = ("Accept", "OpenAI-Beta")
+# Upstream answer headers worth passing back; hop-by-hop, length and encoding are the gateway's own business.
+RELAYED_RESPONSE_HEADERS = frozenset({"content-type", "x-request-id", "request-id", "openai-processing-ms",
+                                      "openai-version", "retry-after", "x-should-retry"})
+RELAYED_RESPONSE_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "ratelimit-", "retry-after-ms")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one attempt goes; holds the key decrypted for this request only (never in its repr)."""
+
+    provider: str
+    wire: str
+    litellm_provider: str
+    base_url: str
+    model: str
+    api_key: str = field(repr=False)
+    name: str = ""
+    url_checked: bool = False  # True when base_url already passed the SSRF policy (cached configurations)
+
+    @classmethod
+    def of(cls, configuration: CachedConfiguration, api_key: str) -> Target:
+        """The target of a cached configuration; its base_url's verdict was reached when it was cached."""
+        if not configuration.base_url:
+            raise BadRequest(f"LLM configuration '{configuration.name}' has no base_url and its provider "
+                             f"'{configuration.provider}' has no default", code="configuration_incomplete")
+        if configuration.refusal is not None:
+            raise UpstreamError(f"The upstream address is refused by the gateway's policy: {configuration.refusal}",
+                                code="upstream_address_refused")
+        return cls(configuration.provider, configuration.wire, configuration.litellm_provider,
+                   configuration.base_url, configuration.model, api_key, configuration.name, True)
+
+    def check_url(self, allow_private: bool) -> None:
+        """Apply the SSRF policy to the base_url (scheme, IP literals); hostnames are the resolver's job."""
+        if not self.url_checked:
+            with upstream_errors(self):
+                guard_url(self.base_url, allow_private=allow_private)
+
+    @property
+    def is_openai_compatible(self) -> bool:
+        """True when requests are forwarded as bytes."""
+        return self.wire == WIRE_OPENAI
+
+    def url(self, path: str) -> str:
+        """The upstream URL of an OpenAI path such as "/chat/completions"."""
+        return self.base_url + path
+
+    def headers(self, client_headers: Mapping[str, str] | None = None, content_type: str | None = None
+                ) -> dict[str, str]:
+        """Request headers: the body's type, the configuration's key in the provider's header, a few client ones."""
+        headers = {"Content-Type": content_type or "application/json"}
+        if client_headers is not None:
+            for name in FORWARDED_REQUEST_HEADERS:
+                value = client_headers.get(name)
+                if value is not None:
+                    headers[name] = value
+        if self.api_key:
+            if self.provider == "azure":
+                headers["api-key"] = self.api_key
+            else:
+                headers["Authorization"] = "Bearer " + self.api_key
+        return headers
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamResult:
+    """A complete upstream answer."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def relayed_headers(upstream: Mapping[str, str]) -> dict[str, str]:
+    """The upstream answer headers a client gets to see."""
+    out: dict[str, str] = {}
+    for name, value in upstream.items():
+        lower = name.lower()
+        if lower in RELAYED_RESPONSE_HEADERS or lower.startswith(RELAYED_RESPONSE_PREFIXES):
+            out[name] = value
+    return out
+
+
+def error_from_answer(status: int, raw: bytes, *, api_key: str, headers: Mapping[str, str]) -> UpstreamError:
+    """The upstream's error answer in our envelope, with its status; the key never survives."""
+    message: Any = None
+    type_: Any = None
+    code: Any = None
+    param: Any = None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict):
+            message, type_, code, param = (error.get(k) for k in ("message", "type", "code", "param"))
+        elif isinstance(error, str):
+            message = error
+        elif isinstance(data.get("message"), str):
+            message = data["message"]
+    if not isinstance(message, str) or not message:
+        message = f"The upstream answered HTTP {status}"
+    if 300 <= status < 400:
+        message, status = f"The upstream answered with a redirect (HTTP {status}); redirects are not followed", 502
+    error = UpstreamError(scrub(message[:MAX_ERROR_MESSAGE], api_key), status=status,
+                          code=scrub(str(code), api_key)[:100] if code is not None else "upstream_error",
+                          param=scrub(str(param), api_key)[:100] if param is not None else None)
+    if isinstance(type_, str) and type_:
+        error.type = scrub(type_, api_key)[:100]
+    # Retry-After and rate-limit headers tell the client (and the cooldown) when to come back.
+    for name, value in relayed_headers(headers).items():
+        lower = name.lower()
+        if lower == "retry-after":
+            error.headers["Retry-After"] = value  # the spelling the cooldown and clients look up
+        elif lower != "content-type":
+            error.headers[name] = value
+    return error
+
+
+class upstream_errors:  # noqa: N801 - used like contextlib's managers
+    """Translate transport errors of a call to `target` into UpstreamError (502) / UpstreamTimeout (504).
+
+    A class rather than @contextmanager: it wraps every upstream call, and a generator costs more.
+    """
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and isinstance(exc, (TimeoutError, UnsafeURLError, aiohttp.ClientError)):
+            raise transport_error(exc, self.target) from exc
+
+
+def transport_error(exc: BaseException, target: Target) -> UpstreamError:
+    """Our error for an aiohttp or SSRF failure; the class name only, since aiohttp's messages quote URLs,
+    which may carry credentials in their userinfo."""
+    name = target.name or target.provider
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(f"The upstream of '{name}' did not answer in time", code="upstream_timeout")
+    if isinstance(exc, UnsafeURLError):
+        return UpstreamError(f"The upstream address is refused by the gateway's policy: {exc}",
+                             code="upstream_address_refused")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamError(f"Could not reach the upstream of '{name}' ({exc.__class__.__name__})",
+                             code="upstream_unreachable")
+    return UpstreamError(f"The connection to the upstream of '{name}' failed ({exc.__class__.__name__})",
+                         code="upstream_connection_error")
+
+
+async def post_upstream(
+    http: aiohttp.ClientSession, target: Target, *, path: str, body: bytes,
+    client_headers: Mapping[str, str] | None = None, content_type: str | None = None,
+    timeout_s: float | None = None,
+) -> aiohttp.ClientResponse:
+    """POST body to the target's path; returns once the answer's headers are in. The caller releases it
+    (release() drops the connection when the answer was not read to its end: a client gone, an error)."""
+    # Large bodies as a file-like payload: aiohttp would otherwise warn about blocking the loop.
+    data = body if len(body) < LARGE_BODY else io.BytesIO(body)
+    headers = target.headers(client_headers, content_type)
+    with upstream_errors(target):
+        if timeout_s is None:  # the session's read timeouts (an explicit timeout=None would disable them)
+            return await http.post(target.url(path), data=data, headers=headers, allow_redirects=False)
+        return await http.post(target.url(path), data=data, headers=headers, allow_redirects=False,
+                               timeout=aiohttp.ClientTimeout(total=timeout_s))
+
+
+async def read_error(response: aiohttp.ClientResponse, target: Target) -> UpstreamError:
+    """Read an error answer (bounded) and translate it."""
+    with upstream_errors(target):
+        raw = await response.content.read(MAX_ERROR_BODY)
+    return error_from_answer(response.status, raw, api_key=target.api_key, headers=response.headers)
+
+
+async def send_once(
+    http: aiohttp.ClientSession, target: Target, *, path: str, body: dict[str, Any], timeout_s: float,
+    translator: Translator | None = None, allow_private: bool = False,
+) -> UpstreamResult:
+    """Send one non-streamed request to the target, no failover; the model becomes the target's.
+
+    Returns 2xx answers with all their headers; raises UpstreamError (with the upstream's status, its
+    Retry-After and rate-limit headers) for error answers and connection errors, UpstreamTimeout when
+    `timeout_s` passes. Targets without OpenAI's wire format go through litellm (`translator`: the app's
+    TRANSLATOR), /chat/completions only. The base_url obeys the SSRF policy unless the target says it was
+    checked already (`url_checked`); `allow_private` is the setting ALLOW_PRIVATE_BASE_URLS.
+    """
+    target.check_url(allow_private)
+    if not target.is_openai_compatible:
+        from gateway.proxy.translation import Translator, complete
+
+        translator = translator or Translator(timeout_s=timeout_s, allow_private=allow_private)
+        with upstream_errors(target):
+            return await asyncio.wait_for(complete(translator, http, target, body), timeout_s)
+    payload = orjson.dumps({**body, "model": target.model})
+    response = await post_upstream(http, target, path=path, body=payload, timeout_s=timeout_s)
+    try:
+        if response.status >= 300:
+            raise await read_error(response, target)
+        with upstream_errors(target):
+            raw = await response.read()
+        return UpstreamResult(response.status, dict(response.headers), raw)
+    finally:
+        response.release()

@@ -1,0 +1,100 @@
+"""Relaying an upstream's server-sent events: whole events as they arrive, the token usage picked out on the
+way, and the usage-only chunk held back when the gateway asked for it and the client did not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+DONE = b"data: [DONE]"
+
+
+def usage_of(obj: Any) -> tuple[int, int] | None:
+    """(prompt, completion) tokens from an answer or stream event of any OpenAI endpoint, if it has usage."""
+    if not isinstance(obj, dict):
+        return None
+    usage = obj.get("usage")
+    if not isinstance(usage, dict):
+        response = obj.get("response")  # /v1/responses stream events carry it in their response object
+        usage = response.get("usage") if isinstance(response, dict) else None
+        if not isinstance(usage, dict):
+            return None
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0))
+    completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
+    return (prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
+
+
+def usage_of_body(raw: bytes) -> tuple[int, int] | None:
+    """Usage from a complete JSON answer; None when there is none or the body is not JSON."""
+    try:
+        return usage_of(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def event_data(event: bytes) -> Any:
+    """The JSON of an event's data lines, or None."""
+    lines = [line[5:].strip() for line in event.splitlines() if line.startswith(b"data:")]
+    if not lines:
+        return None
+    try:
+        return orjson.loads(b"\n".join(lines))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _boundary(buffer: bytes, start: int) -> tuple[int, int]:
+    """Index and length of the first event separator from start, (-1, 0) when there is no whole event."""
+    lf = buffer.find(b"\n\n", start)
+    crlf = buffer.find(b"\r\n\r\n", start) if b"\r" in buffer else -1
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        return crlf, 4
+    return (lf, 2) if lf >= 0 else (-1, 0)
+
+
+class SSERelay:
+    """Cuts a byte stream into events; feed() returns what to write to the client now."""
+
+    __slots__ = ("_buffer", "drop_usage_chunk", "usage", "saw_done")
+
+    def __init__(self, *, drop_usage_chunk: bool) -> None:
+        self._buffer = b""
+        self.drop_usage_chunk = drop_usage_chunk
+        self.usage: tuple[int, int] | None = None
+        self.saw_done = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Take an upstream chunk; return the whole events it completes (maybe b"")."""
+        buffer = self._buffer + chunk if self._buffer else chunk
+        out: list[bytes] = []
+        start = 0
+        while True:
+            index, length = _boundary(buffer, start)
+            if index < 0:
+                break
+            end = index + length
+            event = buffer[start:end]
+            start = end
+            if self._keep(event):
+                out.append(event)
+        self._buffer = buffer[start:]
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _keep(self, event: bytes) -> bool:
+        if event.startswith(DONE):
+            self.saw_done = True
+            return True
+        # With include_usage every chunk says "usage":null; only the one that carries numbers is parsed.
+        if b'"usage"' not in event or b'"usage":null' in event:
+            return True
+        data = event_data(event)
+        found = usage_of(data)
+        if found is None:
+            return True
+        self.usage = found
+        return not (self.drop_usage_chunk and isinstance(data, dict) and data.get("choices") == [])
+
+    def rest(self) -> bytes:
+        """Whatever the upstream sent after its last whole event."""
+        return self._buffer

@@ -1,0 +1,80 @@
+"""Which configuration serves a request (DESIGN §4), first match wins: the X-LLM-Configuration header, the
+body's `model` naming a configuration, the conversation's binding, the caller's default."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+from gateway.errors import BadRequest, NotFound
+from gateway.proxy.cache import CachedConfiguration, UserConfigurations
+
+CONFIGURATION_HEADER = "X-LLM-Configuration"
+CONVERSATION_HEADER = "X-Conversation-Id"
+NOTHING_SELECTED = (
+    "No LLM configuration selected: send the header 'X-LLM-Configuration: <id or name>', set 'model' to the "
+    "name of one of your configurations, bind the conversation of 'X-Conversation-Id' with "
+    "PUT /api/conversations/{id}/llm-configuration, or make one of your configurations the default"
+)
+
+BindingLookup = Callable[[str], Awaitable[uuid.UUID | None]]
+
+
+def _inactive(configuration: CachedConfiguration, param: str) -> BadRequest:
+    return BadRequest(
+        f"LLM configuration '{configuration.name}' is inactive; activate it or choose another",
+        param=param,
+        code="configuration_inactive",
+    )
+
+
+def by_header(configurations: UserConfigurations, value: str) -> CachedConfiguration:
+    """The configuration an explicit header names by id or name; 404 when it is not the caller's."""
+    found = configurations.by_id.get(value.lower()) or configurations.by_name.get(value)
+    if found is None:
+        raise NotFound(f"No LLM configuration '{value}' among yours", param=CONFIGURATION_HEADER,
+                       code="configuration_not_found")
+    if not found.is_active:
+        raise _inactive(found, CONFIGURATION_HEADER)
+    return found
+
+
+async def select_configuration(
+    configurations: UserConfigurations,
+    *,
+    header: str | None,
+    model: object,
+    conversation_id: str | None,
+    binding: BindingLookup,
+) -> CachedConfiguration:
+    """The configuration that serves this request, or a 400/404 that says what to set."""
+    if header:
+        return by_header(configurations, header.strip())
+    if isinstance(model, str) and model:
+        named = configurations.by_name.get(model)
+        if named is not None:
+            if not named.is_active:
+                raise _inactive(named, "model")
+            return named
+    if conversation_id:
+        bound_id = await binding(conversation_id)
+        bound = configurations.by_id.get(str(bound_id)) if bound_id is not None else None
+        # A binding to a configuration since deactivated falls through to the default.
+        if bound is not None and bound.is_active:
+            return bound
+    default = configurations.default
+    if default is not None and default.is_active:
+        return default
+    raise BadRequest(NOTHING_SELECTED, param=CONFIGURATION_HEADER, code="no_configuration_selected")
+
+
+def attempt_chain(configurations: UserConfigurations, chosen: CachedConfiguration) -> list[CachedConfiguration]:
+    """The chosen configuration, then its active fallbacks in order (each once, the caller's own only)."""
+    chain = [chosen]
+    seen = {chosen.id_str}
+    for fallback_id in chosen.fallback_ids:
+        fallback = configurations.by_id.get(fallback_id.lower())
+        if fallback is not None and fallback.is_active and fallback.id_str not in seen:
+            chain.append(fallback)
+            seen.add(fallback.id_str)
+    return chain

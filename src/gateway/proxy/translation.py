@@ -1,0 +1,153 @@
+"""Providers without OpenAI's wire format (Anthropic's Messages API, Gemini...) through litellm's translation,
+both ways, streams included. litellm is imported on the first such request, in a thread: it takes seconds, and
+OpenAI-compatible traffic never needs it. Its HTTP goes through the gateway's own guarded ClientSession."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+from types import ModuleType
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout
+from gateway.keys import scrub
+from gateway.proxy.forward import Target, UpstreamResult
+from gateway.providers import _litellm as import_litellm
+
+# OpenAI chat parameters a client may send; anything else would reach litellm's own options (headers,
+# fallbacks, callbacks...), which are the gateway's business, not the client's.
+CHAT_PARAMS = frozenset({
+    "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stop", "presence_penalty",
+    "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user", "tools", "tool_choice",
+    "parallel_tool_calls", "response_format", "seed", "stream", "stream_options", "reasoning_effort", "metadata",
+    "service_tier", "functions", "function_call", "thinking", "top_k", "model",
+})
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class Translator:
+    """litellm and one HTTP handler over the gateway's session, both made on first use."""
+
+    def __init__(self, *, timeout_s: float, allow_private: bool) -> None:
+        self.timeout_s = timeout_s
+        self.allow_private = allow_private
+        self._module: ModuleType | None = None
+        self._handler: Any = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether litellm has been imported by this translator."""
+        return self._module is not None
+
+    async def ready(self, http: aiohttp.ClientSession) -> tuple[ModuleType, Any]:
+        """litellm and its handler; the first call imports litellm off the event loop."""
+        if self._module is None:
+            async with self._lock:
+                if self._module is None:
+                    module = await asyncio.to_thread(import_litellm)
+                    from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+                    # Our session: its resolver and middleware apply the SSRF policy at connect time too.
+                    self._handler = AsyncHTTPHandler(timeout=self.timeout_s, shared_session=http,
+                                                     follow_redirects=False)
+                    self._module = module
+        return self._module, self._handler
+
+
+def _params(body: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(body) - CHAT_PARAMS)
+    if unknown:
+        raise BadRequest(f"Field '{unknown[0]}' is not supported for this provider", param=unknown[0],
+                         code="unsupported_parameter")
+    return {k: v for k, v in body.items() if k not in ("model", "stream", "stream_options")}
+
+
+def _upstream_message(text: str) -> str | None:
+    """The provider's own message inside litellm's "litellm.XError: AnthropicException - {json}"."""
+    start = text.find("{")
+    if start >= 0:
+        try:
+            data = orjson.loads(text[start:])
+        except orjson.JSONDecodeError:
+            data = None
+        error = data.get("error") if isinstance(data, dict) else None
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+    return None
+
+
+def translate_error(exc: Exception, target: Target) -> UpstreamError:
+    """litellm's exception as our UpstreamError with the upstream's status, its message scrubbed."""
+    import openai
+
+    name = target.name or target.provider
+    if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
+        return UpstreamTimeout(f"The upstream of '{name}' did not answer in time", code="upstream_timeout")
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, openai.APIConnectionError) or not isinstance(status, int) or status < 400:
+        return UpstreamError(f"Could not reach the upstream of '{name}' ({exc.__class__.__name__})",
+                             code="upstream_unreachable")
+    message = _upstream_message(str(exc)) or f"The upstream answered HTTP {status}"
+    error = UpstreamError(scrub(message, target.api_key), status=status, code="upstream_error")
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None),
+                                                                         "headers", None)
+    retry_after = headers.get("retry-after") if headers is not None else None
+    if retry_after is not None:
+        error.headers["Retry-After"] = retry_after
+    return error
+
+
+def _failures() -> tuple[type[BaseException], ...]:
+    import httpx
+    import openai
+
+    return (openai.OpenAIError, httpx.HTTPError, aiohttp.ClientError, TimeoutError)
+
+
+async def _call(translator: Translator, http: aiohttp.ClientSession, target: Target, body: dict[str, Any],
+                **extra: Any) -> Any:
+    params = _params(body)
+    target.check_url(translator.allow_private)
+    litellm, handler = await translator.ready(http)
+    try:
+        return await litellm.acompletion(
+            model=f"{target.litellm_provider}/{target.model}", api_base=target.base_url, api_key=target.api_key,
+            client=handler, timeout=translator.timeout_s, num_retries=0, drop_params=True, **params, **extra)
+    except _failures() as exc:
+        raise translate_error(exc, target) from None  # from None: litellm's chain quotes request details
+
+
+async def complete(translator: Translator, http: aiohttp.ClientSession, target: Target, body: dict[str, Any]
+                   ) -> UpstreamResult:
+    """A non-streamed chat completion, answered in OpenAI's shape."""
+    response = await _call(translator, http, target, body)
+    return UpstreamResult(200, dict(JSON_HEADERS), orjson.dumps(response.model_dump(exclude_none=True)))
+
+
+def _frame(obj: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+async def stream(translator: Translator, http: aiohttp.ClientSession, target: Target, body: dict[str, Any]
+                 ) -> AsyncGenerator[bytes, None]:
+    """A streamed chat completion as OpenAI's SSE frames, with the usage in a chunk of its own at the end."""
+    wrapper = await _call(translator, http, target, body, stream=True, stream_options={"include_usage": True})
+    try:
+        async for chunk in wrapper:
+            data = chunk.model_dump(exclude_none=True)
+            usage = data.pop("usage", None)
+            choices = data.get("choices") or []
+            if choices and not (usage and all(not c.get("delta") and not c.get("finish_reason") for c in choices)):
+                yield _frame(data)
+            if usage:
+                yield _frame({"id": data.get("id"), "object": "chat.completion.chunk",
+                              "created": data.get("created", int(time.time())), "model": data.get("model"),
+                              "choices": [], "usage": usage})
+    except _failures() as exc:
+        raise translate_error(exc, target) from None
+    yield b"data: [DONE]\n\n"
