@@ -4,20 +4,35 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin import backup, compat, conversations, encryption, migrations, operators, testing, usage
+from admin import (
+    audit,
+    backup,
+    compat,
+    configurations,
+    conversations,
+    encryption,
+    migrations,
+    operators,
+    providers_api,
+    testing,
+    usage,
+)
 from admin.openapi import openapi_registry
+from admin.providers_api import ProviderListing
 from admin.registry import ApiRegistry
+from gateway.appkeys import PROVIDER_LISTING
 
 # Each admin module owns one registry; the OpenAPI document covers all of them.
 # Fixed paths before the configuration CRUD module's {id}: testing (/llm-configurations/test-all) and backup
 # (/llm-configurations/export, /import) must never be read as a configuration id.
 REGISTRIES: list[ApiRegistry] = [backup.api, compat.api, migrations.api, encryption.api, operators.api, testing.api,
-                                 conversations.api, usage.api]
+                                 conversations.api, usage.api, configurations.api, providers_api.api, audit.api]
 
 
 def create_admin_app() -> web.Application:
     """Build the admin sub-app; shared resources come from the parent through request.config_dict."""
     admin = web.Application()
+    admin[PROVIDER_LISTING] = ProviderListing()
     for registry in [*REGISTRIES, openapi_registry(REGISTRIES)]:
         registry.install(admin)
     return admin

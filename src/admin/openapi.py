@@ -10,10 +10,11 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from admin.registry import ApiRegistry, Operation
+from admin.registry import UUID_PATTERN, ApiRegistry, Operation
 
 REF = "#/components/schemas/{model}"
-PATH_PARAM = re.compile(r"\{(\w+)\}")
+# aiohttp's "{name}" or "{name:regex}", the regex holding at most one level of braces ("{36}").
+PATH_PARAM = re.compile(r"\{(\w+)(?::((?:[^{}]|\{[^{}]*\})*))?\}")
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
@@ -44,11 +45,27 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     ]
 
 
+def openapi_path(path: str) -> str:
+    """An aiohttp route path as an OpenAPI path template (regexes dropped)."""
+    return PATH_PARAM.sub(lambda m: "{" + m.group(1) + "}", path)
+
+
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    params = []
+    for name, pattern in PATH_PARAM.findall(path):
+        schema: dict[str, Any] = {"type": "string"}
+        if pattern == UUID_PATTERN:
+            schema["format"] = "uuid"
+        elif pattern:
+            schema["pattern"] = f"^{pattern}$"
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
+    return params
+
+
 def _operation(op: Operation, refs: dict[tuple[type[BaseModel], str], dict[str, Any]]) -> dict[str, Any]:
     doc: dict[str, Any] = {"summary": op.summary, "tags": list(op.tags),
                            "operationId": f"{op.method.lower()}_{op.handler.__name__}"}
-    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-              for n in PATH_PARAM.findall(op.path)]
+    params = _path_parameters(op.path)
     if op.query is not None:
         params += _query_parameters(op.query)
     if params:
@@ -61,8 +78,12 @@ def _operation(op: Operation, refs: dict[tuple[type[BaseModel], str], dict[str, 
         ok["content"] = {"application/json": {"schema": refs[(op.response, "serialization")]}}
     responses: dict[str, Any] = {str(op.status): ok}
     statuses = set(op.errors) | ({401} if not op.public else set())
+    if PATH_PARAM.search(op.path):
+        statuses.add(404)
     if op.body is not None:
         statuses |= {400, 413, 422}
+    if op.query is not None:
+        statuses.add(400)  # parse_query: a bad query string is a 400 naming the parameter
     for status in sorted(statuses):
         responses[str(status)] = {"description": STATUS_TEXT.get(status, "Error"),
                                   "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}}
@@ -86,7 +107,7 @@ def build_document(registries: list[ApiRegistry], *, prefix: str = "/api", versi
     schemas["Error"] = ERROR_SCHEMA
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
-        paths.setdefault(prefix + op.path, {})[op.method.lower()] = _operation(op, refs)
+        paths.setdefault(prefix + openapi_path(op.path), {})[op.method.lower()] = _operation(op, refs)
     return {
         "openapi": "3.1.0",
         "info": {"title": "llm-gateway admin API", "version": version},

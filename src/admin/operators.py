@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import Field
 
 from admin.registry import ApiRegistry
-from admin.schemas import Public, StrictBody
+from admin.schemas import Public, StrictBody, json_response
 from gateway.appkeys import CHANGES, SESSIONMAKER
 from gateway.changes import Change
 from gateway.errors import NotFound
@@ -77,10 +77,6 @@ def _uuid(raw: str, what: str) -> uuid.UUID:
         raise NotFound(f"No {what} with this id") from None
 
 
-def _json(model: Public, status: int = 200) -> web.Response:
-    return web.Response(text=model.model_dump_json(), status=status, content_type="application/json")
-
-
 @api.route("POST", "/admin/users", summary="Create a user and its first token", body=UserCreate,
            response=UserCreated, status=201, errors=(*OPERATOR_ERRORS, 409))
 async def create_user_handler(request: web.Request) -> web.Response:
@@ -89,14 +85,14 @@ async def create_user_handler(request: web.Request) -> web.Response:
         user = await create_user(session, name=body.name, is_admin=body.is_admin)
         _, token = await issue_token(session, user_id=user.id)
         await request.config_dict[CHANGES].commit(session, Change("users", str(user.id)))
-    return _json(UserCreated(id=user.id, name=user.name, is_admin=user.is_admin, token=token), 201)
+    return json_response(UserCreated(id=user.id, name=user.name, is_admin=user.is_admin, token=token), 201)
 
 
 @api.route("GET", "/admin/users", summary="List users", response=UserList, errors=OPERATOR_ERRORS)
 async def list_users_handler(request: web.Request) -> web.Response:
     async with request.config_dict[SESSIONMAKER]() as session:
         users = await list_users(session)
-    return _json(UserList(items=[UserPublic.model_validate(u) for u in users], total=len(users)))
+    return json_response(UserList(items=[UserPublic.model_validate(u) for u in users], total=len(users)))
 
 
 @api.route("POST", "/admin/users/{id}/tokens", summary="Issue another token for a user", body=TokenCreate,
@@ -109,7 +105,7 @@ async def create_token_handler(request: web.Request) -> web.Response:
             raise NotFound(f"No user with id '{user_id}'")
         row, token = await issue_token(session, user_id=user_id, name=body.name, expires_at=body.expires_at)
         await request.config_dict[CHANGES].commit(session, Change("tokens", str(user_id)))
-    return _json(TokenCreated(id=row.id, token=token, prefix=row.prefix, expires_at=row.expires_at), 201)
+    return json_response(TokenCreated(id=row.id, token=token, prefix=row.prefix, expires_at=row.expires_at), 201)
 
 
 @api.route("GET", "/admin/users/{id}/tokens", summary="List a user's tokens (never the tokens themselves)",
@@ -120,7 +116,7 @@ async def list_tokens_handler(request: web.Request) -> web.Response:
         if await get_user(session, user_id=user_id) is None:
             raise NotFound(f"No user with id '{user_id}'")
         tokens = await list_tokens(session, user_id=user_id)
-    return _json(TokenList(items=[TokenPublic.model_validate(t) for t in tokens]))
+    return json_response(TokenList(items=[TokenPublic.model_validate(t) for t in tokens]))
 
 
 @api.route("DELETE", "/admin/tokens/{id}", summary="Revoke a token", status=204, errors=(*OPERATOR_ERRORS, 404))

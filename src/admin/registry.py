@@ -11,6 +11,11 @@ from pydantic import BaseModel
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# A path segment that only matches a UUID, so fixed paths beside it ("/llm-configurations/stats") are never
+# captured by "{id}" whatever order modules register in; anything else is the router's 404.
+UUID_PATTERN = "[0-9a-fA-F-]{36}"
+ID = "{id:" + UUID_PATTERN + "}"
+
 
 @dataclass(frozen=True)
 class Operation:

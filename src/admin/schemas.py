@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class StrictBody(BaseModel):
@@ -21,3 +23,25 @@ class Public(BaseModel):
 def json_response(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """A pydantic model as a JSON response."""
     return web.Response(text=model.model_dump_json(), status=status, content_type="application/json", headers=headers)
+
+
+def printable(value: str) -> str:
+    """Text a person typed: not blank, no control characters (PostgreSQL refuses NUL outright)."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    if not value.isprintable():
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _omit_null(schema: dict[str, Any]) -> None:
+    # The field's type without its null branch: it may be left out but not sent as null.
+    branches = [branch for branch in schema.pop("anyOf", ()) if branch.get("type") != "null"]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    schema.pop("default", None)
+
+
+def optional(**kwargs: Any) -> Any:
+    """A field that may be omitted but is never null (for `X | None` fields; refuse null in a validator)."""
+    return Field(default=None, json_schema_extra=_omit_null, **kwargs)

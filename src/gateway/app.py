@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from admin import create_admin_app
+from admin.ui import setup_ui
 from gateway.appkeys import (
     CHANGES,
     ENGINE,
@@ -61,7 +62,7 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    """Build the gateway: middlewares, shared resources, probes, the admin sub-app at /api/."""
+    """Build the gateway: middlewares, shared resources, probes, the admin sub-app at /api/, the page at /ui/."""
     middlewares = [error_middleware, auth_middleware]
     if settings.has_legacy_source:
         middlewares.append(read_through_middleware)
@@ -89,4 +90,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.add_subapp("/api/", create_admin_app())
+    setup_ui(app)
     return app

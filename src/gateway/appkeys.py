@@ -9,6 +9,8 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 if TYPE_CHECKING:
+    from admin.providers_api import ProviderListing
+    from admin.ui import Asset
     from gateway.auth import TokenCache
     from gateway.changes import ChangeBus
     from gateway.configurations import Policy
@@ -38,6 +40,8 @@ USAGE: web.AppKey[UsageWriter] = web.AppKey("usage")
 METRICS: web.AppKey[ProxyMetrics] = web.AppKey("metrics")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
 TRANSLATOR: web.AppKey[Translator] = web.AppKey("translator")
+PROVIDER_LISTING: web.AppKey[ProviderListing] = web.AppKey("provider_listing")
 LEGACY_SOURCE: web.AppKey[LegacySource | None] = web.AppKey("legacy_source")
 READ_THROUGH: web.AppKey[ReadThrough | None] = web.AppKey("read_through")
 TEST_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("test_limiter")
+UI_ASSETS: web.AppKey[dict[str, Asset]] = web.AppKey("ui_assets")

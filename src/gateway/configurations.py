@@ -8,18 +8,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.crypto import KeyRing, row_binding
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.keys import is_placeholder, mask_key
-from gateway.models import LLMConfiguration, utcnow
+from gateway.models import LLMConfiguration, User, utcnow
 from gateway.providers import ProviderCatalog
 from gateway.ssrf import UnsafeURLError, check_base_url
 
 MAX_KEY_LENGTH = 4096
+TEST_STATUSES = ("untested", "success", "failed", "rate_limited")
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,84 @@ async def list_user_configurations(session: AsyncSession, *, user_id: uuid.UUID)
     return list((await session.execute(query)).scalars())
 
 
+async def search_configurations(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    provider: str | None = None,
+    q: str | None = None,
+    status: str | None = None,
+    is_active: bool | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[LLMConfiguration], int]:
+    """One page of a user's configurations matching the filters (default first, then by name) and the total."""
+    where = [LLMConfiguration.user_id == user_id]
+    if provider is not None:
+        where.append(LLMConfiguration.provider == provider)
+    if q:
+        # autoescape: a '%' or '_' typed in the search box matches itself, not everything.
+        where.append(or_(LLMConfiguration.name.icontains(q, autoescape=True),
+                         LLMConfiguration.model.icontains(q, autoescape=True)))
+    if status is not None:
+        where.append(LLMConfiguration.test_status == status)
+    if is_active is not None:
+        where.append(LLMConfiguration.is_active.is_(is_active))
+    total = (await session.execute(select(func.count()).select_from(LLMConfiguration).where(*where))).scalar_one()
+    query = (
+        select(LLMConfiguration).where(*where)
+        .order_by(LLMConfiguration.is_default.desc(), func.lower(LLMConfiguration.name), LLMConfiguration.name,
+                  LLMConfiguration.id)
+        .limit(limit).offset(offset)
+    )
+    return list((await session.execute(query)).scalars()), total
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Counts over a user's configurations."""
+
+    total: int
+    active: int
+    default_id: uuid.UUID | None
+    by_status: dict[str, int]
+    by_provider: dict[str, int]
+
+
+async def configuration_stats(session: AsyncSession, *, user_id: uuid.UUID) -> Stats:
+    """Totals, the default, and counts per test status and per provider."""
+    rows = (await session.execute(
+        select(LLMConfiguration.id, LLMConfiguration.provider, LLMConfiguration.test_status,
+               LLMConfiguration.is_active, LLMConfiguration.is_default)
+        .where(LLMConfiguration.user_id == user_id)
+    )).all()
+    by_status = dict.fromkeys(TEST_STATUSES, 0)
+    by_provider: dict[str, int] = {}
+    for row in rows:
+        by_status[row.test_status] = by_status.get(row.test_status, 0) + 1
+        by_provider[row.provider] = by_provider.get(row.provider, 0) + 1
+    return Stats(
+        total=len(rows),
+        active=sum(1 for row in rows if row.is_active),
+        default_id=next((row.id for row in rows if row.is_default), None),
+        by_status=by_status,
+        by_provider=dict(sorted(by_provider.items())),
+    )
+
+
+async def lock_user(session: AsyncSession, *, user_id: uuid.UUID) -> None:
+    """Serialise one user's configuration writes; call it first, so every read after it sees fresh rows.
+
+    Without it two simultaneous default switches can each clear the other's default (none left) or collide
+    on the partial unique index, and two creates can both pass the per-user limit."""
+    if session.bind.dialect.name == "sqlite":
+        # SQLite has no row locks: a write takes its database-wide write lock now, before anything is read.
+        await session.execute(update(User).where(User.id == user_id).values(is_admin=User.is_admin))
+    else:
+        # NO KEY UPDATE: still lets other transactions insert rows referencing the user (tokens, usage).
+        await session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+
+
 async def get_configuration(
     session: AsyncSession, *, user_id: uuid.UUID, configuration_id: uuid.UUID | str, for_update: bool = False
 ) -> LLMConfiguration:
@@ -131,14 +210,17 @@ async def _check_fallbacks(
     return [str(uuid.UUID(i)) for i in ids]
 
 
-async def _flush_unique(session: AsyncSession, name: str) -> None:
+async def _flush_unique(session: AsyncSession) -> None:
     try:
         await session.flush()
     except IntegrityError as exc:
         await session.rollback()
-        if "default" in str(exc.orig).lower():
-            raise Conflict("Another request changed the default at the same time; retry", code="default_conflict") from None
-        raise Conflict(f"A configuration named '{name}' already exists", param="name", code="duplicate_name") from None
+        # PostgreSQL names the index, SQLite the columns ("... llm_configurations.user_id, llm_configurations.name").
+        message = str(exc.orig)
+        if "uq_llm_configurations_user_id_name" in message or "llm_configurations.name" in message:
+            # The name is not repeated back: errors never echo what the client sent.
+            raise Conflict("You already have a configuration with this name", param="name", code="duplicate_name") from None
+        raise Conflict("Another request changed the default at the same time; retry", code="default_conflict") from None
 
 
 async def _clear_default(session: AsyncSession, *, user_id: uuid.UUID, keep: uuid.UUID) -> None:
@@ -169,6 +251,7 @@ async def create_configuration(
     """Insert a configuration (flushed, not committed); a user's first one becomes the default."""
     check_api_key(api_key)
     base_url = check_provider_and_url(policy, provider, base_url)
+    await lock_user(session, user_id=user_id)
     count = (await session.execute(
         select(func.count()).select_from(LLMConfiguration).where(LLMConfiguration.user_id == user_id)
     )).scalar_one()
@@ -177,16 +260,20 @@ async def create_configuration(
     config = LLMConfiguration(
         id=uuid.uuid4(), user_id=user_id, name=name, provider=provider, model=model, base_url=base_url,
         is_active=is_active, is_default=False, source_ref=source_ref, test_status="untested",
+        # Every column set, so the object in the session is complete: a later bulk UPDATE (a test verdict)
+        # synchronises loaded attributes only.
+        test_message=None, test_latency_ms=None, tested_at=None, last_used_at=None,
         created_at=utcnow(), updated_at=utcnow(),
     )
     config.fallback_ids = await _check_fallbacks(session, user_id=user_id, own_id=config.id, fallback_ids=list(fallback_ids))
     _set_key(keyring, config, api_key)
-    make_default = count == 0 if is_default is None else is_default
-    if make_default:
+    # A user's first configuration is the default whatever was asked: a user with keys but no default
+    # would get a 400 on every request that names no configuration.
+    if count == 0 or is_default:
         await _clear_default(session, user_id=user_id, keep=config.id)
         config.is_default = True
     session.add(config)
-    await _flush_unique(session, name)
+    await _flush_unique(session)
     return config
 
 
@@ -206,6 +293,7 @@ async def update_configuration(
     """Apply a partial update; `api_key` None, or the exact mask of the stored key, keeps the key.
 
     Returns the row and the names of the fields that changed (for the audit log; never values of keys)."""
+    await lock_user(session, user_id=user_id)
     config = await get_configuration(session, user_id=user_id, configuration_id=configuration_id, for_update=True)
     changed: list[str] = []
     if api_key is not None and api_key != masked_key(keyring, config):
@@ -237,23 +325,36 @@ async def update_configuration(
         changed.append("is_default")
     if changed:
         config.updated_at = utcnow()
-    await _flush_unique(session, config.name)
+    await _flush_unique(session)
     return config, changed
 
 
 async def set_default(session: AsyncSession, *, user_id: uuid.UUID, configuration_id: uuid.UUID | str) -> LLMConfiguration:
     """Make one configuration the user's only default (one transaction, backed by the partial unique index)."""
+    await lock_user(session, user_id=user_id)
     config = await get_configuration(session, user_id=user_id, configuration_id=configuration_id, for_update=True)
     await _clear_default(session, user_id=user_id, keep=config.id)
     if not config.is_default:
         config.is_default = True
         config.updated_at = utcnow()
-    await _flush_unique(session, config.name)
+    await _flush_unique(session)
     return config
+
+
+async def configuration_names(
+    session: AsyncSession, *, user_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """id → name of the caller's configurations among `ids` (others' ids are simply absent)."""
+    rows = await session.execute(
+        select(LLMConfiguration.id, LLMConfiguration.name)
+        .where(LLMConfiguration.user_id == user_id, LLMConfiguration.id.in_(list(ids)))
+    )
+    return {row.id: row.name for row in rows}
 
 
 async def delete_configurations(session: AsyncSession, *, user_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
     """Delete the caller's configurations among `ids`; drops them from others' fallbacks; returns what was deleted."""
+    await lock_user(session, user_id=user_id)
     rows = list((await session.execute(
         select(LLMConfiguration).where(LLMConfiguration.user_id == user_id, LLMConfiguration.id.in_(list(ids)))
     )).scalars())

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway import audit
 from gateway.appkeys import CHANGES, KEYRING, LEGACY_SOURCE, POLICY, READ_THROUGH, SESSIONMAKER, SETTINGS
 from gateway.auth import CALLER
 from gateway.changes import Change, ChangeBus
@@ -30,7 +31,7 @@ from gateway.legacy import (
     configured_source,
     split_model,
 )
-from gateway.models import AuditEvent, LLMConfiguration, User, utcnow
+from gateway.models import AuditEvent, LLMConfiguration, User
 from gateway.users import create_user, get_user_by_name
 
 CONFIGURATION_NAME = "Migrated Configuration"
@@ -122,8 +123,8 @@ async def migrate_record(
         api_key=verdict.api_key or "",
         base_url=base_url, is_default=not has_default, source_ref=source_ref(record.user),
     )
-    session.add(AuditEvent(user_id=user.id, actor=actor, action=AUDIT_ACTION, configuration_id=config.id,
-                           details={"provider": provider, "model": model}, created_at=utcnow()))
+    audit.record(session, user_id=user.id, actor=actor, action=AUDIT_ACTION, configuration_id=config.id,
+                 details={"provider": provider, "model": model})
     await session.flush()
     return "migrated", None, user, created
 

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ValidationError
 from gateway.errors import BadRequest, InvalidJSON, PayloadTooLarge, Unprocessable
 
 M = TypeVar("M", bound=BaseModel)
+# pydantic messages that quote part of the submitted value ("invalid character: found `s` at 0").
+QUOTING_ERRORS = {"uuid_parsing": "must be a UUID", "uuid_type": "must be a UUID", "uuid_version": "must be a UUID"}
 
 
 def _field_of(loc: tuple[int | str, ...]) -> str:
@@ -26,7 +28,7 @@ def unprocessable(exc: ValidationError) -> Unprocessable:
         return Unprocessable(f"Unknown field '{field}' is not allowed", param=field, code="unknown_field")
     if first["type"] == "missing":
         return Unprocessable(f"Field '{field}' is required", param=field, code="missing_field")
-    message = str(first["msg"]).removeprefix("Value error, ")
+    message = QUOTING_ERRORS.get(first["type"]) or str(first["msg"]).removeprefix("Value error, ")
     return Unprocessable(f"Invalid '{field}': {message}", param=field)
 
 

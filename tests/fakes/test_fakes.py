@@ -398,7 +398,7 @@ async def test_anthropic_errors(aiohttp_server: Any) -> None:
 
 
 # litellm's own types trip a pydantic UserWarning when first built; that is litellm's, not the fake's.
-@pytest.mark.filterwarnings("ignore:Item .* is using the `ReadOnly` qualifier:UserWarning")
+@pytest.mark.filterwarnings("ignore:Items? .* (is|are) using the `ReadOnly` qualifier:UserWarning")
 @pytest.mark.parametrize("stream", [False, True])
 async def test_anthropic_through_litellm(aiohttp_server: Any, stream: bool) -> None:
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # before the import: no price-map download
