@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from gateway import migrate
 from gateway.bootstrap import StartupError, check_database, ensure_first_admin, ensure_key_ring
-from gateway.changes import ChangeBus
+from gateway.changes import Change, ChangeBus
 from gateway.configurations import Policy
 from gateway.crypto import KeyRing, generate_key_entry
 from gateway.db import make_engine, make_sessionmaker
@@ -48,7 +48,8 @@ async def _with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -
     try:
         async with make_sessionmaker(engine)() as session:
             result = await work(session)
-            await session.commit()
+            # Running gateways drop their token caches: a token revoked here is refused there at once.
+            await ChangeBus().commit(session, Change("users"), Change("tokens"))
             return result
     finally:
         await engine.dispose()
@@ -64,8 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token = _run(lambda: ensure_first_admin(settings))
     if token:
         print(f"llm-gateway: created the first admin user 'admin'. Its token, shown once:\n  {token}", flush=True)
-    serve(settings)
-    return 0
+    return serve(settings)
 
 
 def cmd_db(args: argparse.Namespace) -> int:
