@@ -29,8 +29,8 @@ def eventually(check: Any, timeout: float = 15.0) -> Any:
 def test_database_outage_is_survived(cluster: PrivateCluster, gateway_env: dict[str, str], upstream_key: str,
                                      standalone_upstream: str, tmp_path: Path) -> None:
     gateway = Gateway(gateway_env, tmp_path / "gateway.log")
+    http = httpx.Client(base_url=gateway.url, timeout=10)
     try:
-        http = httpx.Client(base_url=gateway.url, timeout=10)
         user = http.post("/api/admin/users", json={"name": "outage"},
                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
         auth = {"Authorization": f"Bearer {user['token']}"}
@@ -68,5 +68,6 @@ def test_database_outage_is_survived(cluster: PrivateCluster, gateway_env: dict[
         assert eventually(lambda: http.get("/api/usage", headers=auth).json()["totals"]["requests"] == 5)
         assert gateway.process.poll() is None  # never restarted
     finally:
+        http.close()
         gateway.stop()
     assert upstream_key not in (tmp_path / "gateway.log").read_text()
