@@ -15,6 +15,7 @@ from gateway.appkeys import (
     ENGINE,
     HTTP_CLIENT,
     KEYRING,
+    METRICS,
     POLICY,
     PROVIDERS,
     SESSIONMAKER,
@@ -22,6 +23,7 @@ from gateway.appkeys import (
     TEST_LIMITER,
     TOKEN_CACHE,
 )
+from gateway import runtime_metrics
 from gateway.auth import TokenCache, auth_middleware
 from gateway.changes import ChangeBus
 from gateway.configurations import Policy
@@ -94,6 +96,7 @@ def create_app(settings: Settings, *, dns: AbstractResolver | None = None) -> we
     app.cleanup_ctx.append(http_client_ctx(dns))
     app.cleanup_ctx.append(legacy_ctx)
     proxy_routes.setup(app)
+    runtime_metrics.register(app, app[METRICS].registry)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.add_subapp("/api/", create_admin_app())
