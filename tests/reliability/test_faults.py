@@ -138,3 +138,6 @@ async def test_client_leaving_mid_stream_gives_back_the_connection(client: TestC
         resp.close()
     assert await baseline.settled(), (baseline.task_count(), baseline.tasks, baseline.acquired())
     assert all(r.client_disconnected and not r.completed for r in fake.requests[1:])
+    metrics = await (await client.get("/metrics")).text()  # what an operator (and benchmarks/soak.py) sees
+    assert 'llm_gateway_upstream_connections{state="in_use"} 0.0' in metrics
+    assert "llm_gateway_asyncio_tasks " in metrics and "process_resident_memory_bytes " in metrics
