@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +29,16 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from gateway import migrate  # noqa: E402
-from gateway.crypto import generate_key_entry  # noqa: E402
-from tests.reliability.processes import Gateway, free_port  # noqa: E402
+from gateway import migrate
+from gateway.crypto import generate_key_entry
+from tests.reliability.processes import Gateway, free_port
 
 GAUGES = {
-    "tasks": re.compile(r"^llm_gateway_asyncio_tasks (\S+)$", re.M),
-    "in_use": re.compile(r'^llm_gateway_upstream_connections\{state="in_use"\} (\S+)$', re.M),
-    "idle": re.compile(r'^llm_gateway_upstream_connections\{state="idle"\} (\S+)$', re.M),
-    "rss_mb": re.compile(r"^process_resident_memory_bytes (\S+)$", re.M),
-    "fds": re.compile(r"^process_open_fds (\S+)$", re.M),
+    "tasks": re.compile(r"^llm_gateway_asyncio_tasks (\S+)$", re.MULTILINE),
+    "in_use": re.compile(r'^llm_gateway_upstream_connections\{state="in_use"\} (\S+)$', re.MULTILINE),
+    "idle": re.compile(r'^llm_gateway_upstream_connections\{state="idle"\} (\S+)$', re.MULTILINE),
+    "rss_mb": re.compile(r"^process_resident_memory_bytes (\S+)$", re.MULTILINE),
+    "fds": re.compile(r"^process_open_fds (\S+)$", re.MULTILINE),
 }
 CHAT = [{"role": "user", "content": "hi"}]
 

@@ -10,6 +10,7 @@ from aiohttp.abc import AbstractResolver
 
 from admin import create_admin_app
 from admin.ui import setup_ui
+from gateway import runtime_metrics
 from gateway.appkeys import (
     CHANGES,
     ENGINE,
@@ -23,7 +24,6 @@ from gateway.appkeys import (
     TEST_LIMITER,
     TOKEN_CACHE,
 )
-from gateway import runtime_metrics
 from gateway.auth import TokenCache, auth_middleware
 from gateway.changes import ChangeBus
 from gateway.configurations import Policy

@@ -33,8 +33,8 @@ class RuntimeCollector(Collector):
         session = self.app.get(HTTP_CLIENT)
         connector = session.connector if session is not None else None
         # aiohttp has no public counters: these are the connector's own bookkeeping.
-        in_use = len(connector._acquired) if connector is not None else 0  # noqa: SLF001
-        idle = sum(len(c) for c in connector._conns.values()) if connector is not None else 0  # noqa: SLF001
+        in_use = len(connector._acquired) if connector is not None else 0
+        idle = sum(len(c) for c in connector._conns.values()) if connector is not None else 0
         connections.add_metric(["in_use"], in_use)
         connections.add_metric(["idle"], idle)
         yield connections

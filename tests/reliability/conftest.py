@@ -22,10 +22,10 @@ from gateway import migrate
 from gateway.appkeys import HTTP_CLIENT
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.reliability.processes import ROOT, PrivateCluster, free_port
 from tests.proxy.conftest import client, fake, no_key_anywhere, responses, settled, user
+from tests.reliability.processes import ROOT, PrivateCluster, free_port
 
-__all__ = ["client", "fake", "no_key_anywhere", "responses", "user", "Baseline"]
+__all__ = ["Baseline", "client", "fake", "no_key_anywhere", "responses", "user"]
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ class Baseline:
         """Connections the upstream pool has handed out and not got back."""
         connector = self.client.server.app[HTTP_CLIENT].connector
         assert connector is not None
-        return len(connector._acquired)  # noqa: SLF001 - aiohttp has no public count of connections in use
+        return len(connector._acquired)
 
     async def settled(self, timeout: float = 3.0) -> bool:
         """True once tasks and acquired connections are back at the baseline."""

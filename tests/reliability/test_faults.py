@@ -5,7 +5,6 @@ after its first byte and the cancel on a client's disconnect are in tests/proxy/
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from typing import Any
 
@@ -15,15 +14,8 @@ from aiohttp.test_utils import TestClient
 from tests.factories import TestUser
 from tests.fakes.openai_upstream import FakeOpenAI, start_openai_upstream
 from tests.proxy.conftest import MESSAGES, openai_config
+from tests.proxy.test_failover import refused_url
 from tests.reliability.conftest import Baseline
-
-
-def refused_url() -> str:
-    """A local address where nothing listens."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
 
 
 async def warmed(client: TestClient, user: TestUser, fake: FakeOpenAI) -> Baseline:

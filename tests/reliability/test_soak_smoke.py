@@ -15,7 +15,7 @@ from tests.reliability.processes import ROOT
 def test_soak_smoke(tmp_path: Path) -> None:
     out = tmp_path / "soak.json"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--clients", "20", "--duration", "5",
-                          "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert out.exists(), run.stderr[-2000:]
     summary = json.loads(out.read_text())
     assert summary["errors"] == 0, summary["error_kinds"]

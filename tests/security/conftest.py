@@ -3,9 +3,8 @@ row is searched for the test keys, as in tests/admin), a fake upstream, and a DN
 
 from __future__ import annotations
 
-import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,8 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.app import create_app
 from gateway.appkeys import ENGINE
 from gateway.settings import Settings
-from tests.admin.conftest import LeakLogHandler, LeakWatch, _watching
+
+# The admin tests' watch, its client and key maker, here fed by this package's own make_client.
+from tests.admin.conftest import LeakWatch, _watching, client, leak_watch, new_key
 from tests.fakes.openai_upstream import FakeOpenAI, start_openai_upstream
+
+__all__ = ["MakeClient", "MapResolver", "client", "leak_watch", "new_key"]
 
 MakeClient = Callable[..., Awaitable[TestClient]]
 
@@ -41,20 +44,6 @@ class MapResolver(AbstractResolver):
         """Nothing to release."""
 
 
-@pytest.fixture(scope="package")
-def leak_watch() -> Iterator[LeakWatch]:
-    """One watch for every attack test; everything logs at DEBUG into it meanwhile."""
-    watch = LeakWatch()
-    handler = LeakLogHandler(watch)
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield watch
-    root.removeHandler(handler)
-    root.setLevel(old_level)
-
-
 @pytest.fixture
 async def make_client(aiohttp_client: Any, settings: Settings, leak_watch: LeakWatch) -> AsyncIterator[MakeClient]:
     """Build a watched client of the whole app; `dns=` replaces the upstream name lookup, other keywords
@@ -73,18 +62,6 @@ async def make_client(aiohttp_client: Any, settings: Settings, leak_watch: LeakW
     for engine in engines[:1]:
         await leak_watch.scan_database(engine)
     assert not leak_watch.findings, leak_watch.findings
-
-
-@pytest.fixture
-async def client(make_client: MakeClient) -> TestClient:
-    """The whole gateway, private base URLs refused, behind a watched client."""
-    return await make_client()
-
-
-@pytest.fixture
-def new_key(leak_watch: LeakWatch) -> Callable[..., str]:
-    """A plaintext key the watch looks for."""
-    return leak_watch.new_key
 
 
 @pytest.fixture
