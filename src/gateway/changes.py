@@ -4,6 +4,7 @@ hosts through PostgreSQL LISTEN/NOTIFY (sent inside the writing transaction, so 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,18 +23,18 @@ class Change:
     kind: str
     user_id: str | None = None
 
-    def encode(self) -> str:
-        """The NOTIFY payload."""
-        return orjson.dumps({"kind": self.kind, "user_id": self.user_id}).decode()
+    def encode(self, origin: str = "") -> str:
+        """The NOTIFY payload; `origin` names the process that sent it."""
+        return orjson.dumps({"kind": self.kind, "user_id": self.user_id, "origin": origin}).decode()
 
     @classmethod
-    def decode(cls, payload: str) -> Change:
-        """Parse a NOTIFY payload; anything unreadable means reload everything."""
+    def decode(cls, payload: str) -> tuple[Change, str]:
+        """Parse a NOTIFY payload into (change, origin); anything unreadable means reload everything."""
         try:
             data = orjson.loads(payload)
-            return cls(kind=str(data["kind"]), user_id=data.get("user_id"))
+            return cls(kind=str(data["kind"]), user_id=data.get("user_id")), str(data.get("origin") or "")
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            return cls(kind="all")
+            return cls(kind="all"), ""
 
 
 Subscriber = Callable[[Change], None]
@@ -44,10 +45,18 @@ class ChangeBus:
 
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
+        # Tags this process's notifications, so its listener does not apply its own changes a second time.
+        self.origin = secrets.token_hex(8)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Call `subscriber` for every change, local or remote."""
         self._subscribers.append(subscriber)
+
+    def emit_remote(self, payload: str) -> None:
+        """Deliver a NOTIFY payload from another process (our own were delivered at commit)."""
+        change, origin = Change.decode(payload)
+        if origin != self.origin:
+            self.emit_local(change)
 
     def emit_local(self, change: Change) -> None:
         """Deliver a change to this process's caches."""
@@ -58,7 +67,7 @@ class ChangeBus:
         """Commit the session's transaction with its changes announced to every process."""
         if session.bind.dialect.name == "postgresql":
             for change in changes:
-                await session.execute(select(func.pg_notify(CHANNEL, change.encode())))
+                await session.execute(select(func.pg_notify(CHANNEL, change.encode(self.origin))))
         await session.commit()
         for change in changes:
             self.emit_local(change)

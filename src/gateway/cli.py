@@ -56,16 +56,16 @@ async def _with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the gateway."""
-    from gateway.serve import serve
+    from gateway.serve import check_workers, serve
 
     settings = load_settings(host=args.host, port=args.port, workers=args.workers)
+    check_workers(settings)
     settings = ensure_key_ring(settings)
     _run(lambda: check_database(settings, apply_migrations=settings.is_sqlite))
     token = _run(lambda: ensure_first_admin(settings))
     if token:
         print(f"llm-gateway: created the first admin user 'admin'. Its token, shown once:\n  {token}", flush=True)
-    serve(settings)
-    return 0
+    return serve(settings)
 
 
 def cmd_db(args: argparse.Namespace) -> int:

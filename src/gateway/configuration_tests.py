@@ -10,118 +10,36 @@ import asyncio
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import aiohttp
-import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from yarl import URL
 
 from gateway import audit
-from gateway.appkeys import CHANGES, HTTP_CLIENT, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER
+from gateway.appkeys import CHANGES, HTTP_CLIENT, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER, TRANSLATOR
 from gateway.changes import Change, ChangeBus
 from gateway.configurations import Policy, check_api_key, check_provider_and_url, decrypt_key, get_configuration
 from gateway.crypto import CryptoError, KeyRing
-from gateway.errors import RateLimited, Unprocessable, UpstreamError, UpstreamTimeout
-from gateway.keys import scrub
+from gateway.errors import RateLimited, Unprocessable, UpstreamError
 from gateway.models import LLMConfiguration, utcnow
 from gateway.probe import (
-    KNOWN_CODES,
     STORED_STATUS,
     TestResult,
     classify_reply,
     classify_upstream_error,
-    error_fields,
     probe_request,
 )
 from gateway.providers import Provider
+from gateway.proxy.forward import Target, send_once
+from gateway.proxy.translation import Translator
 from gateway.ratelimit import SlidingWindowLimiter
-from gateway.ssrf import UnsafeURLError
 
-ANTHROPIC_VERSION = "2023-06-01"
 AUDIT_ACTION = "test"  # the admin audit log's action name
 MAX_STORED_MESSAGE = 500
-# Error-answer headers a verdict reads (Retry-After, and the providers' rate-limit reset times).
-_KEPT_ERROR_HEADERS = ("retry-after", "retry-after-ms", "x-ratelimit-", "anthropic-ratelimit-", "ratelimit-")
-
-
-# --- Stand-in for the proxy's gateway.proxy.forward (Target, UpstreamResult, send_once), same shapes. --------
-# Replace by `from gateway.proxy.forward import Target, UpstreamResult, send_once` once the proxy is merged.
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where one attempt goes; holds the key decrypted for this request only (never in its repr)."""
-
-    provider: str
-    wire: str
-    litellm_provider: str
-    base_url: str
-    model: str
-    api_key: str = field(repr=False)
-    name: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamResult:
-    """A complete upstream answer."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-def _request_of(target: Target, path: str, body: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """URL, headers and body: OpenAI's wire as is, Anthropic's Messages API for the chat probe."""
-    if target.wire == "anthropic":
-        base = target.base_url.rstrip("/")
-        url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
-        headers = {"x-api-key": target.api_key, "anthropic-version": ANTHROPIC_VERSION}
-        fields = {k: body[k] for k in ("messages", "max_tokens") if k in body}
-        return url, headers, {**fields, "model": target.model}
-    if target.wire == "gemini":
-        # Google's OpenAI-compatible surface accepts Gemini keys as bearer tokens.
-        url = target.base_url.rstrip("/") + "/v1beta/openai" + path
-    else:
-        url = target.base_url + path
-    if target.provider == "azure":
-        return url, {"api-key": target.api_key}, {**body, "model": target.model}
-    return url, {"Authorization": f"Bearer {target.api_key}"}, {**body, "model": target.model}
-
-
-def _error_of(status: int, raw: bytes, headers: Mapping[str, str], api_key: str) -> UpstreamError:
-    codes, message = error_fields(raw)
-    error = UpstreamError(scrub(message or f"The upstream answered HTTP {status}", api_key), status=status,
-                          code=next(iter(sorted(codes & KNOWN_CODES)), "upstream_error"))
-    error.headers = {k: v for k, v in headers.items() if k.lower().startswith(_KEPT_ERROR_HEADERS)}
-    return error
-
-
-async def send_once(
-    http: aiohttp.ClientSession, target: Target, *, path: str, body: dict[str, Any], timeout_s: float,
-) -> UpstreamResult:
-    """Send one non-streamed request to the target, no failover; 2xx answers return, the rest raise
-    UpstreamError (transport failures chained as its cause) or UpstreamTimeout."""
-    url, headers, payload = _request_of(target, path, body)
-    try:
-        async with asyncio.timeout(timeout_s):
-            async with http.post(url, data=orjson.dumps(payload), allow_redirects=False,
-                                 headers={**headers, "Content-Type": "application/json"}) as response:
-                raw = await response.read()
-    except TimeoutError as exc:
-        raise UpstreamTimeout("The upstream did not answer in time") from exc
-    except (aiohttp.ClientError, UnsafeURLError) as exc:
-        raise UpstreamError(f"Could not reach the upstream ({exc.__class__.__name__})",
-                            code="upstream_unreachable") from exc
-    if response.status >= 300:
-        raise _error_of(response.status, raw, response.headers, target.api_key)
-    return UpstreamResult(response.status, dict(response.headers), raw)
-
-
-# --- End of the stand-in. ------------------------------------------------------------------------------------
 
 
 class SavedTestResult(TestResult):
@@ -137,12 +55,19 @@ def _host(base_url: str) -> str:
     return URL(base_url).host or "the provider"
 
 
-async def run_probe(http: aiohttp.ClientSession, target: Target, *, timeout_s: float) -> TestResult:
-    """Test one target through the forwarding code and classify the outcome; never raises for upstream trouble."""
+async def run_probe(
+    http: aiohttp.ClientSession, target: Target, *, timeout_s: float, translator: Translator, allow_private: bool
+) -> TestResult:
+    """Test one target through the proxy's forwarding code and classify the outcome; never raises for upstream
+    trouble."""
     probe = probe_request(target.model)
+    if not target.is_openai_compatible:
+        # The first translated call imports litellm (seconds): neither the test's timeout nor its latency.
+        await translator.ready(http)
     started = time.perf_counter()
     try:
-        reply = await send_once(http, target, path=probe.path, body=probe.body, timeout_s=timeout_s)
+        reply = await send_once(http, target, path=probe.path, body=probe.body, timeout_s=timeout_s,
+                                translator=translator, allow_private=allow_private)
     except UpstreamError as exc:
         latency_ms = round((time.perf_counter() - started) * 1000)
         return classify_upstream_error(exc, model=target.model, api_key=target.api_key,
@@ -234,20 +159,24 @@ class Tester:
     limiter: SlidingWindowLimiter
     timeout_s: float
     concurrency: int
+    translator: Translator
+    allow_private: bool
 
     @classmethod
     def of(cls, app: Mapping[Any, Any]) -> Tester:
         """Build from an application (or a request's config_dict)."""
         settings = app[SETTINGS]
         return cls(app[SESSIONMAKER], app[HTTP_CLIENT], app[KEYRING], app[POLICY], app[CHANGES], app[TEST_LIMITER],
-                   settings.test_timeout_s, settings.test_concurrency)
+                   settings.test_timeout_s, settings.test_concurrency, app[TRANSLATOR],
+                   settings.allow_private_base_urls)
 
     async def test_unsaved(self, *, user_id: uuid.UUID, provider: str, model: str, api_key: str,
                            base_url: str | None) -> TestResult:
         """Test a configuration that is not stored; nothing is written."""
         target = unsaved_target(self.policy, provider=provider, model=model, api_key=api_key, base_url=base_url)
         self.limiter.require(user_id, what="configuration tests")
-        return await run_probe(self.client, target, timeout_s=self.timeout_s)
+        return await run_probe(self.client, target, timeout_s=self.timeout_s, translator=self.translator,
+                           allow_private=self.allow_private)
 
     async def test_saved(self, *, user_id: uuid.UUID, configuration_id: uuid.UUID | str, actor: str,
                          source: str = "test") -> SavedTestResult:
@@ -293,7 +222,8 @@ class Tester:
             if isinstance(target, TestResult):
                 return target
             async with gate:
-                return await run_probe(self.client, target, timeout_s=self.timeout_s)
+                return await run_probe(self.client, target, timeout_s=self.timeout_s, translator=self.translator,
+                                       allow_private=self.allow_private)
 
         verdicts = await asyncio.gather(*(one(c) for c in configs))
         saved: list[SavedTestResult] = []

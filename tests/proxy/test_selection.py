@@ -80,7 +80,11 @@ async def test_binding_to_another_users_configuration_is_404(client: TestClient,
 
 
 async def test_nothing_selected_says_what_to_set(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
-    await openai_config(client, user, fake, is_default=False, name="not-default")
+    # A user's first configuration becomes the default; unset it so nothing can be selected.
+    config = await openai_config(client, user, fake, name="not-default")
+    resp = await client.patch(f"/api/llm-configurations/{config['id']}", json={"is_default": False},
+                              headers=user.headers)
+    assert resp.status == 200 and not (await resp.json())["is_default"]
     async with sdk(client, user) as api:
         with pytest.raises(openai.BadRequestError) as caught:
             await api.chat.completions.create(model="gpt-4o", messages=MESSAGES)

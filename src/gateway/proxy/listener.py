@@ -40,7 +40,7 @@ class ChangeListener:
         self.connections = 0
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self._bus.emit_local(Change.decode(payload))
+        self._bus.emit_remote(payload)
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting with backoff."""

@@ -1,0 +1,107 @@
+"""The benchmark's tables (Markdown), each gateway figure beside the floor and issue 7's target."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+FLOOR = "bare"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row: where the figure lives, how it compares with the floor, and the target."""
+
+    label: str
+    key: str
+    target: str
+    compare: str  # "ratio", "delta" or "absolute"
+    ok: Callable[[float], bool]
+    digits: int = 0
+
+
+METRICS = (
+    Metric("requests/s, 32 connections", "rps_32", "≥ 0.9 × floor", "ratio", lambda r: r >= 0.9),
+    Metric("requests/s, 128 connections", "rps_128", "≥ 0.9 × floor", "ratio", lambda r: r >= 0.9),
+    # CPU time of the process under test per request: the figure least bent by a busy machine.
+    Metric("CPU µs/request, 32 connections", "cpu_us_32", "≤ 1.11 × floor (⇔ 0.9× req/s)", "ratio",
+           lambda r: r <= 1 / 0.9),
+    Metric("p50 ms, 1 connection", "p50_1", "≤ floor + 0.15 ms", "delta", lambda d: d <= 0.15, 3),
+    Metric("p99 ms, 32 connections", "p99_32", "≤ 1.5 × floor", "ratio", lambda r: r <= 1.5, 2),
+    Metric("stream: time to first chunk p50 ms, 1 connection", "ttfc_p50", "≤ floor + 0.3 ms", "delta",
+           lambda d: d <= 0.3, 3),
+    Metric("start-up s (spawn → first 200)", "startup_s", "≤ 1 s", "absolute", lambda v: v <= 1.0, 2),
+    Metric("RSS MiB after the load", "rss_mib", "≤ 100 MiB", "absolute", lambda v: v <= 100, 0),
+)
+
+
+def _num(value: float, digits: int) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def cell(metric: Metric, value: float | None, floor: float | None, *, is_floor: bool) -> str:
+    """A figure, with its ratio or difference to the floor and ✓/✗ against the target."""
+    if value is None:
+        return "–"
+    text = _num(value, metric.digits)
+    if is_floor and metric.compare != "absolute":
+        return text
+    if metric.compare == "ratio" and floor:
+        ratio = value / floor
+        return f"{text} ({ratio:.2f}× {'✓' if metric.ok(ratio) else '✗'})"
+    if metric.compare == "delta" and floor is not None:
+        delta = value - floor
+        return f"{text} ({delta:+.{max(metric.digits, 2)}f} {'✓' if metric.ok(delta) else '✗'})"
+    if metric.compare == "absolute" and not is_floor:
+        return f"{text} {'✓' if metric.ok(value) else '✗'}"
+    return text
+
+
+def main_table(results: dict[str, dict[str, object]]) -> list[str]:
+    """Metrics as rows, targets (floor first) as columns."""
+    names = [n for n in results if n == FLOOR] + [n for n in results if n != FLOOR]
+    floor = results.get(FLOOR, {})
+    lines = ["| metric | issue 7 target | " + " | ".join(names) + " |",
+             "|---|---|" + "---:|" * len(names)]
+    for m in METRICS:
+        cells = [cell(m, _f(results[n].get(m.key)), _f(floor.get(m.key)), is_floor=n == FLOOR) for n in names]
+        lines.append(f"| {m.label} | {m.target} | " + " | ".join(cells) + " |")
+    extra = (
+        ("errors (non-2xx + socket), all loads", lambda r: str(r.get("errors", "–"))),
+        ("CPU0 / CPU1 busy %, 32 connections", lambda r: "{} / {}".format(*r.get("busy_32", ("–", "–")))),
+        ("litellm imported", lambda r: {True: "yes ✗", False: "no ✓"}.get(bool(r["litellm_imported"]))
+         if "litellm_imported" in r else "–"),
+    )
+    for label, show in extra:
+        lines.append(f"| {label} | | " + " | ".join(show(results[n]) for n in names) + " |")
+    return lines
+
+
+def _f(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def long_run_table(rows: dict[str, dict[str, float]]) -> list[str]:
+    """RSS after 100k and 200k requests: ≤ 100 MiB and no growth in between."""
+    lines = ["| target | requests | RSS MiB at half | RSS MiB at end | growth MiB | target |",
+             "|---|---:|---:|---:|---:|---|"]
+    for name, r in rows.items():
+        growth = r["rss_end_mib"] - r["rss_half_mib"]
+        ok = r["rss_end_mib"] <= 100 and growth <= 1.0
+        lines.append(f"| {name} | {r['requests']:,.0f} | {r['rss_half_mib']:.1f} | {r['rss_end_mib']:.1f} | "
+                     f"{growth:+.1f} | ≤ 100 MiB, no growth {'✓' if ok else '✗'} |")
+    return lines
+
+
+def workers_table(rows: dict[str, dict[str, float]], workers: int) -> list[str]:
+    """Requests/s of one worker against N workers on the same CPUs."""
+    lines = [f"| target | connections | 1 worker req/s | {workers} workers req/s | ratio (target ≥ 1.8) |",
+             "|---|---:|---:|---:|---:|"]
+    for name, r in rows.items():
+        for conns in ("32", "128"):
+            one, many = r.get(f"rps_{conns}_1"), r.get(f"rps_{conns}_n")
+            if one and many:
+                ratio = many / one
+                verdict = "✓" if ratio >= 1.8 else "✗"
+                lines.append(f"| {name} | {conns} | {one:,.0f} | {many:,.0f} | {ratio:.2f} {verdict} |")
+    return lines
