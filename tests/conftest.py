@@ -25,7 +25,7 @@ from gateway.settings import Settings
 PG_SERVER_URL = os.environ.get("LLM_GATEWAY_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgres"] if PG_SERVER_URL else [])
 ADMIN_TOKEN = "test-operator-token-" + uuid.uuid4().hex
-TABLES = ("audit_events", "usage_records", "conversation_configurations", "llm_configurations", "api_tokens", "users")
+TABLES = ("change_log", "audit_events", "usage_records", "conversation_configurations", "llm_configurations", "api_tokens", "users")
 
 
 def _asyncpg_dsn(url: str) -> str:

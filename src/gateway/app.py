@@ -25,6 +25,7 @@ from gateway.appkeys import (
     TOKEN_CACHE,
 )
 from gateway.auth import TokenCache, auth_middleware
+from gateway.change_log import change_log_ctx
 from gateway.changes import ChangeBus
 from gateway.configurations import Policy
 from gateway.crypto import KeyRing
@@ -93,6 +94,7 @@ def create_app(settings: Settings, *, dns: AbstractResolver | None = None) -> we
     # Tests cost the user money: a per-user budget (in memory, per process).
     app[TEST_LIMITER] = SlidingWindowLimiter(limit=settings.tests_per_minute, window_s=60.0)
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(change_log_ctx)
     app.cleanup_ctx.append(http_client_ctx(dns))
     app.cleanup_ctx.append(legacy_ctx)
     proxy_routes.setup(app)

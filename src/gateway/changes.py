@@ -64,10 +64,15 @@ class ChangeBus:
             subscriber(change)
 
     async def commit(self, session: AsyncSession, *changes: Change) -> None:
-        """Commit the session's transaction with its changes announced to every process."""
+        """Commit the session's transaction with its changes announced to every process: NOTIFY on PostgreSQL,
+        rows of change_log (polled by the other processes) on SQLite."""
         if session.bind.dialect.name == "postgresql":
             for change in changes:
                 await session.execute(select(func.pg_notify(CHANNEL, change.encode(self.origin))))
+        elif changes:
+            from gateway.change_log import append
+
+            await append(session, changes, origin=self.origin)
         await session.commit()
         for change in changes:
             self.emit_local(change)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from gateway import migrate
 from gateway.bootstrap import StartupError, check_database, ensure_first_admin, ensure_key_ring
-from gateway.changes import ChangeBus
+from gateway.changes import Change, ChangeBus
 from gateway.configurations import Policy
 from gateway.crypto import KeyRing, generate_key_entry
 from gateway.db import make_engine, make_sessionmaker
@@ -48,7 +48,8 @@ async def _with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -
     try:
         async with make_sessionmaker(engine)() as session:
             result = await work(session)
-            await session.commit()
+            # Running gateways drop their token caches: a token revoked here is refused there at once.
+            await ChangeBus().commit(session, Change("users"), Change("tokens"))
             return result
     finally:
         await engine.dispose()
@@ -56,10 +57,9 @@ async def _with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the gateway."""
-    from gateway.serve import check_workers, serve
+    from gateway.serve import serve
 
     settings = load_settings(host=args.host, port=args.port, workers=args.workers)
-    check_workers(settings)
     settings = ensure_key_ring(settings)
     _run(lambda: check_database(settings, apply_migrations=settings.is_sqlite))
     token = _run(lambda: ensure_first_admin(settings))

@@ -187,3 +187,17 @@ class AuditEvent(Base):
     configuration_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChangeLog(Base):
+    """Cache invalidations on SQLite, where there is no LISTEN/NOTIFY: other processes poll it (PostgreSQL
+    uses NOTIFY and never writes here). AUTOINCREMENT keeps ids rising after old rows are pruned."""
+
+    __tablename__ = "change_log"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    origin: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -12,7 +12,6 @@ from multiprocessing.connection import wait
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.bootstrap import StartupError
 from gateway.settings import Settings
 
 
@@ -75,14 +74,6 @@ def _supervise(settings: Settings) -> int:
                 worker.terminate()  # SIGTERM: aiohttp shuts the worker down cleanly
         for worker in workers:
             worker.join(15)
-
-
-def check_workers(settings: Settings) -> None:
-    """Several workers need PostgreSQL: its LISTEN/NOTIFY is what carries one worker's changes (a revoked token,
-    an edited configuration) to the others' caches; SQLite has no such path yet."""
-    if settings.workers > 1 and settings.is_sqlite:
-        raise StartupError("--workers above 1 needs PostgreSQL: on SQLite one worker's changes would not reach "
-                           "the others' caches")
 
 
 def serve(settings: Settings) -> int:

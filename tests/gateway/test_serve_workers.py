@@ -1,4 +1,5 @@
-"""`serve --workers N`: N processes listening on one port (SO_REUSEPORT), all taking connections; PostgreSQL only."""
+"""`serve --workers N`: N processes listening on one port (SO_REUSEPORT), all taking connections, changes
+reaching every worker (NOTIFY on PostgreSQL, change_log on SQLite)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import gateway
 from gateway.crypto import generate_key_entry
-from tests.gateway.test_cli import _env, cli, free_port, wait_healthy
+from tests.gateway.test_cli import _env, free_port, wait_healthy
 
 LISTEN, ESTABLISHED = "0A", "01"
 # The child must run this very tree (a relative PYTHONPATH=src would not survive its cwd=tmp_path).
@@ -111,9 +112,46 @@ def test_a_dead_worker_stops_the_whole_server(tmp_path: Path, postgres_url: str)
     assert not Path(f"/proc/{second}").exists()
 
 
-def test_several_workers_on_sqlite_are_refused_in_one_line(tmp_path: Path) -> None:
-    result = cli("serve", "--workers", "2", cwd=tmp_path, PYTHONPATH=SRC)
-    assert result.returncode == 2
-    assert result.stderr.strip() == ("llm-gateway: --workers above 1 needs PostgreSQL: on SQLite one worker's "
-                                     "changes would not reach the others' caches")
-    assert not (tmp_path / "data").exists()  # refused before touching anything
+def test_two_workers_on_sqlite_share_a_token_revocation(tmp_path: Path) -> None:
+    # SQLite has no NOTIFY: the workers learn of each other's writes from change_log.
+    import json
+    import urllib.request
+
+    port = free_port()
+    admin = "workers-admin-token-0123456789"
+    env = _env(PYTHONPATH=SRC, LLM_GATEWAY_ADMIN_TOKEN=admin)
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", "2"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def call(method: str, path: str, token: str, body: dict | None = None) -> int:  # type: ignore[type-arg]
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                         data=json.dumps(body).encode() if body is not None else None,
+                                         headers={"Authorization": f"Bearer {token}",
+                                                  "Content-Type": "application/json", "Connection": "close"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                if path == "/api/admin/users":
+                    call.created = json.loads(resp.read())  # type: ignore[attr-defined]
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        wait_healthy(port, proc)
+        assert call("POST", "/api/admin/users", admin, {"name": "w", "is_admin": True}) == 201
+        user = call.created  # type: ignore[attr-defined]
+        # Fresh connections land on both workers; each caches the token.
+        assert {call("GET", "/api/admin/users", user["token"]) for _ in range(20)} == {200}
+        tokens_path = f"/api/admin/users/{user['id']}/tokens"
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{tokens_path}",
+                                         headers={"Authorization": f"Bearer {admin}"})
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            (token_row,) = json.loads(resp.read())["items"]
+        assert call("DELETE", f"/api/admin/tokens/{token_row['id']}", admin) == 204
+        deadline = time.monotonic() + 1.5
+        while {call("GET", "/api/admin/users", user["token"]) for _ in range(20)} != {401}:
+            assert time.monotonic() < deadline, "a worker still accepted the revoked token"
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
