@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 
 from admin import create_admin_app
 from admin.ui import setup_ui
+from gateway import runtime_metrics
 from gateway.appkeys import (
     CHANGES,
     ENGINE,
     HTTP_CLIENT,
     KEYRING,
+    METRICS,
     POLICY,
     PROVIDERS,
     SESSIONMAKER,
@@ -45,24 +48,30 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     await engine.dispose()
 
 
-async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
+def http_client_ctx(dns: AbstractResolver | None = None) -> Callable[[web.Application], AsyncIterator[None]]:
     """One upstream ClientSession per process: keep-alive pooling across all requests. Resolved addresses are
-    checked against the SSRF policy by the resolver; URLs (IP literals, schemes) by the proxy before each call."""
-    settings = app[SETTINGS]
-    timeout = aiohttp.ClientTimeout(
-        total=None, connect=settings.upstream_connect_timeout_s, sock_read=settings.upstream_timeout_s
-    )
-    resolver = GuardedResolver(settings.allow_private_base_urls)
-    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=60, resolver=resolver)
-    # trust_env=False: through an HTTP(S)_PROXY the resolver would check the proxy, not the upstream.
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
-        app[HTTP_CLIENT] = session
-        yield
-    await resolver.close()
+    checked against the SSRF policy by the resolver; URLs (IP literals, schemes) by the proxy before each call.
+    `dns` replaces the system lookup under the policy check (tests make a name resolve to a private address)."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=settings.upstream_connect_timeout_s, sock_read=settings.upstream_timeout_s
+        )
+        resolver = GuardedResolver(settings.allow_private_base_urls, resolver=dns)
+        connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=60, resolver=resolver)
+        # trust_env=False: through an HTTP(S)_PROXY the resolver would check the proxy, not the upstream.
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
+            app[HTTP_CLIENT] = session
+            yield
+        await resolver.close()
+
+    return ctx
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the gateway: middlewares, shared resources, probes, the admin sub-app at /api/, the page at /ui/."""
+def create_app(settings: Settings, *, dns: AbstractResolver | None = None) -> web.Application:
+    """Build the gateway: middlewares, shared resources, probes, the admin sub-app at /api/, the page at /ui/.
+    `dns`: the upstream name lookup under the SSRF check (default: the system's)."""
     tokens = TokenCache()
     middlewares = [gateway_middleware(settings, tokens)]
     if settings.has_legacy_source:
@@ -85,9 +94,10 @@ def create_app(settings: Settings) -> web.Application:
     app[TEST_LIMITER] = SlidingWindowLimiter(limit=settings.tests_per_minute, window_s=60.0)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(change_log_ctx)
-    app.cleanup_ctx.append(http_client_ctx)
+    app.cleanup_ctx.append(http_client_ctx(dns))
     app.cleanup_ctx.append(legacy_ctx)
     proxy_routes.setup(app)
+    runtime_metrics.register(app, app[METRICS].registry)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.add_subapp("/api/", create_admin_app())

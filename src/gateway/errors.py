@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from sqlalchemy import exc as sa_exc
 
 log = logging.getLogger("gateway.errors")
 
@@ -130,6 +131,14 @@ def _from_http_exception(exc: web.HTTPException) -> GatewayError:
     return GatewayError(exc.reason or "HTTP error", status=exc.status, code="http_error")
 
 
+def _database_unreachable(exc: Exception) -> bool:
+    """The database cannot be reached right now (down, restarting, pool exhausted): a retryable 503, not a 500.
+    asyncpg's failed connect surfaces unwrapped as an OSError (ConnectionRefusedError...), hence ConnectionError."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, ConnectionError))
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -142,6 +151,11 @@ def error_answer(request: web.Request, exc: Exception) -> web.Response:
         if exc.status < 400:
             raise exc
         return error_response(_from_http_exception(exc))
+    if _database_unreachable(exc):
+        log.warning("database unavailable on %s %s (%s)", request.method, request.path, exc.__class__.__name__)
+        return error_response(ServiceUnavailable(
+            "The database is unavailable; try again shortly", code="database_unavailable",
+            headers={"Retry-After": "5"}))
     # The traceback goes to the log (never the client); request bodies are not logged.
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(GatewayError("Internal server error"))
