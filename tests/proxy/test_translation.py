@@ -104,7 +104,7 @@ def test_litellm_not_imported_for_openai_compatible_traffic(tmp_path: Path, key_
     result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120,
                             cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == "served=2 litellm=False"
+    assert result.stdout.strip().splitlines()[-1] == "served=2 litellm=False", result.stdout[-2000:]
 
 
 PROBE = '''
@@ -143,8 +143,10 @@ async def main(url):
             async with http.post(server.make_url("/v1/chat/completions"),
                                  json={"model": "c", "messages": [{"role": "user", "content": "hi"}],
                                        "stream": stream}) as resp:
-                await resp.read()
+                body = await resp.read()
                 served += resp.status == 200
+                if resp.status != 200:
+                    print(f"stream={stream} status={resp.status} body={body[:300]!r}")
     await server.close()
     await fake.close()
     print(f"served={served} litellm={'litellm' in sys.modules}")

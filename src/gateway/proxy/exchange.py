@@ -20,7 +20,7 @@ from gateway.proxy import translation
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.failover import parse_retry_after, should_fail_over
 from gateway.proxy.forward import Target, post_upstream, read_error, relayed_headers, upstream_errors
-from gateway.proxy.relay import SSERelay
+from gateway.proxy.relay import SSERelay, first_event_is_json
 from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
 
 # Body fields that would steer routing or credentials (LiteLLM's CVE-2024-6587): the gateway's alone.
@@ -203,6 +203,9 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration, api_key: st
             return await _relay(ex, upstream.status, relayed_headers(upstream.headers), _chunks(upstream, target))
         with upstream_errors(target):
             raw = await upstream.read()
+        if upstream.content_type == "application/json" and not _is_json(raw):
+            raise UpstreamError(f"The upstream answered HTTP {upstream.status} with a body that is not valid JSON",
+                                code="upstream_invalid_response")
         return _answer(ex, upstream.status, relayed_headers(upstream.headers), raw)
     finally:
         upstream.release()
@@ -212,6 +215,14 @@ async def _chunks(upstream: aiohttp.ClientResponse, target: Target) -> AsyncGene
     with upstream_errors(target):
         async for chunk in upstream.content.iter_any():
             yield chunk
+
+
+def _is_json(raw: bytes) -> bool:
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def _answer(ex: Exchange, status: int, headers: dict[str, str], body: bytes) -> web.Response:
@@ -239,6 +250,9 @@ async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chun
         if chunk is None:
             raise UpstreamError("The upstream ended the stream before sending anything", code="upstream_empty_stream")
         first = relay.feed(chunk)
+    if not first_event_is_json(first):
+        # Nothing has reached the client yet: a garbled stream is an upstream failure (and may fail over).
+        raise UpstreamError("The upstream's stream is not valid server-sent JSON events", code="upstream_invalid_response")
     headers.update(ex.headers())
     response = web.StreamResponse(status=status, headers=headers)
     ex.status = status

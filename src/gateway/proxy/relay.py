@@ -44,6 +44,16 @@ def event_data(event: bytes) -> Any:
         return None
 
 
+def first_event_is_json(events: bytes) -> bool:
+    """False when the first event's data is neither JSON nor [DONE]: the upstream is not speaking SSE JSON."""
+    end, _ = _boundary(events, 0)
+    event = events if end < 0 else events[:end]
+    lines = [line[5:].strip() for line in event.splitlines() if line.startswith(b"data:")]
+    if not lines or lines == [b"[DONE]"]:
+        return True  # comments and keep-alives are not judged
+    return event_data(event) is not None
+
+
 def _boundary(buffer: bytes, start: int) -> tuple[int, int]:
     """Index and length of the first event separator from start, (-1, 0) when there is no whole event."""
     lf = buffer.find(b"\n\n", start)
