@@ -18,6 +18,7 @@ import pytest
 
 from .anthropic_upstream import DEFAULT_ANTHROPIC_KEY, FakeAnthropic, start_anthropic_upstream
 from .openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream
+from tests.waiting import settled
 
 KEY = DEFAULT_OPENAI_KEY
 WRONG_KEY = "sk-wrong-key-that-is-not-accepted-42"
@@ -37,16 +38,6 @@ async def _sse_frames(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[float
         while b"\n\n" in buffer:
             frame, buffer = buffer.split(b"\n\n", 1)
             yield time.monotonic(), frame
-
-
-async def _settled(predicate: Any, timeout: float = 2.0) -> bool:
-    """Wait until predicate() holds: the server sees a disconnect a moment after the client acts."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 # -- OpenAI ------------------------------------------------------------------------------------------------------
@@ -201,7 +192,7 @@ async def test_openai_client_disconnect_mid_stream_is_recorded(aiohttp_server: A
                 break
             resp.close()  # drop the connection mid-stream
     rec = fake.last_request
-    assert await _settled(lambda: rec.finished_at is not None)
+    assert await settled(lambda: rec.finished_at is not None, timeout=2.0)
     assert rec.client_disconnected and not rec.completed
     assert len(rec.chunk_times) < 10
     assert fake.open_requests == 0
@@ -213,7 +204,7 @@ async def test_openai_hang_until_client_gives_up(aiohttp_server: Any) -> None:
         with pytest.raises(asyncio.TimeoutError):
             await session.get(f"{fake.url}/models", timeout=aiohttp.ClientTimeout(total=0.2))
     rec = fake.last_request
-    assert await _settled(lambda: rec.finished_at is not None)
+    assert await settled(lambda: rec.finished_at is not None, timeout=2.0)
     assert rec.client_disconnected and rec.status is None
 
 
@@ -221,7 +212,7 @@ async def test_openai_hang_does_not_block_server_shutdown() -> None:
     async with FakeOpenAI(hang=True) as fake:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as session:
             pending = asyncio.ensure_future(session.get(f"{fake.url}/models"))
-            assert await _settled(lambda: fake.open_requests == 1)
+            assert await settled(lambda: fake.open_requests == 1, timeout=2.0)
             started = time.monotonic()
             await fake.close()
             assert time.monotonic() - started < 2

@@ -7,11 +7,9 @@ of it may contain an API key.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import openai
@@ -116,16 +114,6 @@ def sync_sdk(client: TestClient, user: TestUser, **headers: str) -> openai.OpenA
     """The sync openai SDK (call it in a thread: the gateway runs on this loop)."""
     return openai.OpenAI(base_url=str(client.make_url("/v1")), api_key=user.token, max_retries=0,
                          default_headers=headers or None)
-
-
-async def settled(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
-    """Wait until predicate() holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 @pytest.fixture

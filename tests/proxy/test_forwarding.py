@@ -15,7 +15,9 @@ from gateway.appkeys import SETTINGS, USAGE
 from tests.factories import TestUser
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI
 
-from .conftest import MESSAGES, openai_config, sdk, settled, sync_sdk
+from tests.waiting import settled
+
+from .conftest import MESSAGES, openai_config, sdk, sync_sdk
 
 
 async def test_chat_non_streamed_async_sdk(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:

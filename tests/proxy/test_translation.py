@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
