@@ -22,7 +22,8 @@ from gateway import migrate
 from gateway.appkeys import HTTP_CLIENT
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.proxy.conftest import client, fake, no_key_anywhere, responses, settled, user
+from tests.proxy.conftest import client, fake, no_key_anywhere, responses, user
+from tests.waiting import settled
 from tests.reliability.processes import ROOT, PrivateCluster, free_port
 
 __all__ = ["Baseline", "client", "fake", "no_key_anywhere", "responses", "user"]
