@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway import migrate
 from gateway.crypto import generate_key_entry
 from gateway.db import make_engine, make_sessionmaker
+from gateway.errors import Conflict
 from gateway.models import LLMConfiguration
 from gateway.settings import Settings
 from gateway.users import count_users, create_user, issue_token
@@ -92,7 +93,11 @@ async def ensure_first_admin(settings: Settings) -> str | None:
         async with make_sessionmaker(engine)() as session:
             if await count_users(session):
                 return None
-            user = await create_user(session, name="admin", is_admin=True)
+            try:
+                user = await create_user(session, name="admin", is_admin=True)
+            except Conflict:
+                # Another gateway starting on the same empty database made it first: that one prints the token.
+                return None
             _, token = await issue_token(session, user_id=user.id, name="first-start")
             await session.commit()
             return token

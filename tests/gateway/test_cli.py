@@ -165,3 +165,17 @@ def test_serve_refuses_rows_under_a_key_the_ring_lacks(tmp_path: Path, database_
     assert result.returncode == 2
     assert "2 rows under key id 'gone'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_two_gateways_starting_on_one_empty_database_both_come_up(tmp_path: Path, postgres_url: str) -> None:
+    # Both race to create the first admin; the loser must start anyway (it was a one-line exit before).
+    from gateway import bootstrap
+    from gateway.settings import Settings
+
+    settings = Settings(database_url=postgres_url, encryption_keys=generate_key_entry("a"))
+
+    async def race() -> list[str | None]:
+        return list(await asyncio.gather(*(bootstrap.ensure_first_admin(settings) for _ in range(4))))
+
+    tokens = asyncio.run(race())
+    assert len([t for t in tokens if t]) == 1
