@@ -43,11 +43,13 @@ def load_settings(**overrides: object) -> Settings:
         raise StartupError(describe_settings_error(exc)) from None
 
 
-async def _with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
+async def _with_session(settings: Settings, work: Callable[..., Awaitable[T]], *, writes: bool = True) -> T:
     engine = make_engine(settings.database_url)
     try:
         async with make_sessionmaker(engine)() as session:
             result = await work(session)
+            if not writes:
+                return result
             # Running gateways drop their token caches: a token revoked here is refused there at once.
             await ChangeBus().commit(session, Change("users"), Change("tokens"))
             return result
@@ -130,7 +132,7 @@ def cmd_tokens(args: argparse.Namespace) -> int:
             for t in rows
         ) or "no tokens"
 
-    print(_run(lambda: _with_session(settings, work)))
+    print(_run(lambda: _with_session(settings, work, writes=args.action != "list")))
     return 0
 
 
