@@ -4,8 +4,9 @@ The catalog ships as package data (``gateway/data/providers.toml``) so an instal
 file; ``ProviderCatalog.load(path)`` merges an operator's file (``LLM_GATEWAY_PROVIDERS_FILE``, example in
 ``config/providers.toml``) over it, table by table and field by field.
 
-litellm is imported only by ``models()`` and by ``infer_provider()`` when a model string has no provider
-prefix: it takes seconds to import and has no place on the hot path of OpenAI-compatible providers.
+Model lists come from litellm's bundled JSON (``gateway.model_catalog``) without importing litellm; litellm
+itself is imported only by ``infer_provider()`` when a legacy model string has no provider prefix: it takes
+seconds to import and has no place on the web page's or the OpenAI-compatible hot path.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from gateway.model_catalog import models_of
+
 __all__ = ["CatalogError", "Provider", "ProviderCatalog", "infer_provider"]
 
 WIRE_OPENAI = "openai"
 FALLBACK_PROVIDER = "openai"
-# litellm also lists image, audio, realtime and video models; the gateway serves none of those endpoints.
-SERVED_MODES = frozenset({"chat", "completion", "responses", "embedding"})
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _STRINGS = ("name", "wire", "litellm_provider", "base_url")
@@ -168,7 +169,7 @@ class ProviderCatalog:
         provider = self._require(provider_id)
         cached = self._models.get(provider_id)
         if cached is None:
-            known = _litellm_models(_litellm(), provider.litellm_provider)
+            known = models_of(provider.litellm_provider)
             extra = sorted(known.difference(provider.models))
             cached = self._models[provider_id] = (*dict.fromkeys(provider.models), *extra)
         return list(cached)
@@ -195,18 +196,6 @@ class ProviderCatalog:
             if model.lower().startswith(provider.bare_model_prefixes):
                 return provider.id
         return FALLBACK_PROVIDER
-
-
-def _litellm_models(litellm: ModuleType, litellm_provider: str) -> set[str]:
-    """litellm's known chat/completion/embedding models for a provider, without its routing prefix."""
-    prefix = f"{litellm_provider}/"
-    names: set[str] = set()
-    for name in litellm.models_by_provider.get(litellm_provider) or ():
-        mode = litellm.model_cost.get(name, {}).get("mode")
-        # "ft:" entries are price templates for fine-tunes, not models anyone can call.
-        if (mode is None or mode in SERVED_MODES) and not name.startswith("ft:"):
-            names.add(name.removeprefix(prefix))
-    return names
 
 
 def infer_provider(model: str, catalog: ProviderCatalog | None = None) -> str:

@@ -107,10 +107,10 @@ def test_models_cached_and_copied(catalog: ProviderCatalog, monkeypatch: pytest.
     first = catalog.models("openai")
     first.append("mutated")
 
-    def no_second_merge(*args: object) -> set[str]:
+    def no_second_merge(*args: object) -> frozenset[str]:
         raise AssertionError("models() merged litellm's list twice")
 
-    monkeypatch.setattr("gateway.providers._litellm_models", no_second_merge)
+    monkeypatch.setattr("gateway.providers.models_of", no_second_merge)
     assert catalog.models("openai") == first[:-1]
 
 
@@ -216,8 +216,9 @@ from gateway.providers import ProviderCatalog, infer_provider
 catalog = ProviderCatalog.load()
 catalog.get("openai"); catalog.ids(); catalog.is_openai_compatible("anthropic"); catalog.default_base_url("groq")
 assert infer_provider("anthropic/claude-3-opus", catalog) == "anthropic"
-assert "litellm" not in sys.modules, "litellm imported too early"
-assert "gpt-4o" in catalog.models("openai")
+assert "gpt-4o" in catalog.models("openai") and "claude-sonnet-4-5" in catalog.models("anthropic")
+assert "litellm" not in sys.modules, "model lists imported litellm"
+assert infer_provider("gpt-4o", catalog) == "openai"  # a bare legacy name asks litellm itself
 assert "litellm" in sys.modules
 assert os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
 assert os.environ["LITELLM_TELEMETRY"] == "False"

@@ -1,0 +1,65 @@
+"""litellm's bundled model list and prices, read as JSON without importing litellm.
+
+Importing litellm costs seconds and well over 100 MiB; its package also ships the same data as one JSON file
+(``model_prices_and_context_window_backup.json``). The web page's model lists, cost accounting and template
+checks read that file, located through the package's import spec (which does not import it), once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from functools import lru_cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+__all__ = ["SERVED_MODES", "model_data", "models_of"]
+
+log = logging.getLogger("gateway.model_catalog")
+
+DATA_FILE = "model_prices_and_context_window_backup.json"
+# litellm also lists image, audio, realtime and video models; the gateway serves none of those endpoints.
+SERVED_MODES = frozenset({"chat", "completion", "responses", "embedding"})
+
+
+def _data_path() -> Path | None:
+    """Where the installed litellm keeps its model list, or None when litellm is not installed."""
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / DATA_FILE
+
+
+@lru_cache(maxsize=1)
+def model_data() -> MappingProxyType[str, Any]:
+    """Every model litellm knows → its entry (provider, mode, prices); empty when the file cannot be read."""
+    path = _data_path()
+    try:
+        data = orjson.loads(path.read_bytes()) if path is not None else {}
+    except (OSError, orjson.JSONDecodeError):
+        log.warning("litellm's model list could not be read; model lists and costs will be empty")
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    data.pop("sample_spec", None)  # the file's own field documentation, not a model
+    return MappingProxyType(data)
+
+
+@lru_cache(maxsize=64)
+def models_of(litellm_provider: str) -> frozenset[str]:
+    """The chat/completion/embedding models litellm lists for a provider, without its routing prefix."""
+    prefix = f"{litellm_provider}/"
+    # litellm files OpenAI's completion-only models under "text-completion-openai".
+    owners = {litellm_provider, f"text-completion-{litellm_provider}"}
+    names = set()
+    for name, entry in model_data().items():
+        if not isinstance(entry, dict) or entry.get("litellm_provider") not in owners:
+            continue
+        mode = entry.get("mode")
+        # "ft:" entries are price templates for fine-tunes, not models anyone can call.
+        if (mode is None or mode in SERVED_MODES) and not name.startswith("ft:"):
+            names.add(name.removeprefix(prefix))
+    return frozenset(names)

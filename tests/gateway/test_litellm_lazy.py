@@ -1,0 +1,67 @@
+"""litellm is not imported by the web page, the provider list or an OpenAI-compatible request.
+
+It costs seconds and well over 100 MiB; only translated providers (Anthropic native, Gemini …) need it. The
+check runs in a fresh interpreter, since other tests in this process import litellm on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = """
+import asyncio, sys, uuid
+from pathlib import Path
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+from gateway import migrate
+from gateway.app import create_app
+from gateway.crypto import generate_key_entry
+from gateway.settings import Settings
+from tests.fakes.openai_upstream import FakeOpenAI
+
+ADMIN = "lazy-operator-token-" + uuid.uuid4().hex
+
+async def main(folder: Path, url: str) -> None:
+    settings = Settings(database_url=url, encryption_keys=SecretStr(generate_key_entry("k1")),
+                        admin_token=SecretStr(ADMIN), allow_private_base_urls=True, data_dir=folder)
+    key = "sk-lazy-" + uuid.uuid4().hex
+    async with FakeOpenAI(keys=[key]) as fake:
+        async with TestClient(TestServer(create_app(settings))) as client:
+            op = {"Authorization": f"Bearer {ADMIN}"}
+            user = await (await client.post("/api/admin/users", json={"name": "lazy"}, headers=op)).json()
+            headers = {"Authorization": f"Bearer {user['token']}"}
+            resp = await client.post("/api/llm-configurations", headers=headers, json={
+                "name": "c", "provider": "openai", "model": "gpt-4o-mini", "api_key": key, "base_url": fake.url})
+            assert resp.status == 201, await resp.text()
+            providers = await (await client.get("/api/providers", headers=headers)).json()
+            assert "gpt-4o" in next(p for p in providers["items"] if p["id"] == "openai")["models"]
+            for path in ("/ui/", "/ui/settings", "/ui/usage"):
+                assert (await client.get(path)).status == 200, path
+            resp = await client.post("/v1/chat/completions", headers=headers,
+                                     json={"model": "c", "messages": [{"role": "user", "content": "hi"}]})
+            assert resp.status == 200, await resp.text()
+            resp = await client.post("/v1/chat/completions", headers=headers, json={
+                "model": "c", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+            assert resp.status == 200 and b"[DONE]" in await resp.read()
+    loaded = sorted(name for name in sys.modules if name == "litellm" or name.startswith("litellm."))
+    assert not loaded, f"litellm was imported: {loaded[:5]}"
+    print("ok")
+
+folder = Path(sys.argv[1])
+url = f"sqlite+aiosqlite:///{folder / 'gateway.db'}"
+migrate.upgrade(url)
+asyncio.run(main(folder, url))
+"""
+
+
+def test_web_page_providers_and_openai_requests_never_import_litellm(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    result = subprocess.run([sys.executable, "-W", "error", "-c", SCRIPT, str(tmp_path)], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
