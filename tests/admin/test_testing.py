@@ -15,26 +15,14 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from admin.testing import run_test_on_save
-from gateway.app import create_app
 from gateway.appkeys import SESSIONMAKER
 from gateway.configurations import get_configuration
 from gateway.models import AuditEvent, LLMConfiguration, UsageRecord
-from gateway.settings import Settings
 from tests.factories import TestUser, make_configuration, make_user
 from tests.fakes.anthropic_upstream import DEFAULT_ANTHROPIC_KEY, FakeAnthropic, start_anthropic_upstream
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream
 
 MakeClient = Callable[..., Awaitable[TestClient]]
-
-
-@pytest.fixture
-def make_client(aiohttp_client, settings: Settings) -> MakeClient:  # type: ignore[no-untyped-def]
-    """The whole gateway with some settings changed."""
-
-    async def build(**overrides: Any) -> TestClient:
-        return await aiohttp_client(create_app(settings.model_copy(update=overrides)))
-
-    return build
 
 
 @pytest.fixture
