@@ -39,8 +39,9 @@ CHATTY_LOGGERS = ("aiohttp.access", "aiohttp.server", "aiohttp.client", "aiohttp
                   "asyncpg", "aiosqlite")
 TABLES = ("change_log", "audit_events", "usage_records", "conversation_configurations", "llm_configurations",
           "api_tokens", "users")
-# A stored key shorter than this is not watched unless a test registered it: short strings occur by chance.
-MIN_HARVESTED = 12
+# A stored key shorter or plainer than this is not watched unless a test registered it: such strings occur by
+# chance (a fuzzer's `aaaaaaaaaaaa` is also the name it sent).
+MIN_HARVESTED, MIN_DISTINCT = 12, 8
 CONTEXT = 60
 
 
@@ -213,7 +214,7 @@ class LeakWatch:
                         key = decrypt_key(ring, config)
                     except CryptoError:
                         continue  # a test that stored what its ring cannot open
-                    if len(key) >= MIN_HARVESTED:
+                    if len(key) >= MIN_HARVESTED and len(set(key)) >= MIN_DISTINCT:
                         self.registry.add(key, f"stored by the gateway as configuration {config.name!r}")
         finally:
             await engine.dispose()
