@@ -1,4 +1,5 @@
-"""Fixtures: settings → migrated database (SQLite and PostgreSQL) → app → aiohttp client.
+"""Fixtures: settings → migrated database (SQLite and PostgreSQL) → app → aiohttp client; every test runs under
+the key-leak watch (tests/leakwatch.py), which sees every gateway app started through aiohttp_client/_server.
 
 PostgreSQL runs when LLM_GATEWAY_TEST_DATABASE_URL names a server: the session creates its own database there
 and drops it at the end; if the server cannot be reached the PostgreSQL tests fail, they do not skip.
@@ -10,22 +11,25 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from gateway import migrate
 from gateway.app import create_app
 from gateway.crypto import generate_key_entry
 from gateway.settings import Settings
+from tests import leakwatch
+from tests.leakwatch import TABLES, LeakWatch
 
 PG_SERVER_URL = os.environ.get("LLM_GATEWAY_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgres"] if PG_SERVER_URL else [])
 ADMIN_TOKEN = "test-operator-token-" + uuid.uuid4().hex
-TABLES = ("change_log", "audit_events", "usage_records", "conversation_configurations", "llm_configurations", "api_tokens", "users")
+WATCHING = pytest.StashKey[leakwatch.Watching]()
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -133,3 +137,61 @@ async def client(aiohttp_client, settings: Settings) -> AsyncIterator[TestClient
 def admin_headers() -> dict[str, str]:
     """Headers of the operator (LLM_GATEWAY_ADMIN_TOKEN)."""
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The watch starts before the first fixture of the test is made."""
+    item.stash[WATCHING] = leakwatch.start(item.nodeid)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """After the last teardown: judge everything the test exposed; a leak fails the test's teardown."""
+    report: pytest.TestReport = yield  # type: ignore[misc]
+    watching = item.stash.get(WATCHING, None)
+    if watching is None:
+        return report  # type: ignore[return-value]
+    watching.reports.append(report)
+    if report.when == "teardown":
+        captured = [(name, content) for name, content in report.sections
+                    if name.startswith(("Captured stdout", "Captured stderr"))]
+        findings = leakwatch.stop(watching, captured)
+        del item.stash[WATCHING]
+        if findings and not report.failed:
+            report.outcome = "failed"
+            report.longrepr = leakwatch.report(findings)
+    # pytest prints captured output and logs (of failed tests; of every test with -rA) at the end: never a key,
+    # including the ones learnt from the rows after the teardown.
+    for made in watching.reports:
+        made.sections = [(name, watching.watch.redact(content)) for name, content in made.sections]
+    return report  # type: ignore[return-value]
+
+
+@pytest.fixture
+def key_watch(request: pytest.FixtureRequest) -> LeakWatch:
+    """The running test's leak watch (to plant data in it, or to read its counts)."""
+    return request.node.stash[WATCHING].watch
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client, key_watch: LeakWatch):  # type: ignore[no-untyped-def]
+    """pytest-aiohttp's client factory; every gateway app it starts is watched."""
+
+    def make(app: object, *args: object, **kwargs: object) -> Awaitable[TestClient]:
+        if isinstance(app, web.Application):
+            key_watch.attach(app)
+        return aiohttp_client(app, *args, **kwargs)  # type: ignore[no-any-return]
+
+    return make
+
+
+@pytest.fixture
+def aiohttp_server(aiohttp_server, key_watch: LeakWatch) -> Callable[..., Awaitable[TestServer]]:  # type: ignore[no-untyped-def]
+    """pytest-aiohttp's server factory; every gateway app it starts is watched (fake upstreams are not)."""
+
+    def make(app: web.Application, *args: object, **kwargs: object) -> Awaitable[TestServer]:
+        key_watch.attach(app)
+        return aiohttp_server(app, *args, **kwargs)  # type: ignore[no-any-return]
+
+    return make

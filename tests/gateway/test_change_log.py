@@ -28,7 +28,7 @@ def sqlite_settings(tmp_path: Path, sqlite_template: Path, key_ring: str) -> Set
                     admin_token=SecretStr(ADMIN_TOKEN), data_dir=tmp_path / "data")
 
 
-async def until(predicate, timeout: float = 1.0) -> float:  # type: ignore[no-untyped-def]
+async def until(predicate, timeout: float = 30.0) -> float:  # type: ignore[no-untyped-def]
     started = time.monotonic()
     while not await predicate():
         assert time.monotonic() - started < timeout, "change did not arrive in time"

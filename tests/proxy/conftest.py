@@ -1,87 +1,57 @@
 """Proxy fixtures: a fake OpenAI upstream, a user of the gateway, and configurations pointing at the fake.
 
-Every test here runs under a capture of every log record (DEBUG, aiohttp's and litellm's loggers included) and
-of every response the gateway sends (headers and body, streams chunk by chunk); at the end of each test none
-of it may contain an API key.
+Every test here, like every test of the suite, runs under the key-leak watch of tests/leakwatch.py: every log
+record of every phase (DEBUG, aiohttp's and litellm's loggers included), every response the gateway sends
+(headers and body, streams joined), every row and the captured output; none may contain a key the test made.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.settings import Settings
 
+from tests.leakwatch import LeakWatch
 from tests.factories import TestUser, make_configuration, make_user
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream
 
 MESSAGES = [{"role": "user", "content": "hi"}]
-# Upstream keys of every test look like this (the fakes' defaults, the factory's, the tests' own).
-KEY_PATTERN = re.compile(r"sk-(?:ant-)?[A-Za-z0-9_-]{16,}")
-NOISY_LOGGERS = ("aiohttp.access", "aiohttp.server", "aiohttp.client", "LiteLLM", "LiteLLM Router",
-                 "LiteLLM Proxy", "httpx", "httpcore", "openai", "gateway", "sqlalchemy.engine")
 
 
 class ResponseRecorder:
-    """Everything the gateway answered during one test."""
+    """Everything the gateway answered during one test (as the leak watch recorded it)."""
 
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
+    def __init__(self, watch: LeakWatch) -> None:
+        self.watch = watch
 
-    async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
-        self.chunks.append(str(dict(response.headers)).encode())
-        if isinstance(response, web.Response):
-            if isinstance(response.body, bytes):
-                self.chunks.append(response.body)
-            return
-        write = response.write
-
-        async def recording_write(data: bytes | bytearray | memoryview) -> None:
-            self.chunks.append(bytes(data))
-            await write(data)
-
-        response.write = recording_write  # type: ignore[method-assign]
+    @property
+    def chunks(self) -> list[bytes]:
+        """Each answer: status line, headers and body."""
+        return [recorded.text().encode() for recorded in self.watch.responses]
 
 
 @pytest.fixture
-def responses() -> ResponseRecorder:
+def responses(key_watch: LeakWatch) -> ResponseRecorder:
     """The gateway's answers in this test."""
-    return ResponseRecorder()
+    return ResponseRecorder(key_watch)
 
 
 @pytest.fixture
 async def client(aiohttp_client: Any, settings: Settings, responses: ResponseRecorder) -> TestClient:
-    """The whole gateway app, its answers recorded."""
-    app = create_app(settings)
-    app.on_response_prepare.append(responses.on_prepare)
-    return await aiohttp_client(app)  # type: ignore[no-any-return]
+    """The whole gateway app, its answers recorded (by the leak watch, through aiohttp_client)."""
+    return await aiohttp_client(create_app(settings))  # type: ignore[no-any-return]
 
 
 @pytest.fixture(autouse=True)
-def no_key_anywhere(caplog: pytest.LogCaptureFixture, responses: ResponseRecorder) -> Iterator[None]:
-    """No API key in any log record or any answer of the gateway."""
-    caplog.set_level(logging.DEBUG)
-    for name in NOISY_LOGGERS:
-        caplog.set_level(logging.DEBUG, logger=name)
-    yield
-    logged = [record.getMessage() + " " + str(record.__dict__.get("args")) for record in caplog.records]
-    # pytest.fail, not assert: assertion rewriting would print the key it found.
-    for record, line in zip(caplog.records, logged):
-        if KEY_PATTERN.search(line):
-            pytest.fail(f"an API key in a log record of {record.name} ({record.pathname}:{record.lineno})")
-        if "Bearer lgw_" in line:
-            pytest.fail(f"an Authorization header in a log record of {record.name}")
-    for chunk in responses.chunks:
-        if KEY_PATTERN.search(chunk.decode("utf-8", "replace")):
-            pytest.fail("an API key in a response of the gateway")
+def no_key_anywhere(key_watch: LeakWatch) -> LeakWatch:
+    """No API key in any log record or any answer of the gateway (the suite-wide watch, named for old tests)."""
+    return key_watch
 
 
 @pytest.fixture

@@ -4,23 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
+import uuid
 from typing import Any
 
 import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.appkeys import COOLDOWNS
 from gateway.settings import Settings
 from tests.factories import TestUser
+from tests.waiting import settled
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream
 
 from .conftest import MESSAGES, openai_config, sdk
 
 
+# Short enough to keep the module quick, long enough that a loaded 2-core CI still sees a cooldown before it ends
+# and an answer before the timeout. Waits for a cooldown's end watch the gateway's state, never a clock.
+COOLDOWN_S, TIMEOUT_S = 2.0, 3.0
+
+
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """Short timeouts and cooldowns so the tests run in a blink."""
-    return settings.model_copy(update={"upstream_timeout_s": 0.5, "cooldown_s": 0.4})
+    """Short timeouts and cooldowns so the tests run quickly."""
+    return settings.model_copy(update={"upstream_timeout_s": TIMEOUT_S, "cooldown_s": COOLDOWN_S})
+
+
+async def cooled_down(client: TestClient, configuration_id: str) -> None:
+    """Until the configuration's cooldown is over (the next request may probe it)."""
+    cooldowns = client.server.app[COOLDOWNS]
+    assert await settled(lambda: not cooldowns.is_cooling(uuid.UUID(configuration_id)), timeout=30)
 
 
 @pytest.fixture
@@ -111,7 +126,7 @@ async def test_connection_error_is_502_and_timeout_504(client: TestClient, user:
     assert resp.status == 502
     assert (await resp.json())["error"]["code"] == "upstream_unreachable"
     other = await make_user_chain(client, fake)
-    fake.behaviour.delay_s = 2.0  # beyond the 0.5 s upstream timeout, for both configurations
+    fake.behaviour.hang = True  # no answer within the upstream timeout, for both configurations
     resp = await client.post("/v1/chat/completions", headers=other.headers, json={"model": "x", "messages": MESSAGES})
     assert resp.status == 504
     assert resp.headers["X-LLM-Gateway-Attempts"] == "2"
@@ -119,7 +134,7 @@ async def test_connection_error_is_502_and_timeout_504(client: TestClient, user:
 
 async def test_cooldown_then_half_open(client: TestClient, user: TestUser, fake: FakeOpenAI,
                                        backup: FakeOpenAI) -> None:
-    await chain(client, user, fake, backup)
+    primary, _ = await chain(client, user, fake, backup)
     fake.behaviour.status = 500
     for _ in range(3):
         assert (await call(client, user)).headers["X-LLM-Gateway-Attempts"] == "2"
@@ -127,7 +142,7 @@ async def test_cooldown_then_half_open(client: TestClient, user: TestUser, fake:
     # Cooling down: the primary is skipped, not even tried.
     raw = await call(client, user)
     assert raw.headers["X-LLM-Gateway-Attempts"] == "1" and len(fake.requests) == 3
-    await asyncio.sleep(0.45)
+    await cooled_down(client, primary["id"])
     # Half-open: one request probes it, still failing → another cooldown at once.
     assert (await call(client, user)).headers["X-LLM-Gateway-Attempts"] == "2"
     assert len(fake.requests) == 4
@@ -135,7 +150,7 @@ async def test_cooldown_then_half_open(client: TestClient, user: TestUser, fake:
     assert len(fake.requests) == 4
     # It recovers; the next probe succeeds and closes the circuit.
     fake.behaviour.status = 200
-    await asyncio.sleep(0.45)
+    await cooled_down(client, primary["id"])
     assert (await call(client, user)).headers["X-LLM-Gateway-Attempts"] == "1"
     assert len(fake.requests) == 5
     assert len((await call(client, user)).headers) and len(fake.requests) == 6
@@ -150,10 +165,13 @@ async def test_half_open_admits_one_probe(client: TestClient, user: TestUser, fa
     fake.behaviour.status = 500
     for _ in range(3):
         await call(client, user)
-    await asyncio.sleep(0.45)
+    await cooled_down(client, primary["id"])
     fake.behaviour.status = 200
-    fake.behaviour.delay_s = 0.2
-    results = await asyncio.gather(*(call(client, user) for _ in range(4)))
+    fake.behaviour.delay_s = TIMEOUT_S / 2  # the probe stays in flight a while, yet answers in time
+    probe = asyncio.create_task(call(client, user))
+    assert await settled(lambda: len(fake.requests) == 4, timeout=30)  # the probe reached the primary
+    others = await asyncio.gather(*(call(client, user) for _ in range(3)))
+    results = [await probe, *others]
     # One request probed the recovering primary; the others went straight to the backup meanwhile.
     assert len(fake.requests) == 4
     served = sorted(r.headers["X-LLM-Configuration-Id"] for r in results)
@@ -168,7 +186,8 @@ async def test_retry_after_sets_the_cooldown(client: TestClient, user: TestUser,
         resp = await client.post("/v1/chat/completions", headers=user.headers,
                                  json={"model": "x", "messages": MESSAGES})
         assert resp.status == 429
-    await asyncio.sleep(0.45)  # longer than the default cooldown of these tests, shorter than Retry-After
+    default_over = time.monotonic() + COOLDOWN_S  # the default cooldown is over, Retry-After is not
+    assert await settled(lambda: time.monotonic() > default_over, timeout=30)
     resp = await client.post("/v1/chat/completions", headers=user.headers, json={"model": "x", "messages": MESSAGES})
     assert resp.status == 503
     assert 55 <= int(resp.headers["Retry-After"]) <= 60
@@ -179,7 +198,7 @@ async def test_retry_after_sets_the_cooldown(client: TestClient, user: TestUser,
 async def test_stream_fails_over_before_first_byte(client: TestClient, user: TestUser, fake: FakeOpenAI,
                                                    backup: FakeOpenAI) -> None:
     _, fallback = await chain(client, user, fake, backup)
-    fake.script([500, {"delay_s": 2.0}])  # an error answer, then no answer within the timeout
+    fake.script([500, {"hang": True}])  # an error answer, then no answer within the timeout
     for _ in range(2):
         async with sdk(client, user) as api:
             raw = await api.chat.completions.with_raw_response.create(model="x", messages=MESSAGES, stream=True)

@@ -111,9 +111,11 @@ async def test_key_changed_through_one_process_is_used_by_the_other(
         async with http.patch(f"http://127.0.0.1:{port_a}/api/llm-configurations/{config['id']}", headers=auth,
                               json={"api_key": NEW_KEY}) as resp:
             assert resp.status == 200, await resp.text()
-        changed_at = time.monotonic()
+        # No cache of B expires on its own: only the notification can make it use the new key. A generous
+        # deadline, not a latency bound (a loaded CI is slow, the design promises no figure).
+        deadline = time.monotonic() + 20
         while upstream.last_request.api_key != NEW_KEY:
-            assert time.monotonic() - changed_at < 1.0, "process B still used the old key after 1 s"
+            assert time.monotonic() < deadline, "process B still used the old key after 20 s"
             await call_b()
             await asyncio.sleep(0.02)
 

@@ -39,7 +39,7 @@ async def test_success_error_and_timeout(fake: FakeOpenAI) -> None:
         assert caught.value.status == 429 and caught.value.headers["Retry-After"] == "5"
         assert DEFAULT_OPENAI_KEY not in caught.value.message
 
-        fake.behaviour.delay_s = 1.0
+        fake.behaviour.hang = True  # only the timeout can end the call
         with pytest.raises(UpstreamTimeout):
             await send_once(http, target(fake), path="/chat/completions", body=BODY, timeout_s=0.2,
                             allow_private=True)

@@ -53,7 +53,7 @@ class Baseline:
         assert connector is not None
         return len(connector._acquired)
 
-    async def settled(self, timeout: float = 3.0) -> bool:
+    async def settled(self, timeout: float = 30.0) -> bool:
         """True once tasks and acquired connections are back at the baseline."""
         return await settled(lambda: self.task_count() <= self.tasks and self.acquired() == 0, timeout)
 
