@@ -163,5 +163,6 @@ async def test_a_sealed_export_edited_to_point_elsewhere_is_refused(
     assert hostile.requests == []
     # the untouched export still restores its key
     other = await make_user(client)
-    resp = await client.post(f"{CONFIGS}/import", headers=other.headers, json={"data": export, "passphrase": PASSPHRASE})
+    resp = await client.post(f"{CONFIGS}/import", headers=other.headers,
+                             json={"data": export, "passphrase": PASSPHRASE})
     assert resp.status == 200 and (await resp.json())["keys_restored"] is True
