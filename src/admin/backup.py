@@ -10,10 +10,11 @@ from pydantic import BaseModel, Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import StrictBody, json_response
-from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, TEST_LIMITER
+from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER
 from gateway.auth import caller_of
 from gateway.backup import ExportDocument, ImportReport, export_configurations, import_configurations
 from gateway.changes import Change
+from gateway.errors import Forbidden
 from gateway.validation import parse_body, parse_query
 
 api = ApiRegistry(tag="backup")
@@ -46,6 +47,9 @@ def _limited(request: web.Request) -> uuid.UUID:
 
 async def _export(request: web.Request, passphrase: str | None) -> web.Response:
     user_id = _limited(request)
+    if passphrase is not None and not request.config_dict[SETTINGS].allow_key_export:
+        raise Forbidden("This gateway does not export keys (ALLOW_KEY_EXPORT is off): export without a passphrase",
+                        param="passphrase", code="key_export_disabled")
     async with request.config_dict[SESSIONMAKER]() as session:
         document = await export_configurations(session, keyring=request.config_dict[KEYRING], user_id=user_id,
                                                passphrase=passphrase)

@@ -166,3 +166,21 @@ async def test_a_sealed_export_edited_to_point_elsewhere_is_refused(
     resp = await client.post(f"{CONFIGS}/import", headers=other.headers,
                              json={"data": export, "passphrase": PASSPHRASE})
     assert resp.status == 200 and (await resp.json())["keys_restored"] is True
+
+
+async def test_with_key_export_off_a_token_holder_cannot_read_keys_out(
+    make_client: MakeClient, new_key: Callable[..., str]
+) -> None:
+    # A passphrase the caller chooses opens what it seals: with exports of keys on, any holder of the token
+    # can read the keys out. Off, the operator's power is to use keys through the gateway, never to read them.
+    client = await make_client(allow_key_export=False)
+    user = await make_user(client)
+    resp = await client.post(CONFIGS, headers=user.headers, json={
+        "name": "work", "provider": "openai", "model": "gpt-4o", "api_key": new_key()})
+    assert resp.status == 201
+    for resp in (await client.post(f"{CONFIGS}/export", json={"passphrase": PASSPHRASE}, headers=user.headers),
+                 await client.get(f"{CONFIGS}/export", params={"passphrase": PASSPHRASE}, headers=user.headers)):
+        error = (await resp.json())["error"]
+        assert resp.status == 403 and error["code"] == "key_export_disabled", error
+    plain = await client.post(f"{CONFIGS}/export", json={}, headers=user.headers)
+    assert plain.status == 200 and all(c["api_key_sealed"] is None for c in (await plain.json())["configurations"])
