@@ -84,11 +84,11 @@ async def test_same_origin_keeps_the_key_and_a_new_key_may_go_anywhere(
 ) -> None:
     key = new_key()
     client, legit, hostile, user, config = await setup(make_client, aiohttp_server, key)
-    # another path on the same origin (default port spelled out or not) keeps the key
-    same_origin = legit.url.rstrip("/") + "/../v1/"
-    resp = await client.patch(f"{CONFIGS}/{config['id']}", json={"base_url": same_origin}, headers=user.headers)
-    assert resp.status == 200, await resp.text()
-    assert (await stored(client, config["id"]))[2] == key
+    # another path on the same origin keeps the key
+    for base_url in (legit.root_url + "/v2/", legit.url):
+        resp = await client.patch(f"{CONFIGS}/{config['id']}", json={"base_url": base_url}, headers=user.headers)
+        assert resp.status == 200, await resp.text()
+        assert (await stored(client, config["id"]))[1:] == (base_url.rstrip("/"), key)
     # the attacker's own key may be sent to the attacker's own server: it is theirs already
     own = new_key()
     resp = await client.patch(f"{CONFIGS}/{config['id']}", json={"base_url": hostile.url, "api_key": own},
@@ -184,3 +184,19 @@ async def test_with_key_export_off_a_token_holder_cannot_read_keys_out(
         assert resp.status == 403 and error["code"] == "key_export_disabled", error
     plain = await client.post(f"{CONFIGS}/export", json={}, headers=user.headers)
     assert plain.status == 200 and all(c["api_key_sealed"] is None for c in (await plain.json())["configurations"])
+
+
+async def test_origin_is_scheme_host_and_port_after_default_ports(
+    client: TestClient, new_key: Callable[..., str]
+) -> None:
+    user = await make_user(client)
+    key = new_key()
+    resp = await client.post(CONFIGS, headers=user.headers, json={
+        "name": "gpt", "provider": "openai", "model": "gpt-4o", "api_key": key})  # the catalog's default URL
+    config = await resp.json()
+    for base_url, status in (("https://API.openai.com:443/v1/", 200), ("https://api.openai.com/other", 200),
+                             ("http://api.openai.com/v1", 422), ("https://api.openai.com:8443/v1", 422),
+                             ("https://api.openai.com.evil.example/v1", 422), ("https://evil.example/v1", 422)):
+        resp = await client.patch(f"{CONFIGS}/{config['id']}", json={"base_url": base_url}, headers=user.headers)
+        assert resp.status == status, (base_url, await resp.text())
+    assert (await stored(client, config["id"]))[2] == key
