@@ -26,7 +26,7 @@ from gateway.configurations import (
     create_configuration,
     decrypt_key,
     list_user_configurations,
-    needs_key_to_move,
+    moves_key,
     update_configuration,
 )
 from gateway.crypto import KeyRing
@@ -246,7 +246,7 @@ async def import_configurations(session: AsyncSession, *, keyring: KeyRing, poli
             report.unchanged.append(entry.name)
         elif not overwrite:
             report.conflicts.append(NameConflict(name=entry.name, fields=differs))
-        elif key is None and has_key(keyring, current) and needs_key_to_move(
+        elif key is None and has_key(keyring, current) and moves_key(
                 policy, current, provider=entry.provider, base_url=base_url):
             # The same rule as every other write path: a stored key is only moved by someone who sends it.
             report.errors.append({"name": entry.name, "code": "key_required_for_new_origin",

@@ -95,28 +95,10 @@ def origin(policy: Policy, provider: str, base_url: str | None) -> tuple[str, st
     return url.scheme, (url.raw_host or "").lower(), url.port
 
 
-def check_move(policy: Policy, config: LLMConfiguration, *, provider: str, base_url: str | None,
-               key_given: bool, cleared: bool) -> None:
-    """Moving a key is re-entering it: another provider or origin needs the key in the same request (422).
-
-    Without this rule anyone holding a gateway token could point a stored key at a host they control."""
-    if key_given or cleared:
-        return
-    if provider != config.provider or origin(policy, provider, base_url) != origin(
-            policy, config.provider, config.base_url):
-        raise Unprocessable(
-            "Field 'api_key' is required: changing the provider or the base URL's scheme, host or port sends "
-            "the key to another address, so send the key again in the same request",
-            param="api_key", code="key_required_for_new_origin")
-
-
-def needs_key_to_move(policy: Policy, config: LLMConfiguration, *, provider: str, base_url: str | None) -> bool:
-    """Whether saving this provider and (normalised) base URL without a key would be refused by check_move."""
-    try:
-        check_move(policy, config, provider=provider, base_url=base_url, key_given=False, cleared=False)
-    except Unprocessable:
-        return True
-    return False
+def moves_key(policy: Policy, config: LLMConfiguration, *, provider: str, base_url: str | None) -> bool:
+    """Whether saving this provider and (normalised) base URL would send the stored key to another address."""
+    return provider != config.provider or origin(policy, provider, base_url) != origin(
+        policy, config.provider, config.base_url)
 
 
 async def list_user_configurations(session: AsyncSession, *, user_id: uuid.UUID) -> list[LLMConfiguration]:
@@ -319,6 +301,30 @@ async def create_configuration(
 UPDATABLE = ("name", "provider", "model", "base_url", "is_active", "fallback_ids")
 
 
+def _checked(policy: Policy, config: LLMConfiguration, values: dict[str, Any], *, key_given: bool
+             ) -> dict[str, Any]:
+    """The update's values validated, the base URL normalised; a key move without the key is refused."""
+    unknown = set(values) - set(UPDATABLE) - {"is_default"}
+    if unknown:
+        raise BadRequest(f"Field '{sorted(unknown)[0]}' cannot be updated", param=sorted(unknown)[0])
+    for param, limit in (("name", MAX_NAME), ("model", MAX_MODEL)):
+        if param in values:
+            check_text(values[param], param=param, max_length=limit)
+    if "provider" not in values and "base_url" not in values:
+        return values
+    provider = values.get("provider", config.provider)
+    base_url = check_provider_and_url(policy, provider, values["base_url"] if "base_url" in values
+                                      else config.base_url)
+    # Moving a key is re-entering it: without this, anyone holding a gateway token could point a stored key at
+    # a host they control and call Test.
+    if not key_given and moves_key(policy, config, provider=provider, base_url=base_url):
+        raise Unprocessable(
+            "Field 'api_key' is required: changing the provider or the base URL's scheme, host or port sends "
+            "the key to another address, so send the key again in the same request",
+            param="api_key", code="key_required_for_new_origin")
+    return {**values, "base_url": base_url}
+
+
 async def update_configuration(
     session: AsyncSession,
     *,
@@ -335,20 +341,9 @@ async def update_configuration(
     await lock_user(session, user_id=user_id)
     config = await get_configuration(session, user_id=user_id, configuration_id=configuration_id, for_update=True)
     changed: list[str] = []
-    unknown = set(values) - set(UPDATABLE) - {"is_default"}
-    if unknown:
-        raise BadRequest(f"Field '{sorted(unknown)[0]}' cannot be updated", param=sorted(unknown)[0])
-    for param, limit in (("name", MAX_NAME), ("model", MAX_MODEL)):
-        if param in values:
-            check_text(values[param], param=param, max_length=limit)
     stored = decrypt_key(keyring, config)
     key_given = api_key is not None and api_key != masked_key(keyring, config)
-    provider = values.get("provider", config.provider)
-    base_url = values["base_url"] if "base_url" in values else config.base_url
-    if "provider" in values or "base_url" in values:
-        values = {**values, "base_url": check_provider_and_url(policy, provider, base_url)}
-        check_move(policy, config, provider=provider, base_url=values["base_url"], key_given=key_given,
-                   cleared=stored == CLEARED_KEY)
+    values = _checked(policy, config, values, key_given=key_given or stored == CLEARED_KEY)
     if api_key is not None and key_given:
         check_api_key(api_key)
         if api_key != stored:
