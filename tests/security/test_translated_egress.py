@@ -131,3 +131,28 @@ async def test_environment_proxies_route_nothing(
         assert verdict["success"] is True, verdict
     assert len(claude.requests) == 3 and len(gpt.requests) == 3  # straight to the upstreams ...
     assert proxy.seen == []  # ... never through the environment's proxy
+
+
+async def test_translation_refuses_a_client_that_is_not_the_gateways(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What litellm would build on its own — around a shared session, under DISABLE_AIOHTTP_TRANSPORT, with
+    # proxies from the environment — is refused; the handler the gateway builds passes.
+    from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+    from gateway.errors import UpstreamError
+    from gateway.proxy.translation import GuardedTransport, check_guarded
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.attacker.test:3128")
+    url = "https://api.anthropic.com"
+    async with aiohttp.ClientSession(trust_env=False) as http:
+        ours = AsyncHTTPHandler(transport=GuardedTransport(http, allow_private=False), follow_redirects=False)
+        check_guarded(ours, url)
+        for switch in (None, "DISABLE_AIOHTTP_TRANSPORT"):
+            if switch is not None:
+                monkeypatch.setenv(switch, "True")
+            theirs = AsyncHTTPHandler(shared_session=http)
+            with pytest.raises(UpstreamError) as info:
+                check_guarded(theirs, url)
+            assert info.value.code == "upstream_transport_unguarded"
+            await theirs.close()
+        await ours.close()
+        assert not http.closed  # closing litellm's handler leaves the gateway's session alone
