@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import uuid
+
 from aiohttp import web
 from pydantic import BaseModel, Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import StrictBody, json_response
-from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
+from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER
 from gateway.auth import caller_of
 from gateway.backup import ExportDocument, ImportReport, export_configurations, import_configurations
 from gateway.changes import Change
+from gateway.errors import Forbidden
 from gateway.validation import parse_body, parse_query
 
 api = ApiRegistry(tag="backup")
@@ -35,8 +38,18 @@ class ImportRequest(StrictBody):
     overwrite: bool = Field(default=False, description="replace configurations whose name exists with other settings")
 
 
-async def _export(request: web.Request, passphrase: str | None) -> web.Response:
+def _limited(request: web.Request) -> uuid.UUID:
+    """The caller, within the per-user budget: each import or export may run scrypt, which is slow on purpose."""
     user_id = caller_of(request).require_user()
+    request.config_dict[TEST_LIMITER].require(("backup", user_id), what="imports and exports")
+    return user_id
+
+
+async def _export(request: web.Request, passphrase: str | None) -> web.Response:
+    user_id = _limited(request)
+    if passphrase is not None and not request.config_dict[SETTINGS].allow_key_export:
+        raise Forbidden("This gateway does not export keys (ALLOW_KEY_EXPORT is off): export without a passphrase",
+                        param="passphrase", code="key_export_disabled")
     async with request.config_dict[SESSIONMAKER]() as session:
         document = await export_configurations(session, keyring=request.config_dict[KEYRING], user_id=user_id,
                                                passphrase=passphrase)
@@ -45,13 +58,13 @@ async def _export(request: web.Request, passphrase: str | None) -> web.Response:
 
 @api.route("GET", "/llm-configurations/export", summary="Export your configurations; keys only with ?passphrase= "
            "(prefer POST: query strings reach access logs)", query=ExportQuery, response=ExportDocument,
-           errors=(403, 422))
+           errors=(403, 422, 429))
 async def export_get_handler(request: web.Request) -> web.Response:
     return await _export(request, parse_query(request, ExportQuery).passphrase)
 
 
 @api.route("POST", "/llm-configurations/export", summary="Export your configurations; keys sealed under the "
-           "passphrase in the body", body=ExportRequest, response=ExportDocument, errors=(403, 422))
+           "passphrase in the body", body=ExportRequest, response=ExportDocument, errors=(403, 422, 429))
 async def export_post_handler(request: web.Request) -> web.Response:
     body = await parse_body(request, ExportRequest) if request.body_exists else ExportRequest()
     return await _export(request, body.passphrase)
@@ -59,9 +72,9 @@ async def export_post_handler(request: web.Request) -> web.Response:
 
 @api.route("POST", "/llm-configurations/import", summary="Import an export: merge by name, conflicts reported, "
            "keys restored only with the right passphrase", body=ImportRequest, response=ImportReport,
-           errors=(400, 403, 409, 422))
+           errors=(400, 403, 409, 422, 429))
 async def import_handler(request: web.Request) -> web.Response:
-    user_id = caller_of(request).require_user()
+    user_id = _limited(request)
     body = await parse_body(request, ImportRequest)
     async with request.config_dict[SESSIONMAKER]() as session:
         report = await import_configurations(

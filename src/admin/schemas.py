@@ -7,6 +7,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.validation import printable
+
+__all__ = ["StrictBody", "Public", "json_response", "optional", "printable"]
+
 
 class StrictBody(BaseModel):
     """Request bodies refuse unknown fields (mass assignment) with 422."""
@@ -23,15 +27,6 @@ class Public(BaseModel):
 def json_response(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """A pydantic model as a JSON response."""
     return web.Response(text=model.model_dump_json(), status=status, content_type="application/json", headers=headers)
-
-
-def printable(value: str) -> str:
-    """Text a person typed: not blank, no control characters (PostgreSQL refuses NUL outright)."""
-    if not value.strip():
-        raise ValueError("must not be blank")
-    if not value.isprintable():
-        raise ValueError("must not contain control characters")
-    return value
 
 
 def _omit_null(schema: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Export and import of a user's configurations. Keys leave only sealed under a passphrase: scrypt derives an
-AES-256-GCM key (salt and cost in the file), each key is sealed with its configuration's name as associated
-data, so sealed keys cannot be swapped between entries. Import merges by name."""
+AES-256-GCM key (salt in the file, cost fixed), each key is sealed with its configuration's name, provider and
+base URL as associated data, so a sealed key can neither be swapped between entries nor pointed at another host
+by editing the file. Import merges by name."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import base64
 import os
 import uuid
 from datetime import datetime
+from typing import Annotated, Literal
 
+import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.compat import clear_key, default_configuration, has_key
@@ -23,16 +26,18 @@ from gateway.configurations import (
     create_configuration,
     decrypt_key,
     list_user_configurations,
+    moves_key,
     update_configuration,
 )
 from gateway.crypto import KeyRing
 from gateway.errors import Unprocessable
 from gateway.models import utcnow
+from gateway.validation import MAX_MODEL, MAX_NAME, printable
 
 FORMAT = "llm-gateway-configurations"
+# Version 2 binds each sealed key to its provider and base URL; version 1 bound it to the name only.
+VERSION = 2
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
-# Import refuses costlier parameters: a crafted file must not make the server spend gigabytes on one request.
-MAX_SCRYPT_N, MAX_SCRYPT_R, MAX_SCRYPT_P = 2**17, 16, 4
 MIN_PASSPHRASE = 8
 COMPARED = ("provider", "model", "base_url", "is_active")
 # create_configuration needs a key; an entry exported without one gets this, replaced at once by clear_key.
@@ -44,29 +49,34 @@ class Strict(BaseModel):
 
 
 class Sealing(Strict):
-    """How the keys of an export are sealed."""
+    """How the keys of an export are sealed: only the parameters this gateway writes are accepted, so a crafted
+    file cannot make one request spend seconds of CPU or gigabytes of memory in scrypt."""
 
-    kdf: str = "scrypt"
-    salt: str
-    n: int = Field(default=SCRYPT_N, ge=2, le=MAX_SCRYPT_N)
-    r: int = Field(default=SCRYPT_R, ge=1, le=MAX_SCRYPT_R)
-    p: int = Field(default=SCRYPT_P, ge=1, le=MAX_SCRYPT_P)
-    cipher: str = "AES-256-GCM"
+    kdf: Literal["scrypt"] = "scrypt"
+    salt: str = Field(min_length=1, max_length=64)
+    n: int = SCRYPT_N
+    r: int = SCRYPT_R
+    p: int = SCRYPT_P
+    cipher: Literal["AES-256-GCM"] = "AES-256-GCM"
 
-    @field_validator("n")
+    @field_validator("n", "r", "p")
     @classmethod
-    def _power_of_two(cls, value: int) -> int:
-        if value & (value - 1):
-            raise ValueError("must be a power of two")
+    def _our_cost(cls, value: int, info: ValidationInfo) -> int:
+        ours = {"n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P}[str(info.field_name)]
+        if value != ours:
+            raise ValueError(f"must be {ours}: only the scrypt cost this gateway writes is accepted")
         return value
+
+
+Text = AfterValidator(printable)
 
 
 class ExportedConfiguration(Strict):
     """One configuration in an export; fallbacks by name, since ids differ between gateways."""
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME), Text]
     provider: str = Field(min_length=1, max_length=50)
-    model: str = Field(min_length=1, max_length=200)
+    model: Annotated[str, Field(min_length=1, max_length=MAX_MODEL), Text]
     base_url: str | None = Field(default=None, max_length=2048)
     is_default: bool = False
     is_active: bool = True
@@ -78,7 +88,7 @@ class ExportDocument(Strict):
     """The export file."""
 
     format: str = FORMAT
-    version: int = Field(default=1, ge=1, le=1)
+    version: int = Field(default=VERSION, ge=1, le=VERSION)
     exported_at: datetime | None = None
     encryption: Sealing | None = None
     configurations: list[ExportedConfiguration] = Field(max_length=10_000)
@@ -129,23 +139,24 @@ async def derive(passphrase: str, sealing: Sealing) -> AESGCM:
     return AESGCM(await asyncio.to_thread(kdf.derive, passphrase.encode("utf-8")))
 
 
-def _aad(name: str) -> bytes:
-    return f"{FORMAT}|v1|{name}".encode()
+def _aad(entry: ExportedConfiguration) -> bytes:
+    # The fields that say where the key goes: editing any of them in the file makes the seal fail to open.
+    return orjson.dumps([FORMAT, VERSION, entry.name, entry.provider, entry.base_url])
 
 
-def seal(cipher: AESGCM, name: str, plaintext: str) -> str:
-    """One key sealed for one named entry."""
+def seal(cipher: AESGCM, entry: ExportedConfiguration, plaintext: str) -> str:
+    """One key sealed for one entry, bound to its name, provider and base URL."""
     nonce = os.urandom(12)
-    return _b64e(nonce + cipher.encrypt(nonce, plaintext.encode("utf-8"), _aad(name)))
+    return _b64e(nonce + cipher.encrypt(nonce, plaintext.encode("utf-8"), _aad(entry)))
 
 
-def unseal(cipher: AESGCM, name: str, sealed: str) -> str:
+def unseal(cipher: AESGCM, entry: ExportedConfiguration) -> str:
     """The key of one entry; a wrong passphrase (or a tampered file) is a 422 naming `passphrase`."""
     try:
-        raw = _b64d(sealed)
-        return cipher.decrypt(raw[:12], raw[12:], _aad(name)).decode("utf-8")
+        raw = _b64d(entry.api_key_sealed or "")
+        return cipher.decrypt(raw[:12], raw[12:], _aad(entry)).decode("utf-8")
     except (InvalidTag, ValueError, TypeError):
-        raise Unprocessable("Wrong passphrase: the keys in this export cannot be opened with it",
+        raise Unprocessable("Wrong passphrase or edited file: the keys in this export cannot be opened with it",
                             param="passphrase", code="wrong_passphrase") from None
 
 
@@ -160,22 +171,26 @@ async def export_configurations(session: AsyncSession, *, keyring: KeyRing, user
         cipher = await derive(check_passphrase(passphrase), sealing)
     entries = []
     for c in configs:
-        sealed = None
-        if cipher is not None and has_key(keyring, c):
-            sealed = seal(cipher, c.name, decrypt_key(keyring, c))
-        entries.append(ExportedConfiguration(
+        entry = ExportedConfiguration(
             name=c.name, provider=c.provider, model=c.model, base_url=c.base_url, is_default=c.is_default,
             is_active=c.is_active, fallbacks=[names[f] for f in c.fallback_ids or [] if f in names],
-            api_key_sealed=sealed,
-        ))
+        )
+        if cipher is not None and has_key(keyring, c):
+            entry.api_key_sealed = seal(cipher, entry, decrypt_key(keyring, c))
+        entries.append(entry)
     return ExportDocument(exported_at=utcnow(), encryption=sealing, configurations=entries)
 
 
 async def _open_keys(document: ExportDocument, passphrase: str | None) -> dict[str, str]:
     """name → plaintext key; refuses when the export holds keys and the passphrase is missing or wrong."""
-    sealed = {e.name: e.api_key_sealed for e in document.configurations if e.api_key_sealed}
+    sealed = [e for e in document.configurations if e.api_key_sealed]
     if not sealed:
         return {}
+    if document.version < VERSION:
+        # Version 1 sealed a key to its name only: its base URL could have been edited to any host.
+        raise Unprocessable("This export was written by an older gateway and its keys are not bound to their "
+                            "base URLs: export again, or import it without keys", param="data.version",
+                            code="unsupported_export_version")
     if document.encryption is None:
         raise Unprocessable("Invalid 'data.encryption': sealed keys need their encryption block",
                             param="data.encryption")
@@ -183,7 +198,7 @@ async def _open_keys(document: ExportDocument, passphrase: str | None) -> dict[s
         raise Unprocessable("This export holds keys: send the passphrase it was made with", param="passphrase",
                             code="passphrase_required")
     cipher = await derive(passphrase, document.encryption)
-    return {name: unseal(cipher, name, value) for name, value in sealed.items()}
+    return {entry.name: unseal(cipher, entry) for entry in sealed}
 
 
 async def import_configurations(session: AsyncSession, *, keyring: KeyRing, policy: Policy, user_id: uuid.UUID,
@@ -231,6 +246,11 @@ async def import_configurations(session: AsyncSession, *, keyring: KeyRing, poli
             report.unchanged.append(entry.name)
         elif not overwrite:
             report.conflicts.append(NameConflict(name=entry.name, fields=differs))
+        elif key is None and has_key(keyring, current) and moves_key(
+                policy, current, provider=entry.provider, base_url=base_url):
+            # The same rule as every other write path: a stored key is only moved by someone who sends it.
+            report.errors.append({"name": entry.name, "code": "key_required_for_new_origin",
+                                  "error": "another provider or origin needs the key: import it with its key"})
         else:
             report.updated.append(entry.name)
             if not dry_run:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.configurations import (
+    CLEARED_KEY,
     Policy,
     check_api_key,
     create_configuration,
@@ -24,13 +25,13 @@ from gateway.crypto import KeyRing, row_binding
 from gateway.errors import Unprocessable
 from gateway.keys import is_placeholder
 from gateway.legacy import join_model, split_model
+from gateway.validation import MAX_MODEL, check_text
 from gateway.legacy_migration import free_name
 from gateway.models import LLMConfiguration, utcnow
 from gateway.providers import ProviderCatalog
 
 NEW_CONFIGURATION_NAME = "Default Configuration"
-# A NUL is never printable, so check_api_key refuses it as a key: this value can only mean "no key".
-CLEARED_KEY = "\x00"
+MAX_PROVIDER_PREFIX = 51  # a legacy model is "<provider>/<model>"
 
 
 class LegacySettings(BaseModel):
@@ -104,6 +105,8 @@ async def write_settings(session: AsyncSession, *, keyring: KeyRing, policy: Pol
     action = _key_action(update)
     given = update.model_fields_set
     model = update.llm_model.strip() if update.llm_model and update.llm_model.strip() else None
+    if model is not None:
+        check_text(model, param="llm_model", max_length=MAX_MODEL + MAX_PROVIDER_PREFIX)
     base_url = (update.llm_base_url or "").strip() or None
     config = await default_configuration(session, user_id=user_id, for_update=True)
     if config is None:
@@ -126,13 +129,13 @@ async def write_settings(session: AsyncSession, *, keyring: KeyRing, policy: Pol
     if "llm_base_url" in given and base_url != config.base_url:
         values["base_url"] = base_url
     was_cleared = not has_key(keyring, config)
+    if action == "clear":
+        clear_key(keyring, config)  # first: a key that is gone may move with its configuration
     config, _ = await update_configuration(
         session, keyring=keyring, policy=policy, user_id=user_id, configuration_id=config.id, values=values,
         api_key=update.llm_api_key if action == "set" else None,
     )
-    if action == "clear":
-        clear_key(keyring, config)
-    elif action == "set" and was_cleared:
+    if action == "set" and was_cleared:
         config.is_active = True
     await session.flush()
     return config

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from yarl import URL
 
 from gateway.crypto import KeyRing, row_binding
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
@@ -18,8 +19,11 @@ from gateway.keys import is_placeholder, mask_key
 from gateway.models import LLMConfiguration, User, utcnow
 from gateway.providers import ProviderCatalog
 from gateway.ssrf import UnsafeURLError, check_base_url
+from gateway.validation import MAX_MODEL, MAX_NAME, check_text
 
 MAX_KEY_LENGTH = 4096
+# A NUL is never printable, so check_api_key refuses it as a key: this value can only mean "no key".
+CLEARED_KEY = "\x00"
 TEST_STATUSES = ("untested", "success", "failed", "rate_limited")
 
 
@@ -80,6 +84,21 @@ def check_provider_and_url(policy: Policy, provider: str, base_url: str | None) 
         return check_base_url(base_url, allow_private=policy.allow_private_base_urls)
     except UnsafeURLError as exc:
         raise Unprocessable(f"Invalid 'base_url': {exc}", param="base_url", code="unsafe_base_url") from None
+
+
+def origin(policy: Policy, provider: str, base_url: str | None) -> tuple[str, str, int | None] | None:
+    """Where a key is sent: scheme, host and port (default ports filled in) of the URL in effect."""
+    effective = base_url or policy.catalog.default_base_url(provider)
+    if effective is None:
+        return None
+    url = URL(effective)
+    return url.scheme, (url.raw_host or "").lower(), url.port
+
+
+def moves_key(policy: Policy, config: LLMConfiguration, *, provider: str, base_url: str | None) -> bool:
+    """Whether saving this provider and (normalised) base URL would send the stored key to another address."""
+    return provider != config.provider or origin(policy, provider, base_url) != origin(
+        policy, config.provider, config.base_url)
 
 
 async def list_user_configurations(session: AsyncSession, *, user_id: uuid.UUID) -> list[LLMConfiguration]:
@@ -249,6 +268,8 @@ async def create_configuration(
     source_ref: str | None = None,
 ) -> LLMConfiguration:
     """Insert a configuration (flushed, not committed); a user's first one becomes the default."""
+    check_text(name, param="name", max_length=MAX_NAME)
+    check_text(model, param="model", max_length=MAX_MODEL)
     check_api_key(api_key)
     base_url = check_provider_and_url(policy, provider, base_url)
     await lock_user(session, user_id=user_id)
@@ -280,6 +301,30 @@ async def create_configuration(
 UPDATABLE = ("name", "provider", "model", "base_url", "is_active", "fallback_ids")
 
 
+def _checked(policy: Policy, config: LLMConfiguration, values: dict[str, Any], *, key_given: bool
+             ) -> dict[str, Any]:
+    """The update's values validated, the base URL normalised; a key move without the key is refused."""
+    unknown = set(values) - set(UPDATABLE) - {"is_default"}
+    if unknown:
+        raise BadRequest(f"Field '{sorted(unknown)[0]}' cannot be updated", param=sorted(unknown)[0])
+    for param, limit in (("name", MAX_NAME), ("model", MAX_MODEL)):
+        if param in values:
+            check_text(values[param], param=param, max_length=limit)
+    if "provider" not in values and "base_url" not in values:
+        return values
+    provider = values.get("provider", config.provider)
+    base_url = check_provider_and_url(policy, provider, values["base_url"] if "base_url" in values
+                                      else config.base_url)
+    # Moving a key is re-entering it: without this, anyone holding a gateway token could point a stored key at
+    # a host they control and call Test.
+    if not key_given and moves_key(policy, config, provider=provider, base_url=base_url):
+        raise Unprocessable(
+            "Field 'api_key' is required: changing the provider or the base URL's scheme, host or port sends "
+            "the key to another address, so send the key again in the same request",
+            param="api_key", code="key_required_for_new_origin")
+    return {**values, "base_url": base_url}
+
+
 async def update_configuration(
     session: AsyncSession,
     *,
@@ -296,18 +341,14 @@ async def update_configuration(
     await lock_user(session, user_id=user_id)
     config = await get_configuration(session, user_id=user_id, configuration_id=configuration_id, for_update=True)
     changed: list[str] = []
-    if api_key is not None and api_key != masked_key(keyring, config):
+    stored = decrypt_key(keyring, config)
+    key_given = api_key is not None and api_key != masked_key(keyring, config)
+    values = _checked(policy, config, values, key_given=key_given or stored == CLEARED_KEY)
+    if api_key is not None and key_given:
         check_api_key(api_key)
-        if api_key != decrypt_key(keyring, config):
+        if api_key != stored:
             _set_key(keyring, config, api_key)
             changed.append("api_key")
-    unknown = set(values) - set(UPDATABLE) - {"is_default"}
-    if unknown:
-        raise BadRequest(f"Field '{sorted(unknown)[0]}' cannot be updated", param=sorted(unknown)[0])
-    provider = values.get("provider", config.provider)
-    base_url = values["base_url"] if "base_url" in values else config.base_url
-    if "provider" in values or "base_url" in values:
-        values = {**values, "base_url": check_provider_and_url(policy, provider, base_url)}
     if "fallback_ids" in values:
         values["fallback_ids"] = await _check_fallbacks(
             session, user_id=user_id, own_id=config.id, fallback_ids=values["fallback_ids"] or []

@@ -33,6 +33,7 @@ from gateway.legacy import (
 )
 from gateway.models import AuditEvent, LLMConfiguration, User
 from gateway.users import create_user, get_user_by_name
+from gateway.validation import MAX_MODEL, check_text
 
 CONFIGURATION_NAME = "Migrated Configuration"
 AUDIT_ACTION = "legacy.migrated"
@@ -105,6 +106,8 @@ async def migrate_record(
     if not USER_NAME_RE.match(record.user):
         return "error", "user id is not a valid user name (letters, digits, _ . @ -)", None, False
     provider, model = await asyncio.to_thread(split_model, migrator.policy.catalog, verdict.model or "")
+    # The write path's own checks, before a dry run stops: it must report what a real run would refuse.
+    check_text(model, param="llm_model", max_length=MAX_MODEL)
     base_url = check_provider_and_url(migrator.policy, provider, verdict.base_url)
     user = await get_user_by_name(session, name=record.user)
     if user is not None and await was_migrated(session, user_id=user.id, user=record.user):

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     port: int = Field(default=4000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     allow_private_base_urls: bool = False
+    # Off: no export carries keys, so no holder of a user's token (an operator can mint one) can read them.
+    allow_key_export: bool = True
     upstream_timeout_s: float = Field(default=120.0, gt=0)
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

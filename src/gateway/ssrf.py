@@ -65,7 +65,14 @@ ALWAYS_REFUSED = frozenset({"metadata", "link-local", "unspecified", "multicast"
 PRIVATE = frozenset({"loopback", "private"})
 
 _METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
+    ipaddress.ip_address(a) for a in (
+        "169.254.169.254",  # AWS, GCP, Azure IMDS, OpenStack, DigitalOcean...
+        "fd00:ec2::254",  # AWS over IPv6
+        "fd20:ce::254",  # GCP over IPv6
+        "168.63.129.16",  # Azure's wire server (a public address, so no range below covers it)
+        "100.100.100.200",  # Alibaba Cloud
+        "192.0.0.192",  # Oracle Cloud
+    )
 )
 _METADATA_HOSTNAMES = frozenset({"metadata.google.internal", "metadata"})
 

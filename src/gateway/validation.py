@@ -32,6 +32,28 @@ def unprocessable(exc: ValidationError) -> Unprocessable:
     return Unprocessable(f"Invalid '{field}': {message}", param=field)
 
 
+MAX_NAME, MAX_MODEL = 100, 200
+
+
+def printable(value: str) -> str:
+    """Text a person typed: not blank, no control characters (PostgreSQL refuses NUL outright)."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    if not value.isprintable():
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def check_text(value: str, *, param: str, max_length: int) -> str:
+    """A name or model on any write path: 1..max_length printable characters, else 422 naming `param`."""
+    if len(value) > max_length:
+        raise Unprocessable(f"Invalid '{param}': at most {max_length} characters", param=param)
+    try:
+        return printable(value)
+    except ValueError as exc:
+        raise Unprocessable(f"Invalid '{param}': {exc}", param=param) from None
+
+
 async def read_json_object(request: web.Request) -> dict[str, object]:
     """The body as a JSON object, or a 400 (malformed) / 413 (too large)."""
     try:

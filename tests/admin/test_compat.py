@@ -81,8 +81,10 @@ async def test_first_post_creates_the_default_configuration(client: TestClient) 
     assert view == {"llm_model": "anthropic/claude-3-5-haiku-20241022", "llm_base_url": None, "llm_api_key": None,
                     "llm_api_key_set": True}
     assert await _stored(client, user) == (KEY, True)
-    # changing the model string re-derives the provider
-    view = await _post(client, user, {"llm_model": "openrouter/anthropic/claude-3.5-sonnet"})
+    # changing the model string re-derives the provider, which sends the key elsewhere: only with the key
+    error = await _post(client, user, {"llm_model": "openrouter/anthropic/claude-3.5-sonnet"}, 422)
+    assert error["error"]["code"] == "key_required_for_new_origin"  # type: ignore[index]
+    view = await _post(client, user, {"llm_model": "openrouter/anthropic/claude-3.5-sonnet", "llm_api_key": KEY})
     assert view["llm_model"] == "openrouter/anthropic/claude-3.5-sonnet"
 
 

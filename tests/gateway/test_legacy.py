@@ -148,6 +148,19 @@ async def test_a_deleted_migrated_configuration_is_not_recreated(client: TestCli
     assert (await _counts(client))[1] == 0
 
 
+async def test_control_characters_are_refused_like_on_every_write_path(client: TestClient, tmp_path: Path) -> None:
+    rows = {"mallory": {"llm_model": "gpt-4o\x1b[2J", "llm_api_key": "sk-mallory-000000000000000001"},
+            "trent": {"llm_model": "openai/gpt\u00850", "llm_api_key": "sk-trent-0000000000000000001"},
+            "oscar": {"llm_model": "gpt-4o", "llm_api_key": "sk-oscar-0000000000000000001",
+                      "llm_base_url": "https://llm.example.com/v1\x00"}}
+    source = FileSource(write_legacy_files(tmp_path / "legacy", rows))
+    before = await _counts(client)
+    for dry_run in (True, False):
+        report = await run_migration(app_migrator(client.server.app), source, dry_run=dry_run)
+        assert report.migrated == 0 and sorted(note.user for note in report.errors) == sorted(rows), report
+    assert await _counts(client) == before  # no user, configuration or audit row
+
+
 async def test_folder_of_settings_files(client: TestClient, tmp_path: Path) -> None:
     directory = write_legacy_files(tmp_path / "legacy", LEGACY_ROWS)
     (directory / "notes.txt").write_text("ignored")

@@ -17,6 +17,11 @@ ALWAYS_REFUSED = [
     ("http://169.254.169.254/latest/meta-data", "metadata"),
     ("http://[fd00:ec2::254]/", "metadata"),
     ("http://100.100.100.200/", "metadata"),
+    ("http://168.63.129.16/machine?comp=goalstate", "metadata"),
+    ("http://[fd20:ce::254]/computeMetadata/v1", "metadata"),
+    ("http://192.0.0.192/opc/v2/instance", "metadata"),
+    ("http://[::ffff:168.63.129.16]/", "metadata"),
+    ("http://2822734096/", "metadata"),  # 168.63.129.16 as one integer
     ("http://metadata.google.internal/computeMetadata/v1", "metadata"),
     ("http://METADATA.google.internal./", "metadata"),
     ("http://[::ffff:169.254.169.254]/", "metadata"),
@@ -256,6 +261,7 @@ DNS = {
     "mixed.test": ["169.254.169.254", "127.0.0.1"],
     "lan.test": ["10.0.0.7"],
 }
+CLOUD_METADATA = ["168.63.129.16", "fd20:ce::254", "fd00:ec2::254", "100.100.100.200", "192.0.0.192"]
 
 
 async def fetch(url: str, *, allow_private: bool, middleware: bool = False) -> int:
@@ -287,6 +293,23 @@ async def test_resolver_refuses_metadata_even_when_private_allowed(upstream: int
     with pytest.raises(UnsafeURLError) as info:
         await fetch(f"http://metadata.test:{upstream}/", allow_private=True)
     assert info.value.category == "metadata"
+
+
+@pytest.mark.parametrize("ip", CLOUD_METADATA)
+async def test_every_clouds_metadata_is_refused_at_connect_time(upstream: int, ip: str) -> None:
+    # A name that only resolves to a metadata address at connect time, with private addresses allowed.
+    resolver = GuardedResolver(True, resolver=MapResolver({"cloud.test": [ip, "127.0.0.1"]}))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver)) as session:
+        for _ in range(2):  # the metadata address is dropped, the local one kept
+            async with session.get(f"http://cloud.test:{upstream}/") as response:
+                assert response.status == 200
+    only = GuardedResolver(True, resolver=MapResolver({"cloud.test": [ip]}))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=only)) as session:
+        with pytest.raises(UnsafeURLError) as info:
+            await session.get(f"http://cloud.test:{upstream}/")
+    assert info.value.category == "metadata"
+    with pytest.raises(UnsafeURLError):
+        check_address(ip, allow_private=True)
 
 
 async def test_resolver_refuses_localhost_name(upstream: int) -> None:

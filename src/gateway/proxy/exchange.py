@@ -200,13 +200,14 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration, api_key: st
         if upstream.status >= 300:
             raise await read_error(upstream, target)
         if ex.stream:
-            return await _relay(ex, upstream.status, relayed_headers(upstream.headers), _chunks(upstream, target))
+            headers = relayed_headers(upstream.headers, target.api_key)
+            return await _relay(ex, upstream.status, headers, _chunks(upstream, target))
         with upstream_errors(target):
             raw = await upstream.read()
         if upstream.content_type == "application/json" and not _is_json(raw):
             raise UpstreamError(f"The upstream answered HTTP {upstream.status} with a body that is not valid JSON",
                                 code="upstream_invalid_response")
-        return _answer(ex, upstream.status, relayed_headers(upstream.headers), raw)
+        return _answer(ex, upstream.status, relayed_headers(upstream.headers, target.api_key), raw)
     finally:
         upstream.release()
 

@@ -106,9 +106,9 @@ def is_relayed(name: str) -> bool:
     return lower in RELAYED_RESPONSE_HEADERS or lower.startswith(RELAYED_RESPONSE_PREFIXES)
 
 
-def relayed_headers(upstream: Mapping[str, str]) -> dict[str, str]:
-    """The upstream answer headers a client gets to see."""
-    return {name: value for name, value in upstream.items() if is_relayed(name)}
+def relayed_headers(upstream: Mapping[str, str], api_key: str = "") -> dict[str, str]:
+    """The upstream answer headers a client gets to see, with the key scrubbed out of their values."""
+    return {name: scrub(value, api_key) for name, value in upstream.items() if is_relayed(name)}
 
 
 def error_from_answer(status: int, raw: bytes, *, api_key: str, headers: Mapping[str, str]) -> UpstreamError:
@@ -133,13 +133,14 @@ def error_from_answer(status: int, raw: bytes, *, api_key: str, headers: Mapping
         message = f"The upstream answered HTTP {status}"
     if 300 <= status < 400:
         message, status = f"The upstream answered with a redirect (HTTP {status}); redirects are not followed", 502
-    error = UpstreamError(scrub(message[:MAX_ERROR_MESSAGE], api_key), status=status,
+    # Scrub, then cut: cut first, a key straddling the limit would survive as its first characters.
+    error = UpstreamError(scrub(message, api_key)[:MAX_ERROR_MESSAGE], status=status,
                           code=scrub(str(code), api_key)[:100] if code is not None else "upstream_error",
                           param=scrub(str(param), api_key)[:100] if param is not None else None)
     if isinstance(type_, str) and type_:
         error.type = scrub(type_, api_key)[:100]
     # Retry-After and rate-limit headers tell the client (and the cooldown) when to come back.
-    for name, value in relayed_headers(headers).items():
+    for name, value in relayed_headers(headers, api_key).items():
         lower = name.lower()
         if lower == "retry-after":
             error.headers["Retry-After"] = value  # the spelling the cooldown and clients look up

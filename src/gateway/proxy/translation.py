@@ -1,6 +1,12 @@
 """Providers without OpenAI's wire format (Anthropic's Messages API, Gemini...) through litellm's translation,
 both ways, streams included. litellm is imported on the first such request, in a thread: it takes seconds, and
-OpenAI-compatible traffic never needs it. Its HTTP goes through the gateway's own guarded ClientSession."""
+OpenAI-compatible traffic never needs it.
+
+Its HTTP goes through the gateway's own guarded ClientSession on every attempt: litellm's handler is given an
+httpx transport of ours (GuardedTransport), which it reuses for the fresh client it makes to retry a failed
+connect. Handing it the session alone is not enough: that retry would build a client of litellm's own, with the
+system's resolver and the environment's proxies, and a name that resolves first to a public address and then
+to a refused one would reach the refused one with the key."""
 
 from __future__ import annotations
 
@@ -11,12 +17,15 @@ from types import ModuleType
 from typing import Any
 
 import aiohttp
+import httpx
 import orjson
+from yarl import URL
 
 from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout
 from gateway.keys import scrub
 from gateway.proxy.forward import Target, UpstreamResult
 from gateway.providers import _litellm as import_litellm
+from gateway.ssrf import UnsafeURLError, guard_url
 
 # OpenAI chat parameters a client may send; anything else would reach litellm's own options (headers,
 # fallbacks, callbacks...), which are the gateway's business, not the client's.
@@ -27,6 +36,47 @@ CHAT_PARAMS = frozenset({
     "service_tier", "functions", "function_call", "thinking", "top_k", "model",
 })
 JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """litellm's requests sent through the gateway's session: its GuardedResolver judges every connect, no
+    environment proxy, no redirect; litellm closing a client it made around this transport closes nothing."""
+
+    def __init__(self, http: aiohttp.ClientSession, *, allow_private: bool) -> None:
+        self.http = http
+        self.allow_private = allow_private
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send one request; aiohttp's errors become httpx's, as litellm expects."""
+        from litellm.llms.custom_httpx.aiohttp_transport import AiohttpResponseStream, map_aiohttp_exceptions
+
+        timeouts = request.extensions.get("timeout") or {}
+        body = await request.aread()
+        try:
+            guard_url(str(request.url), allow_private=self.allow_private)  # IP literals never reach the resolver
+            with map_aiohttp_exceptions():
+                response = await self.http.request(
+                    request.method, URL(str(request.url), encoded=True), headers=request.headers,
+                    data=body or None, allow_redirects=False, auto_decompress=False, proxy=None,
+                    timeout=aiohttp.ClientTimeout(sock_connect=timeouts.get("connect"),
+                                                  sock_read=timeouts.get("read")),
+                )
+        except UnsafeURLError as exc:
+            # A connect failure to litellm (a 502 to the client), not an unexpected error (its 500).
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        return httpx.Response(status_code=response.status, headers=response.headers,
+                              stream=AiohttpResponseStream(response), request=request)
+
+    async def aclose(self) -> None:
+        """Nothing to close: the session belongs to the app."""
+
+
+def check_guarded(handler: Any, url: str) -> None:
+    """Refuse to call out when litellm would send this URL through a client that is not ours."""
+    client = handler.client
+    if client.trust_env or not isinstance(client._transport_for_url(httpx.URL(url)), GuardedTransport):
+        raise UpstreamError("Translated providers are unavailable: litellm would use an HTTP client outside the "
+                            "gateway's address policy", code="upstream_transport_unguarded")
 
 
 class Translator:
@@ -52,9 +102,11 @@ class Translator:
                     module = await asyncio.to_thread(import_litellm)
                     from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 
-                    # Our session: its resolver and middleware apply the SSRF policy at connect time too.
-                    self._handler = AsyncHTTPHandler(timeout=self.timeout_s, shared_session=http,
-                                                     follow_redirects=False)
+                    # Our transport, not only our session: litellm's connect retry reuses a transport it was
+                    # given, but builds a client of its own around a session it was given.
+                    self._handler = AsyncHTTPHandler(
+                        timeout=self.timeout_s, follow_redirects=False,
+                        transport=GuardedTransport(http, allow_private=self.allow_private))
                     self._module = module
         return self._module, self._handler
 
@@ -114,6 +166,7 @@ async def _call(translator: Translator, http: aiohttp.ClientSession, target: Tar
     params = _params(body)
     target.check_url(translator.allow_private)
     litellm, handler = await translator.ready(http)
+    check_guarded(handler, target.base_url)
     try:
         return await litellm.acompletion(
             model=f"{target.litellm_provider}/{target.model}", api_base=target.base_url, api_key=target.api_key,
