@@ -29,6 +29,7 @@ ROUTING_FIELDS = frozenset({"api_base", "base_url", "api_key", "extra_headers", 
 # Endpoints whose streams end with a usage chunk when asked for one, then `data: [DONE]`.
 USAGE_CHUNK_PATHS = frozenset({"/chat/completions", "/completions"})
 CLIENT_CLOSED = 499  # nginx's "client closed request": what usage and metrics record for a client that left
+MAX_HEADER_CHARS = 256
 
 
 class Exchange:
@@ -47,7 +48,7 @@ class Exchange:
         self.started = time.perf_counter()
         self.request_id = f"{random.getrandbits(64):016x}"  # unique enough to find a line; not a secret
         self.user_id = caller_of(request).require_user()
-        self.conversation_id: str | None = request.headers.get(CONVERSATION_HEADER) or None
+        self.conversation_id: str | None = None
         self.body: dict[str, Any] | None = None
         self.raw = b""
         self.stream = False
@@ -66,6 +67,20 @@ class Exchange:
         if self.configuration is not None:
             headers["X-LLM-Configuration-Id"] = self.configuration.id_str
         return headers
+
+
+def routing_header(request: web.Request, name: str) -> str | None:
+    """A selection header's value, or None when absent; 400 unless printable UTF-8 of at most 256 characters.
+    aiohttp hands undecodable bytes on as surrogates: a value that reached the usage rows, a log line or an error
+    message would fail there, not here."""
+    value = request.headers.get(name)
+    if not value:
+        return None
+    if len(value) > MAX_HEADER_CHARS or not value.isprintable():
+        # The value is not quoted back: it is what could not be written.
+        raise BadRequest(f"Header '{name}' must be printable UTF-8 of at most {MAX_HEADER_CHARS} characters",
+                         param=name, code="invalid_header")
+    return value
 
 
 async def read_body(ex: Exchange) -> None:
@@ -103,6 +118,7 @@ async def proxy(request: web.Request, path: str) -> web.StreamResponse:
     """Serve one /v1 request: choose, attempt in order, relay, account."""
     ex = Exchange(request, path)
     try:
+        ex.conversation_id = routing_header(request, CONVERSATION_HEADER)
         await read_body(ex)
         return await _serve(ex)
     except GatewayError as exc:
@@ -124,7 +140,7 @@ async def _serve(ex: Exchange) -> web.StreamResponse:
     user_id = ex.user_id
     chosen = await select_configuration(
         configurations,
-        header=ex.request.headers.get(CONFIGURATION_HEADER),
+        header=routing_header(ex.request, CONFIGURATION_HEADER),
         model=ex.body.get("model") if ex.body is not None else None,
         conversation_id=ex.conversation_id,
         binding=lambda conversation_id: cache.binding(user_id, conversation_id),

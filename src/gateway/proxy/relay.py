@@ -3,11 +3,19 @@ way, and the usage-only chunk held back when the gateway asked for it and the cl
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
 
 DONE = b"data: [DONE]"
+MAX_TOKENS = 2**31 - 1  # what the usage columns hold; an upstream may claim any number
+
+
+def _tokens(value: Any) -> int:
+    if isinstance(value, float):  # orjson reads integers past 2**64 as floats
+        value = int(min(max(value, 0.0), MAX_TOKENS)) if math.isfinite(value) else 0
+    return min(max(value, 0), MAX_TOKENS) if isinstance(value, int) else 0
 
 
 def usage_of(obj: Any) -> tuple[int, int] | None:
@@ -22,7 +30,7 @@ def usage_of(obj: Any) -> tuple[int, int] | None:
             return None
     prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0))
     completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
-    return (prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
+    return (_tokens(prompt), _tokens(completion))
 
 
 def usage_of_body(raw: bytes) -> tuple[int, int] | None:
