@@ -51,8 +51,8 @@ class LeakWatch:
     counts: dict[str, int] = field(default_factory=lambda: {"responses": 0, "log_lines": 0, "rows": 0})
 
     def new_key(self, length: int = 0) -> str:
-        """A fresh plaintext key; `length` ≤ 8 gives a short one (masked as ****)."""
-        if 0 < length <= 8:
+        """A fresh plaintext key; `length` < 16 gives a short one (masked as ****)."""
+        if 0 < length < 16:
             key = uuid.uuid4().hex[:length]
             self.short_keys.add(key)
             return key
