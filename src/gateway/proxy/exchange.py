@@ -12,14 +12,16 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRICS, TRANSLATOR, USAGE
+from gateway.appkeys import CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRICS, SETTINGS, TRANSLATOR, USAGE
 from gateway.auth import caller_of
 from gateway.crypto import CryptoError
-from gateway.errors import BadRequest, GatewayError, InvalidJSON, PayloadTooLarge, ServiceUnavailable, UpstreamError
+from gateway.errors import (
+    BadRequest, GatewayError, InvalidJSON, PayloadTooLarge, ServiceUnavailable, UpstreamError, UpstreamTimeout,
+)
 from gateway.proxy import translation
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.failover import parse_retry_after, should_fail_over
-from gateway.proxy.forward import Target, post_upstream, read_error, relayed_headers, upstream_errors
+from gateway.proxy.forward import Target, post_upstream, read_answer, read_error, relayed_headers, upstream_errors
 from gateway.proxy.relay import SSERelay, first_event_is_json
 from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
 
@@ -217,8 +219,7 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration, api_key: st
             raise await read_error(upstream, target)
         if ex.stream:
             return await _relay(ex, upstream.status, relayed_headers(upstream.headers), _chunks(upstream, target))
-        with upstream_errors(target):
-            raw = await upstream.read()
+        raw = await read_answer(upstream, target, ex.app[SETTINGS].max_upstream_body_bytes)
         if upstream.content_type == "application/json" and not _is_json(raw):
             raise UpstreamError(f"The upstream answered HTTP {upstream.status} with a body that is not valid JSON",
                                 code="upstream_invalid_response")
@@ -259,13 +260,21 @@ async def _relay(ex: Exchange, status: int, headers: dict[str, str], chunks: Asy
 
 async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chunks: AsyncGenerator[bytes, None]
                         ) -> web.StreamResponse:
-    relay = SSERelay(drop_usage_chunk=ex.drop_usage_chunk)
+    settings = ex.app[SETTINGS]
+    relay = SSERelay(drop_usage_chunk=ex.drop_usage_chunk, max_event_bytes=settings.max_event_bytes)
+    limit_s = settings.stream_max_duration_s
+    deadline = asyncio.get_running_loop().time() + limit_s if limit_s else None
     first = b""
-    while not first:
-        chunk = await anext(chunks, None)
-        if chunk is None:
-            raise UpstreamError("The upstream ended the stream before sending anything", code="upstream_empty_stream")
-        first = relay.feed(chunk)
+    try:
+        async with asyncio.timeout_at(deadline):
+            while not first:
+                chunk = await anext(chunks, None)
+                if chunk is None:
+                    raise UpstreamError("The upstream ended the stream before sending anything",
+                                        code="upstream_empty_stream")
+                first = relay.feed(chunk)
+    except TimeoutError:
+        raise _too_long(limit_s) from None
     if not first_event_is_json(first):
         # Nothing has reached the client yet: a garbled stream is an upstream failure (and may fail over).
         raise UpstreamError("The upstream's stream is not valid server-sent JSON events", code="upstream_invalid_response")
@@ -276,18 +285,11 @@ async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chun
         await response.prepare(ex.request)
         # Relay as the events come: buffering would delay the first token.
         await response.write(first)
-        failure: GatewayError | None = None
-        while True:
-            try:
-                chunk = await anext(chunks, None)
-            except GatewayError as exc:
-                failure = exc
-                break
-            if chunk is None:
-                break
-            data = relay.feed(chunk)
-            if data:
-                await response.write(data)
+        try:
+            async with asyncio.timeout_at(deadline):
+                failure = await _pump(response, relay, chunks)
+        except TimeoutError:
+            failure = _too_long(limit_s)
         if failure is None and ex.expect_done and not relay.saw_done:
             failure = UpstreamError("The upstream stream ended before its end marker", code="upstream_stream_cut")
         if failure is not None:
@@ -298,6 +300,25 @@ async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chun
         ex.status = CLIENT_CLOSED  # the client left: leaving this block closes the upstream connection too
     ex.usage = relay.usage
     return response
+
+
+def _too_long(limit_s: float) -> UpstreamTimeout:
+    return UpstreamTimeout(f"The stream ran longer than {limit_s:g} s, the gateway's limit", code="stream_too_long")
+
+
+async def _pump(response: web.StreamResponse, relay: SSERelay, chunks: AsyncGenerator[bytes, None]
+                ) -> GatewayError | None:
+    """Relay the rest of the stream; the upstream's failure (a cut, a silence, an oversized event), if any."""
+    while True:
+        try:
+            chunk = await anext(chunks, None)
+            if chunk is None:
+                return None
+            data = relay.feed(chunk)
+        except GatewayError as exc:
+            return exc
+        if data:
+            await response.write(data)
 
 
 def _account(ex: Exchange) -> None:
