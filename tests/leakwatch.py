@@ -99,8 +99,8 @@ def watched(key: str, maker: str = "") -> str:
 
 
 def new_watched_key(length: int = 0, maker: str = "") -> str:
-    """A fresh watched key: `sk-watch-<hex>`, or `length` ≤ 8 characters starting with `~` (no random data has one)."""
-    if 0 < length <= 8:
+    """A fresh watched key: `sk-watch-<hex>`, or `length` < 16 characters starting with `~` (no random data has one)."""
+    if 0 < length < 16:
         key = "~" + "".join(secrets.choice(string.ascii_letters) for _ in range(length - 1))
     else:
         key = f"sk-watch-{secrets.token_hex(16)}"

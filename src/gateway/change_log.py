@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.appkeys import CHANGES, SESSIONMAKER, SETTINGS
+from gateway.appkeys import CHANGES, METRICS, SESSIONMAKER, SETTINGS
 from gateway.changes import Change, ChangeBus
 from gateway.models import ChangeLog, utcnow
 from gateway.proxy.background import running
@@ -72,5 +72,6 @@ async def change_log_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     async with app[SESSIONMAKER]() as session:
         last_id = (await session.execute(select(func.coalesce(func.max(ChangeLog.id), 0)))).scalar_one()
-    async with running(_poll(ChangePoller(app[CHANGES], last_id), app), name="change-log-poller"):
+    poller = ChangePoller(app[CHANGES], last_id)
+    async with running(lambda: _poll(poller, app), name="change-log-poller", crashes=app[METRICS].task_crashes):
         yield

@@ -11,11 +11,13 @@ PLACEHOLDER_WORDS = frozenset(
 )
 MASK_CHARS = frozenset("*•●·x.")
 MASKED_FORM = re.compile(r"^.{0,4}\.\.\..{0,4}$")
+# Below this length, first 4 + last 4 would show half the key or more: such keys are shown as `****` alone.
+MIN_PARTLY_SHOWN = 16
 
 
 def mask_key(plaintext: str) -> str:
-    """`sk-a...wxyz`: first 4 and last 4 characters; `****` when 8 characters or fewer."""
-    if len(plaintext) <= 8:
+    """`sk-a...wxyz`: first 4 and last 4 characters; `****` when shorter than 16 characters."""
+    if len(plaintext) < MIN_PARTLY_SHOWN:
         return "****"
     return f"{plaintext[:4]}...{plaintext[-4:]}"
 

@@ -8,6 +8,7 @@ import logging
 import multiprocessing
 import signal
 from multiprocessing.connection import wait
+from typing import Any
 
 from aiohttp import web
 
@@ -35,6 +36,19 @@ async def _frozen_app(settings: Settings) -> web.Application:
     return app
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """How the HTTP server treats its connections (web.run_app / AppRunner keywords)."""
+    return {
+        # aiohttp arms this timer when a connection opens and again after each answer, and closes the connection
+        # if no complete request head arrived by then: a header timeout (slowloris) and the idle keep-alive one.
+        "keepalive_timeout": settings.client_header_timeout_s,
+        # A client that leaves cancels its handler: a stream stops reading (and holding) its upstream at once,
+        # not when the upstream next writes or times out. The test server runs this way too.
+        "handler_cancellation": True,
+        "access_log": None,  # the gateway writes its own access lines, buffered with the usage rows
+    }
+
+
 def _run_worker(settings: Settings, *, reuse_port: bool) -> None:
     """One serving process: its own app, loop and connections; with reuse_port, the kernel shares the port."""
     _install_uvloop()
@@ -43,8 +57,8 @@ def _run_worker(settings: Settings, *, reuse_port: bool) -> None:
         host=settings.host,
         port=settings.port,
         reuse_port=reuse_port or None,
-        access_log=None,
         print=lambda msg: print(f"llm-gateway: listening on http://{settings.host}:{settings.port}", flush=True),
+        **server_options(settings),
     )
 
 

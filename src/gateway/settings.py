@@ -72,11 +72,15 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    client_header_timeout_s: float = Field(default=30.0, gt=0)
     allow_private_base_urls: bool = False
     # Off: no export carries keys, so no holder of a user's token (an operator can mint one) can read them.
     allow_key_export: bool = True
     upstream_timeout_s: float = Field(default=120.0, gt=0)
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
+    max_upstream_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
+    stream_max_duration_s: float = Field(default=0.0, ge=0)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_configurations_per_user: int = Field(default=100, ge=1)
     test_timeout_s: float = Field(default=10.0, gt=0)
@@ -84,6 +88,7 @@ class Settings(BaseSettings):
     tests_per_minute: int = Field(default=30, ge=1)
     cooldown_failures: int = Field(default=3, ge=1)
     cooldown_s: float = Field(default=30.0, ge=0)
+    binding_cache_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
     usage_flush_interval_s: float = Field(default=1.0, gt=0)
     usage_batch_size: int = Field(default=500, ge=1)
     providers_file: Path | None = None

@@ -52,9 +52,9 @@ class LeakWatch:
     counts: dict[str, int] = field(default_factory=lambda: {"responses": 0, "log_lines": 0, "rows": 0})
 
     def new_key(self, length: int = 0) -> str:
-        """A fresh plaintext key, watched here and by tests/leakwatch.py; `length` ≤ 8 gives a short one (masked
+        """A fresh plaintext key, watched here and by tests/leakwatch.py; `length` < 16 gives a short one (masked
         as ****), starting with `~` so that no random hex or token can contain it by chance."""
-        if 0 < length <= 8:
+        if 0 < length < 16:
             key = new_watched_key(length, "the admin tests' new_key()")
             self.short_keys.add(key)
             return key

@@ -52,4 +52,4 @@ async def defaults(client: TestClient, user: TestUser) -> list[str]:
 
 def mask(key: str) -> str:
     """The masked form the API shows."""
-    return "****" if len(key) <= 8 else f"{key[:4]}...{key[-4:]}"
+    return "****" if len(key) < 16 else f"{key[:4]}...{key[-4:]}"

@@ -56,11 +56,13 @@ async def test_create_get_list_and_first_is_default(client: TestClient, new_key:
     assert await stored_key(client, first["id"]) == key
 
 
-async def test_short_keys_mask_as_stars_and_the_stars_keep_them(client: TestClient, new_key: NewKey) -> None:
+@pytest.mark.parametrize("length", [8, 9, 15])
+async def test_short_keys_mask_as_stars_and_the_stars_keep_them(client: TestClient, new_key: NewKey,
+                                                                 length: int) -> None:
     user = await make_user(client)
-    key = new_key(8)
+    key = new_key(length)
     config = await create(client, user, key)
-    assert config["api_key"] == "****"
+    assert config["api_key"] == "****"  # first 4 + last 4 of a 9-character key would show 8 of them
     resp = await client.patch(f"{URL}/{config['id']}", json={"api_key": "****", "model": "gpt-4o"},
                               headers=user.headers)
     assert resp.status == 200, await resp.text()

@@ -38,7 +38,10 @@ def test_real_keys_are_not_placeholders(value: str) -> None:
 
 def test_mask() -> None:
     assert mask_key("sk-abcdefghijklwxyz") == "sk-a...wxyz"
+    assert mask_key("sk-abcdefghiwxyz") == "sk-a...wxyz"  # 16 characters: the shortest shown in part
     assert mask_key("12345678") == "****"
+    assert mask_key("123456789") == "****"
+    assert mask_key("sk-abcdefghwxyz") == "****"
 
 
 async def test_first_is_default_and_the_row_holds_only_ciphertext(client: TestClient) -> None:

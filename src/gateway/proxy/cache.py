@@ -4,7 +4,10 @@ queries the database; every change on the ChangeBus drops what it touched."""
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,9 +20,13 @@ from gateway.models import LLMConfiguration
 from gateway.providers import ProviderCatalog
 from gateway.ssrf import UnsafeURLError, guard_url
 
-# Bindings are looked up one conversation at a time; past this many the cache starts over rather than grow.
-MAX_BINDINGS = 100_000
 WIRE_UNKNOWN = "unknown"
+# What one binding costs besides its conversation id's string: the key tuple, the entry tuple, the dict and set
+# slots, the user's id (measured with tracemalloc on CPython 3.11: about 290 bytes; rounded up).
+BINDING_OVERHEAD_BYTES = 400
+# A conversation not bound yet may be bound by another process whose notice is lost: ask again after a while.
+MISS_TTL_S = 60.0
+NOT_CACHED = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,17 +108,78 @@ def index(configurations: list[CachedConfiguration]) -> UserConfigurations:
     )
 
 
+class BindingCache:
+    """(user, conversation) → configuration id, or None for a known miss; least recently used entries go first
+    once their estimated size passes `max_bytes` (clients choose conversation ids: memory must not follow them)."""
+
+    def __init__(self, max_bytes: int, *, miss_ttl_s: float = MISS_TTL_S) -> None:
+        self.max_bytes = max_bytes
+        self.miss_ttl_s = miss_ttl_s
+        self.bytes = 0
+        # value, expiry on time.monotonic() (inf for a binding: changes drop those), estimated size
+        self._entries: OrderedDict[tuple[uuid.UUID, str], tuple[uuid.UUID | None, float, int]] = OrderedDict()
+        self._by_user: dict[uuid.UUID, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, user_id: uuid.UUID, conversation_id: str) -> uuid.UUID | None | object:
+        """The cached answer, or NOT_CACHED."""
+        key = (user_id, conversation_id)
+        entry = self._entries.get(key)
+        if entry is None:
+            return NOT_CACHED
+        if entry[1] < time.monotonic():
+            self._remove(key)
+            return NOT_CACHED
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, user_id: uuid.UUID, conversation_id: str, value: uuid.UUID | None) -> None:
+        """Remember an answer (a miss for miss_ttl_s only), evicting the least recently used past max_bytes."""
+        key = (user_id, conversation_id)
+        if key in self._entries:
+            self._remove(key)
+        size = sys.getsizeof(conversation_id) + BINDING_OVERHEAD_BYTES
+        if size > self.max_bytes:
+            return
+        expiry = float("inf") if value is not None else time.monotonic() + self.miss_ttl_s
+        self._entries[key] = (value, expiry, size)
+        self._by_user.setdefault(user_id, set()).add(conversation_id)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            self._remove(next(iter(self._entries)))
+
+    def drop_user(self, user_id: uuid.UUID) -> None:
+        """Forget a user's bindings."""
+        for conversation_id in list(self._by_user.get(user_id, ())):
+            self._remove((user_id, conversation_id))
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._entries.clear()
+        self._by_user.clear()
+        self.bytes = 0
+
+    def _remove(self, key: tuple[uuid.UUID, str]) -> None:
+        _, _, size = self._entries.pop(key)
+        self.bytes -= size
+        conversations = self._by_user[key[0]]
+        conversations.discard(key[1])
+        if not conversations:
+            del self._by_user[key[0]]
+
+
 class ConfigurationCache:
     """user → configurations and (user, conversation) → configuration id, loaded on first use."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], catalog: ProviderCatalog, *,
-                 allow_private: bool) -> None:
+                 allow_private: bool, binding_bytes: int) -> None:
         self._sessionmaker = sessionmaker
         self._catalog = catalog
         self._allow_private = allow_private
         self._users: dict[uuid.UUID, UserConfigurations] = {}
-        self._bindings: dict[uuid.UUID, dict[str, uuid.UUID | None]] = {}
-        self._binding_count = 0
+        self.bindings = BindingCache(binding_bytes)
         self._loads: dict[uuid.UUID, asyncio.Task[UserConfigurations]] = {}
         # Bumped by every change: a load that started before a change must not store what it read.
         self._generation = 0
@@ -139,19 +207,15 @@ class ConfigurationCache:
         return loaded
 
     async def binding(self, user_id: uuid.UUID, conversation_id: str) -> uuid.UUID | None:
-        """The configuration id a conversation is bound to, or None; misses are cached too."""
-        per_user = self._bindings.get(user_id)
-        if per_user is not None and conversation_id in per_user:
-            return per_user[conversation_id]
+        """The configuration id a conversation is bound to, or None; misses are cached for a while too."""
+        cached = self.bindings.get(user_id, conversation_id)
+        if cached is not NOT_CACHED:
+            return cached  # type: ignore[return-value]
         generation = self._generation
         async with self._sessionmaker() as session:
             found = await bound_configuration_id(session, user_id=user_id, conversation_id=conversation_id)
         if generation == self._generation:
-            if self._binding_count >= MAX_BINDINGS:
-                self._bindings.clear()
-                self._binding_count = 0
-            self._bindings.setdefault(user_id, {})[conversation_id] = found
-            self._binding_count += 1
+            self.bindings.put(user_id, conversation_id, found)
         return found
 
     def on_change(self, change: Change) -> None:
@@ -160,8 +224,7 @@ class ConfigurationCache:
         if change.kind == "all" or (change.user_id is None and change.kind in ("configurations", "conversations",
                                                                                 "users")):
             self._users.clear()
-            self._bindings.clear()
-            self._binding_count = 0
+            self.bindings.clear()
             return
         if change.kind not in ("configurations", "conversations", "users"):
             return
@@ -173,5 +236,4 @@ class ConfigurationCache:
         if change.kind in ("configurations", "users"):
             self._users.pop(user_id, None)
         if change.kind in ("conversations", "users"):
-            dropped = self._bindings.pop(user_id, None)
-            self._binding_count -= len(dropped or ())
+            self.bindings.drop_user(user_id)

@@ -12,14 +12,16 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRICS, TRANSLATOR, USAGE
+from gateway.appkeys import CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRICS, SETTINGS, TRANSLATOR, USAGE
 from gateway.auth import caller_of
 from gateway.crypto import CryptoError
-from gateway.errors import BadRequest, GatewayError, InvalidJSON, PayloadTooLarge, ServiceUnavailable, UpstreamError
+from gateway.errors import (
+    BadRequest, GatewayError, InvalidJSON, PayloadTooLarge, ServiceUnavailable, UpstreamError, UpstreamTimeout,
+)
 from gateway.proxy import translation
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.failover import parse_retry_after, should_fail_over
-from gateway.proxy.forward import Target, post_upstream, read_error, relayed_headers, upstream_errors
+from gateway.proxy.forward import Target, post_upstream, read_answer, read_error, relayed_headers, upstream_errors
 from gateway.proxy.relay import SSERelay, first_event_is_json
 from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
 
@@ -29,6 +31,7 @@ ROUTING_FIELDS = frozenset({"api_base", "base_url", "api_key", "extra_headers", 
 # Endpoints whose streams end with a usage chunk when asked for one, then `data: [DONE]`.
 USAGE_CHUNK_PATHS = frozenset({"/chat/completions", "/completions"})
 CLIENT_CLOSED = 499  # nginx's "client closed request": what usage and metrics record for a client that left
+MAX_HEADER_CHARS = 256
 
 
 class Exchange:
@@ -47,7 +50,7 @@ class Exchange:
         self.started = time.perf_counter()
         self.request_id = f"{random.getrandbits(64):016x}"  # unique enough to find a line; not a secret
         self.user_id = caller_of(request).require_user()
-        self.conversation_id: str | None = request.headers.get(CONVERSATION_HEADER) or None
+        self.conversation_id: str | None = None
         self.body: dict[str, Any] | None = None
         self.raw = b""
         self.stream = False
@@ -66,6 +69,20 @@ class Exchange:
         if self.configuration is not None:
             headers["X-LLM-Configuration-Id"] = self.configuration.id_str
         return headers
+
+
+def routing_header(request: web.Request, name: str) -> str | None:
+    """A selection header's value, or None when absent; 400 unless printable UTF-8 of at most 256 characters.
+    aiohttp hands undecodable bytes on as surrogates: a value that reached the usage rows, a log line or an error
+    message would fail there, not here."""
+    value = request.headers.get(name)
+    if not value:
+        return None
+    if len(value) > MAX_HEADER_CHARS or not value.isprintable():
+        # The value is not quoted back: it is what could not be written.
+        raise BadRequest(f"Header '{name}' must be printable UTF-8 of at most {MAX_HEADER_CHARS} characters",
+                         param=name, code="invalid_header")
+    return value
 
 
 async def read_body(ex: Exchange) -> None:
@@ -103,6 +120,7 @@ async def proxy(request: web.Request, path: str) -> web.StreamResponse:
     """Serve one /v1 request: choose, attempt in order, relay, account."""
     ex = Exchange(request, path)
     try:
+        ex.conversation_id = routing_header(request, CONVERSATION_HEADER)
         await read_body(ex)
         return await _serve(ex)
     except GatewayError as exc:
@@ -124,7 +142,7 @@ async def _serve(ex: Exchange) -> web.StreamResponse:
     user_id = ex.user_id
     chosen = await select_configuration(
         configurations,
-        header=ex.request.headers.get(CONFIGURATION_HEADER),
+        header=routing_header(ex.request, CONFIGURATION_HEADER),
         model=ex.body.get("model") if ex.body is not None else None,
         conversation_id=ex.conversation_id,
         binding=lambda conversation_id: cache.binding(user_id, conversation_id),
@@ -202,8 +220,7 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration, api_key: st
         if ex.stream:
             headers = relayed_headers(upstream.headers, target.api_key)
             return await _relay(ex, upstream.status, headers, _chunks(upstream, target))
-        with upstream_errors(target):
-            raw = await upstream.read()
+        raw = await read_answer(upstream, target, ex.app[SETTINGS].max_upstream_body_bytes)
         if upstream.content_type == "application/json" and not _is_json(raw):
             raise UpstreamError(f"The upstream answered HTTP {upstream.status} with a body that is not valid JSON",
                                 code="upstream_invalid_response")
@@ -244,13 +261,21 @@ async def _relay(ex: Exchange, status: int, headers: dict[str, str], chunks: Asy
 
 async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chunks: AsyncGenerator[bytes, None]
                         ) -> web.StreamResponse:
-    relay = SSERelay(drop_usage_chunk=ex.drop_usage_chunk)
+    settings = ex.app[SETTINGS]
+    relay = SSERelay(drop_usage_chunk=ex.drop_usage_chunk, max_event_bytes=settings.max_event_bytes)
+    limit_s = settings.stream_max_duration_s
+    deadline = asyncio.get_running_loop().time() + limit_s if limit_s else None
     first = b""
-    while not first:
-        chunk = await anext(chunks, None)
-        if chunk is None:
-            raise UpstreamError("The upstream ended the stream before sending anything", code="upstream_empty_stream")
-        first = relay.feed(chunk)
+    try:
+        async with asyncio.timeout_at(deadline):
+            while not first:
+                chunk = await anext(chunks, None)
+                if chunk is None:
+                    raise UpstreamError("The upstream ended the stream before sending anything",
+                                        code="upstream_empty_stream")
+                first = relay.feed(chunk)
+    except TimeoutError:
+        raise _too_long(limit_s) from None
     if not first_event_is_json(first):
         # Nothing has reached the client yet: a garbled stream is an upstream failure (and may fail over).
         raise UpstreamError("The upstream's stream is not valid server-sent JSON events", code="upstream_invalid_response")
@@ -261,18 +286,11 @@ async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chun
         await response.prepare(ex.request)
         # Relay as the events come: buffering would delay the first token.
         await response.write(first)
-        failure: GatewayError | None = None
-        while True:
-            try:
-                chunk = await anext(chunks, None)
-            except GatewayError as exc:
-                failure = exc
-                break
-            if chunk is None:
-                break
-            data = relay.feed(chunk)
-            if data:
-                await response.write(data)
+        try:
+            async with asyncio.timeout_at(deadline):
+                failure = await _pump(response, relay, chunks)
+        except TimeoutError:
+            failure = _too_long(limit_s)
         if failure is None and ex.expect_done and not relay.saw_done:
             failure = UpstreamError("The upstream stream ended before its end marker", code="upstream_stream_cut")
         if failure is not None:
@@ -283,6 +301,25 @@ async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chun
         ex.status = CLIENT_CLOSED  # the client left: leaving this block closes the upstream connection too
     ex.usage = relay.usage
     return response
+
+
+def _too_long(limit_s: float) -> UpstreamTimeout:
+    return UpstreamTimeout(f"The stream ran longer than {limit_s:g} s, the gateway's limit", code="stream_too_long")
+
+
+async def _pump(response: web.StreamResponse, relay: SSERelay, chunks: AsyncGenerator[bytes, None]
+                ) -> GatewayError | None:
+    """Relay the rest of the stream; the upstream's failure (a cut, a silence, an oversized event), if any."""
+    while True:
+        try:
+            chunk = await anext(chunks, None)
+            if chunk is None:
+                return None
+            data = relay.feed(chunk)
+        except GatewayError as exc:
+            return exc
+        if data:
+            await response.write(data)
 
 
 def _account(ex: Exchange) -> None:

@@ -25,6 +25,7 @@ WIRE_OPENAI = "openai"
 MAX_ERROR_BODY = 64 * 1024
 LARGE_BODY = 1024 * 1024
 MAX_ERROR_MESSAGE = 2000
+DEFAULT_MAX_UPSTREAM_BODY = 32 * 1024 * 1024  # the setting MAX_UPSTREAM_BODY_BYTES's default
 # What a client may tell the upstream; everything else (its Authorization, cookies, X-LLM-*) stays here.
 FORWARDED_REQUEST_HEADERS = ("Accept", "OpenAI-Beta")
 # Upstream answer headers worth passing back; hop-by-hop, length and encoding are the gateway's own business.
@@ -201,6 +202,24 @@ async def post_upstream(
                                timeout=aiohttp.ClientTimeout(total=timeout_s))
 
 
+async def read_answer(response: aiohttp.ClientResponse, target: Target, limit: int) -> bytes:
+    """A whole answer body of at most `limit` bytes (decoded), else 502 upstream_too_large: memory follows the
+    limit, not what the upstream sends or claims in its Content-Length."""
+    too_large = UpstreamError(f"The upstream of '{target.name or target.provider}' answered with more than "
+                              f"{limit} bytes", code="upstream_too_large")
+    if response.content_length is not None and response.content_length > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    with upstream_errors(target):
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 async def read_error(response: aiohttp.ClientResponse, target: Target) -> UpstreamError:
     """Read an error answer (bounded) and translate it."""
     with upstream_errors(target):
@@ -211,6 +230,7 @@ async def read_error(response: aiohttp.ClientResponse, target: Target) -> Upstre
 async def send_once(
     http: aiohttp.ClientSession, target: Target, *, path: str, body: dict[str, Any], timeout_s: float,
     translator: Translator | None = None, allow_private: bool = False,
+    max_body_bytes: int = DEFAULT_MAX_UPSTREAM_BODY,
 ) -> UpstreamResult:
     """Send one non-streamed request to the target, no failover; the model becomes the target's.
 
@@ -232,8 +252,7 @@ async def send_once(
     try:
         if response.status >= 300:
             raise await read_error(response, target)
-        with upstream_errors(target):
-            raw = await response.read()
+        raw = await read_answer(response, target, max_body_bytes)
         return UpstreamResult(response.status, dict(response.headers), raw)
     finally:
         response.release()

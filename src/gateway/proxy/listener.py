@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from gateway.appkeys import CHANGES, SETTINGS
+from gateway.appkeys import CHANGES, METRICS, SETTINGS
 from gateway.changes import CHANNEL, Change, ChangeBus
 from gateway.proxy.background import running
 
@@ -86,7 +86,7 @@ async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     listener = ChangeListener(asyncpg_dsn(settings.database_url), app[CHANGES])
-    async with running(listener.run(), name="change-listener"):
+    async with running(listener.run, name="change-listener", crashes=app[METRICS].task_crashes):
         try:
             await asyncio.wait_for(listener.connected.wait(), STARTUP_WAIT_S)
         except TimeoutError:

@@ -11,6 +11,14 @@ from gateway.appkeys import METRICS, USAGE
 
 ATTEMPT_OUTCOMES = ("ok", "failed", "client_error", "key_error")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# The only endpoint label values: a client chooses the path after /v1/, and each new label value is a new time
+# series kept forever, so any other path is counted as "other".
+KNOWN_ENDPOINTS = frozenset({
+    "/chat/completions", "/completions", "/embeddings", "/responses", "/moderations", "/images/generations",
+    "/images/edits", "/images/variations", "/audio/speech", "/audio/transcriptions", "/audio/translations",
+    "/rerank",
+})
+OTHER_ENDPOINT = "other"
 
 
 class ProxyMetrics:
@@ -28,20 +36,25 @@ class ProxyMetrics:
                                  registry=self.registry)
         self.cooldowns = Counter("llm_gateway_cooldowns", "Times a configuration entered its cooldown",
                                  registry=self.registry)
+        self.usage_dropped = Counter("llm_gateway_usage_dropped", "Usage records the database refused, dropped",
+                                     registry=self.registry)
+        self.task_crashes = Counter("llm_gateway_background_task_crashes",
+                                    "Background tasks that crashed and were restarted", ["task"],
+                                    registry=self.registry)
 
         self.attempt = {outcome: self.attempts.labels(outcome) for outcome in ATTEMPT_OUTCOMES}
         # Labelled children by (endpoint, status): labels() takes a lock and builds a key on every call.
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def observe_all(self, finished: list[tuple[str, int, float]]) -> None:
-        """Count finished requests, given as (endpoint, status, latency_s): counters once per label set."""
+        """Count finished requests, given as (path, status, latency_s): counters once per label set."""
         counts: dict[tuple[str, int], int] = {}
         children = self._children
-        for endpoint, status, latency_s in finished:
-            key = (endpoint, status)
+        for path, status, latency_s in finished:
+            key = (path if path in KNOWN_ENDPOINTS else OTHER_ENDPOINT, status)
             pair = children.get(key)
             if pair is None:
-                pair = children[key] = (self.requests.labels(endpoint, str(status)), self.latency.labels(endpoint))
+                pair = children[key] = (self.requests.labels(key[0], str(status)), self.latency.labels(key[0]))
             pair[1].observe(latency_s)
             counts[key] = counts.get(key, 0) + 1
         for key, count in counts.items():

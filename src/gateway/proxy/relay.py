@@ -3,11 +3,21 @@ way, and the usage-only chunk held back when the gateway asked for it and the cl
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
 
+from gateway.errors import UpstreamError
+
 DONE = b"data: [DONE]"
+MAX_TOKENS = 2**31 - 1  # what the usage columns hold; an upstream may claim any number
+
+
+def _tokens(value: Any) -> int:
+    if isinstance(value, float):  # orjson reads integers past 2**64 as floats
+        value = int(min(max(value, 0.0), MAX_TOKENS)) if math.isfinite(value) else 0
+    return min(max(value, 0), MAX_TOKENS) if isinstance(value, int) else 0
 
 
 def usage_of(obj: Any) -> tuple[int, int] | None:
@@ -22,7 +32,7 @@ def usage_of(obj: Any) -> tuple[int, int] | None:
             return None
     prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0))
     completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
-    return (prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
+    return (_tokens(prompt), _tokens(completion))
 
 
 def usage_of_body(raw: bytes) -> tuple[int, int] | None:
@@ -46,7 +56,7 @@ def event_data(event: bytes) -> Any:
 
 def first_event_is_json(events: bytes) -> bool:
     """False when the first event's data is neither JSON nor [DONE]: the upstream is not speaking SSE JSON."""
-    end, _ = _boundary(events, 0)
+    end, _ = _boundary(events, 0, b"\r" in events)
     event = events if end < 0 else events[:end]
     lines = [line[5:].strip() for line in event.splitlines() if line.startswith(b"data:")]
     if not lines or lines == [b"[DONE]"]:
@@ -54,41 +64,57 @@ def first_event_is_json(events: bytes) -> bool:
     return event_data(event) is not None
 
 
-def _boundary(buffer: bytes, start: int) -> tuple[int, int]:
+def _boundary(buffer: bytes | bytearray, start: int, cr: bool) -> tuple[int, int]:
     """Index and length of the first event separator from start, (-1, 0) when there is no whole event."""
     lf = buffer.find(b"\n\n", start)
-    crlf = buffer.find(b"\r\n\r\n", start) if b"\r" in buffer else -1
+    crlf = buffer.find(b"\r\n\r\n", start) if cr else -1
     if crlf >= 0 and (lf < 0 or crlf < lf):
         return crlf, 4
     return (lf, 2) if lf >= 0 else (-1, 0)
 
 
 class SSERelay:
-    """Cuts a byte stream into events; feed() returns what to write to the client now."""
+    """Cuts a byte stream into events; feed() returns what to write to the client now. Each byte is scanned
+    once (a partial event is not searched again from its start), and a partial event may not grow past
+    `max_event_bytes`: an upstream that never ends its event cannot take the gateway's memory."""
 
-    __slots__ = ("_buffer", "drop_usage_chunk", "usage", "saw_done")
+    __slots__ = ("_buffer", "_scanned", "_cr", "max_event_bytes", "drop_usage_chunk", "usage", "saw_done")
 
-    def __init__(self, *, drop_usage_chunk: bool) -> None:
-        self._buffer = b""
+    def __init__(self, *, drop_usage_chunk: bool, max_event_bytes: int) -> None:
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of _buffer already searched for a separator
+        self._cr = False  # whether the stream has used "\r" at all: only then look for "\r\n\r\n"
+        self.max_event_bytes = max_event_bytes
         self.drop_usage_chunk = drop_usage_chunk
         self.usage: tuple[int, int] | None = None
         self.saw_done = False
 
     def feed(self, chunk: bytes) -> bytes:
-        """Take an upstream chunk; return the whole events it completes (maybe b"")."""
-        buffer = self._buffer + chunk if self._buffer else chunk
+        """Take an upstream chunk; return the whole events it completes (maybe b""). UpstreamError when the
+        event still open is longer than max_event_bytes."""
+        buffer = self._buffer
+        buffer += chunk
+        if not self._cr and b"\r" in chunk:
+            self._cr = True
         out: list[bytes] = []
         start = 0
+        # A separator may straddle the previous chunk's end: step back by its length less one.
+        scan = max(self._scanned - 3, 0)
         while True:
-            index, length = _boundary(buffer, start)
+            index, length = _boundary(buffer, scan, self._cr)
             if index < 0:
                 break
             end = index + length
-            event = buffer[start:end]
-            start = end
+            event = bytes(buffer[start:end])
+            start = scan = end
             if self._keep(event):
                 out.append(event)
-        self._buffer = buffer[start:]
+        if start:
+            del buffer[:start]
+        self._scanned = len(buffer)
+        if len(buffer) > self.max_event_bytes and not out:  # whole events before it still go out first
+            raise UpstreamError(f"The upstream sent an event larger than {self.max_event_bytes} bytes",
+                                code="upstream_event_too_large")
         return out[0] if len(out) == 1 else b"".join(out)
 
     def _keep(self, event: bytes) -> bool:
@@ -107,4 +133,4 @@ class SSERelay:
 
     def rest(self) -> bytes:
         """Whatever the upstream sent after its last whole event."""
-        return self._buffer
+        return bytes(self._buffer)

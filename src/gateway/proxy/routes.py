@@ -56,8 +56,9 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     """The configuration cache, subscribed to every change; it needs the sessionmaker, hence a cleanup_ctx."""
-    cache = ConfigurationCache(app[SESSIONMAKER], app[PROVIDERS],
-                               allow_private=app[SETTINGS].allow_private_base_urls)
+    settings = app[SETTINGS]
+    cache = ConfigurationCache(app[SESSIONMAKER], app[PROVIDERS], allow_private=settings.allow_private_base_urls,
+                               binding_bytes=settings.binding_cache_bytes)
     app[CONFIG_CACHE] = cache
     app[CHANGES].subscribe(cache.on_change)
     yield

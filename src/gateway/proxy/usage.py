@@ -16,7 +16,8 @@ import orjson
 from aiohttp import web
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.appkeys import METRICS, SESSIONMAKER, SETTINGS, USAGE
@@ -36,6 +37,14 @@ USAGE_COLUMNS = ["user_id", "configuration_id", "conversation_id", "endpoint", "
 REPEATING = frozenset({"user_id", "configuration_id", "endpoint", "provider", "model", "stream"})
 # A database outage must not grow memory without bound: past this, the oldest records are dropped.
 MAX_BUFFERED = 200_000
+# The database is not there right now (down, restarting, locked, pool exhausted): records wait for the next
+# flush. Any other failure is a row the database refuses: retried alone, then dropped.
+UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when a write failed for want of a database, not because of what it wrote."""
+    return isinstance(exc, UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 # One finished proxied request as the hot path leaves it: a plain tuple, the cheapest thing to build. Everything
@@ -168,6 +177,7 @@ class UsageWriter:
             excess = len(buffer) - MAX_BUFFERED
             del buffer[:excess]
             self.dropped += excess
+            self._metrics.usage_dropped.inc(excess)
 
     @property
     def pending(self) -> int:
@@ -175,16 +185,17 @@ class UsageWriter:
         return len(self._buffer) + len(self._incoming)
 
     async def run(self) -> None:
-        """Flush every interval until cancelled."""
+        """Flush every interval until cancelled; no record, however odd, stops it."""
         while True:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.flush()
-            except (SQLAlchemyError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - one bad flush must not end accounting for everyone
                 log.warning("usage flush failed (%s); will retry", exc.__class__.__name__)
 
     async def flush(self) -> int:
-        """Write what was buffered when called (later records wait for the next flush); returns the count."""
+        """Write what was buffered when called (later records wait for the next flush); returns the count of
+        records handled (written or dropped)."""
         self.settle()
         async with self._lock:
             taken, self._buffer = self._buffer, []
@@ -192,13 +203,33 @@ class UsageWriter:
             try:
                 while done < len(taken):
                     batch = taken[done:done + self.batch_size]
-                    await self._write(batch)
-                    done += len(batch)
+                    try:
+                        await self._write(batch)
+                        done += len(batch)
+                        continue
+                    except Exception as exc:
+                        if database_unavailable(exc):
+                            raise
+                    for event in batch:  # one row spoils its batch: write them one by one, drop the bad
+                        await self._write_or_drop(event)
+                        done += 1
             except BaseException:
                 # Unwritten records go back in front, to be retried with the next flush.
                 self._buffer[:0] = taken[done:]
                 raise
             return done
+
+    async def _write_or_drop(self, event: UsageEvent) -> None:
+        try:
+            await self._write([event])
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise
+            # Retrying a row the database refused would refuse it forever: count it and go on.
+            self.dropped += 1
+            self._metrics.usage_dropped.inc()
+            log.warning("usage record dropped: the database refused it (%s) request_id=%s",
+                        exc.__class__.__name__, event[0])
 
     async def _write(self, batch: list[UsageEvent]) -> None:
         if self._prices is None:
@@ -257,9 +288,9 @@ async def usage_ctx(app: web.Application) -> AsyncIterator[None]:
     writer = UsageWriter(app[SESSIONMAKER], interval_s=settings.usage_flush_interval_s,
                          batch_size=settings.usage_batch_size, access_log=settings.access_log, metrics=app[METRICS])
     app[USAGE] = writer
-    async with running(writer.run(), name="usage-flusher"):
+    async with running(writer.run, name="usage-flusher", crashes=app[METRICS].task_crashes):
         yield
     try:
         await writer.flush()
-    except (SQLAlchemyError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - shutdown goes on; the count says what was lost
         log.warning("final usage flush failed (%s); %d records lost", exc.__class__.__name__, writer.pending)
