@@ -37,6 +37,7 @@ class Caller:
     token_id: uuid.UUID | None = None
     expires_at: datetime | None = None
     expires_ts: float | None = None  # expires_at as epoch seconds: checked on every request
+    disabled: bool = False  # the user is disabled: cached like a revoked token, with its own message
 
 
     @property
@@ -128,6 +129,9 @@ async def _resolve(request: web.Request, token: str, cache: TokenCache, admin: b
         cache.put(token, cached)
     if cached is None:
         raise Unauthorized("Invalid or revoked gateway token")
+    if cached.disabled:
+        raise Unauthorized(f"User '{cached.user_name}' is disabled; an operator can enable it again",
+                           code="user_disabled")
     if cached.expires_ts is not None and cached.expires_ts <= time.time():
         raise Unauthorized("Gateway token has expired")
     return cached
@@ -144,7 +148,8 @@ async def _lookup(request: web.Request, digest: str) -> Caller | None:
     token, user = found
     expires = token.expires_at
     return Caller(user_id=user.id, user_name=user.name, is_admin=user.is_admin, token_id=token.id,
-                  expires_at=expires, expires_ts=expires.timestamp() if expires is not None else None)
+                  expires_at=expires, expires_ts=expires.timestamp() if expires is not None else None,
+                  disabled=user.disabled_at is not None)
 
 
 def is_public(path: str) -> bool:
