@@ -27,7 +27,8 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 def _escape_char(match: re.Match[str]) -> str:
     char = match.group()
-    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or f"\\x{ord(char):02x}"
+    code = ord(char)
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def escape(text: str) -> str:
@@ -67,7 +68,8 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, ACCESS, None)
         if isinstance(fields, dict):
             doc.update({k: v for k, v in fields.items() if k not in doc})
-        return orjson.dumps(doc, default=str).decode()
+        # JSON escapes control characters but may keep U+2028/U+2029, where splitlines() breaks a line.
+        return orjson.dumps(doc, default=str).decode().replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def configure(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
