@@ -19,9 +19,9 @@ from gateway.settings import Settings
 from gateway.tokens import hash_token, is_well_formed
 from gateway.users import find_token
 
-# Paths that need no token: probes, the published API description and the web page's static files.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/openapi.json"})
-PUBLIC_PREFIXES = ("/ui",)
+# Paths that need no token: probes, the published API description, its docs page and the web page's static files.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/openapi.json", "/api/docs"})
+PUBLIC_PREFIXES = ("/ui", "/api/docs/")
 NEGATIVE_TTL_S = 5.0
 MAX_NEGATIVE = 10_000
 MAX_KNOWN = 10_000
