@@ -17,6 +17,7 @@ from admin import (
     testing,
     usage,
 )
+from admin.docs import setup_docs
 from admin.openapi import openapi_registry
 from admin.providers_api import ProviderListing
 from admin.registry import ApiRegistry
@@ -35,4 +36,5 @@ def create_admin_app() -> web.Application:
     admin[PROVIDER_LISTING] = ProviderListing()
     for registry in [*REGISTRIES, openapi_registry(REGISTRIES)]:
         registry.install(admin)
+    setup_docs(admin)
     return admin

@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from admin.openapi_v1 import ENVELOPE, v1_paths
 from admin.registry import UUID_PATTERN, ApiRegistry, Operation
 
 REF = "#/components/schemas/{model}"
@@ -104,13 +105,15 @@ def build_document(registries: list[ApiRegistry], *, prefix: str = "/api", versi
             models.add((op.response, "serialization"))
     refs, defs = models_json_schema(sorted(models, key=lambda m: (m[0].__name__, m[1])), ref_template=REF)
     schemas = dict(defs.get("$defs", {}))
-    schemas["Error"] = ERROR_SCHEMA
-    paths: dict[str, dict[str, Any]] = {}
+    schemas["Error"] = {**ERROR_SCHEMA, "description": ENVELOPE}
+    paths: dict[str, dict[str, Any]] = v1_paths()
     for op in operations:
         paths.setdefault(prefix + openapi_path(op.path), {})[op.method.lower()] = _operation(op, refs)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "llm-gateway admin API", "version": version},
+        "info": {"title": "llm-gateway API", "version": version,
+                 "description": "`/v1`: OpenAI-compatible calls through your configurations. `/api`: the admin "
+                                "API. Every call carries `Authorization: Bearer <gateway token>`. " + ENVELOPE},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {

@@ -13,15 +13,25 @@ from admin.schemas import Public, StrictBody, json_response
 from gateway.appkeys import CHANGES, SESSIONMAKER
 from gateway.changes import Change
 from gateway.errors import NotFound
+from gateway.users import (
+    UserName,
+    create_user,
+    delete_user,
+    get_user,
+    issue_token,
+    list_tokens,
+    list_users,
+    revoke_token,
+    set_disabled,
+)
 from gateway.validation import parse_body
-from gateway.users import create_user, get_user, issue_token, list_tokens, list_users, revoke_token
 
 api = ApiRegistry(tag="operators")
 OPERATOR_ERRORS = (403,)
 
 
 class UserCreate(StrictBody):
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
+    name: UserName
     is_admin: bool = False
 
 
@@ -30,6 +40,7 @@ class UserPublic(Public):
     name: str
     is_admin: bool
     created_at: datetime
+    disabled_at: datetime | None = Field(default=None, description="Set: the user's tokens are refused (401).")
 
 
 class UserCreated(Public):
@@ -127,4 +138,39 @@ async def revoke_token_handler(request: web.Request) -> web.Response:
         if token is None:
             raise NotFound(f"No token with id '{token_id}'")
         await request.config_dict[CHANGES].commit(session, Change("tokens", str(token.user_id)))
+    return web.Response(status=204)
+
+
+async def _set_disabled(request: web.Request, disabled: bool) -> web.Response:
+    user_id = _uuid(request.match_info["id"], "user")
+    async with request.config_dict[SESSIONMAKER]() as session:
+        user = await get_user(session, user_id=user_id)
+        if user is None:
+            raise NotFound(f"No user with id '{user_id}'")
+        await set_disabled(session, user=user, disabled=disabled)
+        # The token caches of every process drop the user at once (the same path as a revoked token).
+        await request.config_dict[CHANGES].commit(session, Change("users", str(user_id)))
+    return json_response(UserPublic.model_validate(user))
+
+
+@api.route("POST", "/admin/users/{id}/disable", summary="Disable a user: its tokens are refused until enabled",
+           response=UserPublic, errors=(*OPERATOR_ERRORS, 404))
+async def disable_user_handler(request: web.Request) -> web.Response:
+    return await _set_disabled(request, True)
+
+
+@api.route("POST", "/admin/users/{id}/enable", summary="Enable a disabled user", response=UserPublic,
+           errors=(*OPERATOR_ERRORS, 404))
+async def enable_user_handler(request: web.Request) -> web.Response:
+    return await _set_disabled(request, False)
+
+
+@api.route("DELETE", "/admin/users/{id}", summary="Delete a user with its tokens, configurations and usage",
+           status=204, errors=(*OPERATOR_ERRORS, 404))
+async def delete_user_handler(request: web.Request) -> web.Response:
+    user_id = _uuid(request.match_info["id"], "user")
+    async with request.config_dict[SESSIONMAKER]() as session:
+        if not await delete_user(session, user_id=user_id):
+            raise NotFound(f"No user with id '{user_id}'")
+        await request.config_dict[CHANGES].commit(session, Change("users", str(user_id)))
     return web.Response(status=204)

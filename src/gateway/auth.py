@@ -19,9 +19,9 @@ from gateway.settings import Settings
 from gateway.tokens import hash_token, is_well_formed
 from gateway.users import find_token
 
-# Paths that need no token: probes, the published API description and the web page's static files.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/openapi.json"})
-PUBLIC_PREFIXES = ("/ui",)
+# Paths that need no token: probes, the published API description, its docs page and the web page's static files.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/openapi.json", "/api/docs"})
+PUBLIC_PREFIXES = ("/ui", "/api/docs/")
 NEGATIVE_TTL_S = 5.0
 MAX_NEGATIVE = 10_000
 MAX_KNOWN = 10_000
@@ -37,6 +37,7 @@ class Caller:
     token_id: uuid.UUID | None = None
     expires_at: datetime | None = None
     expires_ts: float | None = None  # expires_at as epoch seconds: checked on every request
+    disabled: bool = False  # the user is disabled: cached like a revoked token, with its own message
 
 
     @property
@@ -128,6 +129,9 @@ async def _resolve(request: web.Request, token: str, cache: TokenCache, admin: b
         cache.put(token, cached)
     if cached is None:
         raise Unauthorized("Invalid or revoked gateway token")
+    if cached.disabled:
+        raise Unauthorized(f"User '{cached.user_name}' is disabled; an operator can enable it again",
+                           code="user_disabled")
     if cached.expires_ts is not None and cached.expires_ts <= time.time():
         raise Unauthorized("Gateway token has expired")
     return cached
@@ -144,7 +148,8 @@ async def _lookup(request: web.Request, digest: str) -> Caller | None:
     token, user = found
     expires = token.expires_at
     return Caller(user_id=user.id, user_name=user.name, is_admin=user.is_admin, token_id=token.id,
-                  expires_at=expires, expires_ts=expires.timestamp() if expires is not None else None)
+                  expires_at=expires, expires_ts=expires.timestamp() if expires is not None else None,
+                  disabled=user.disabled_at is not None)
 
 
 def is_public(path: str) -> bool:

@@ -10,14 +10,15 @@ from pathlib import Path
 
 from pydantic import SecretStr
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from gateway import migrate
 from gateway.crypto import generate_key_entry
 from gateway.db import make_engine, make_sessionmaker
 from gateway.errors import Conflict
 from gateway.models import LLMConfiguration
-from gateway.settings import Settings
+from gateway.settings import Settings, sqlite_file
 from gateway.users import count_users, create_user, issue_token
 
 KEY_FILE = "encryption.key"
@@ -29,10 +30,55 @@ class StartupError(Exception):
 
 def sqlite_path(settings: Settings) -> Path | None:
     """The database file of a sqlite URL (None for in-memory or PostgreSQL)."""
-    if not settings.is_sqlite:
-        return None
-    path = settings.database_url.split(":///", 1)[-1]
-    return None if path in ("", ":memory:") else Path(path)
+    path = sqlite_file(settings.database_url)
+    return None if path is None else Path(path)
+
+
+def create_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 (it holds ciphertexts and token hashes) before SQLite opens it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def describe_database_error(settings: Settings, exc: BaseException) -> str:
+    """One line: which database (host and name, never the password) and the driver's own reason."""
+    url = make_url(settings.database_url)
+    host = f"{url.host or 'localhost'}:{url.port or 5432}"
+    where = f"SQLite database {url.database}" if settings.is_sqlite else f"database {url.database!r} on {host}"
+    reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    if isinstance(reason, OSError) and reason.errno:
+        text = os.strerror(reason.errno).lower()
+    else:
+        text = str(reason).strip() or reason.__class__.__name__
+    # asyncpg's errors come wrapped as "<class 'asyncpg.exceptions.X'>: reason".
+    text = text.split(">: ", 1)[-1].splitlines()[0]
+    return f"cannot open the {where}: {text} (LLM_GATEWAY_DATABASE_URL)"
+
+
+async def require_schema(settings: Settings) -> None:
+    """For CLI commands: the database exists, opens and is at head; else a one-line StartupError."""
+    db_file = sqlite_path(settings)
+    if db_file is not None and not db_file.exists():
+        raise StartupError(f"no database at {db_file}: start `llm-gateway serve` once or run `llm-gateway db upgrade`"
+                           " (LLM_GATEWAY_DATABASE_URL / LLM_GATEWAY_DATA_DIR)")
+    engine = make_engine(settings.database_url)
+    try:
+        current = await migrate.current_revision(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        raise StartupError(describe_database_error(settings, exc)) from None
+    finally:
+        await engine.dispose()
+    if current != migrate.HEAD_REVISION:
+        raise StartupError(_behind(current))
+
+
+def _behind(current: str | None) -> str:
+    if current is None:
+        return "the database has no schema yet: run `llm-gateway db upgrade`"
+    return f"database schema is at {current}, not {migrate.HEAD_REVISION}: run `llm-gateway db upgrade`"
 
 
 def ensure_key_ring(settings: Settings, *, announce: bool = True) -> Settings:
@@ -62,14 +108,13 @@ async def check_database(settings: Settings, *, apply_migrations: bool) -> None:
     """Bring the schema to head (SQLite) or refuse when it is behind (PostgreSQL); refuse unknown key ids."""
     db_file = sqlite_path(settings)
     if db_file is not None:
-        db_file.parent.mkdir(parents=True, exist_ok=True)
+        create_sqlite_file(db_file)
     engine = make_engine(settings.database_url)
     try:
         current = await migrate.current_revision(engine)
-        head = migrate.HEAD_REVISION
-        if current != head:
+        if current != migrate.HEAD_REVISION:
             if not apply_migrations:
-                raise StartupError(f"database schema is at {current or 'nothing'}, not {head}: run `llm-gateway db upgrade`")
+                raise StartupError(_behind(current))
             await migrate.upgrade_async(settings.database_url)
         ring_ids = {key_id for key_id, _ in settings.key_ring_entries()}
         async with make_sessionmaker(engine)() as session:
@@ -81,7 +126,7 @@ async def check_database(settings: Settings, *, apply_migrations: bool) -> None:
             detail = ", ".join(f"{count} rows under key id {key_id!r}" for key_id, count in sorted(missing.items()))
             raise StartupError(f"the key ring lacks keys still in use: {detail}; add them to LLM_GATEWAY_ENCRYPTION_KEYS")
     except (SQLAlchemyError, OSError) as exc:
-        raise StartupError(f"cannot reach the database: {exc.__class__.__name__}") from None
+        raise StartupError(describe_database_error(settings, exc)) from None
     finally:
         await engine.dispose()
 

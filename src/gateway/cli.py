@@ -1,4 +1,5 @@
-"""The `llm-gateway` command line."""
+"""llm-gateway: keep many LLM configurations with encrypted keys and call them through one OpenAI-compatible
+endpoint. Settings come from LLM_GATEWAY_* variables and the TOML file named by LLM_GATEWAY_CONFIG."""
 
 from __future__ import annotations
 
@@ -13,9 +14,17 @@ from pathlib import Path
 from typing import TypeVar
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import migrate
-from gateway.bootstrap import StartupError, check_database, ensure_first_admin, ensure_key_ring
+from gateway import __version__, logs, migrate
+from gateway.bootstrap import (
+    StartupError,
+    check_database,
+    describe_database_error,
+    ensure_first_admin,
+    ensure_key_ring,
+    require_schema,
+)
 from gateway.changes import Change, ChangeBus
 from gateway.configurations import Policy
 from gateway.crypto import KeyRing, generate_key_entry
@@ -25,8 +34,18 @@ from gateway.legacy import LegacySourceError, open_source
 from gateway.legacy_migration import MigrationReport, Migrator, run_migration
 from gateway.providers import ProviderCatalog
 from gateway.rotation import RotationReport, rotate_keys
-from gateway.settings import TABLE_RE, Settings, describe_settings_error
-from gateway.users import create_user, get_user_by_name, issue_token, list_tokens, revoke_token
+from gateway.settings import TABLE_RE, ConfigFileError, Settings, describe_settings_error
+from gateway.users import (
+    create_user,
+    delete_user,
+    get_user_by_name,
+    issue_token,
+    list_tokens,
+    list_users,
+    revoke_token,
+    set_disabled,
+    valid_user_name,
+)
 
 T = TypeVar("T")
 
@@ -38,12 +57,17 @@ def _run(factory: Callable[[], Awaitable[T]]) -> T:
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment and TOML file, or a one-line error naming the setting."""
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise StartupError(describe_settings_error(exc)) from None
+    except ConfigFileError as exc:
+        raise StartupError(str(exc)) from None
+    logs.configure(settings.log_level, settings.log_format)
+    return settings
 
 
 async def _with_session(settings: Settings, work: Callable[..., Awaitable[T]], *, writes: bool = True) -> T:
+    await require_schema(settings)
     engine = make_engine(settings.database_url)
     try:
         async with make_sessionmaker(engine)() as session:
@@ -59,27 +83,35 @@ async def _with_session(settings: Settings, work: Callable[..., Awaitable[T]], *
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the gateway."""
-    from gateway.serve import serve
+    from gateway.serve import check_port, serve, startup_block
 
     settings = load_settings(host=args.host, port=args.port, workers=args.workers)
+    check_port(settings)
     settings = ensure_key_ring(settings)
     _run(lambda: check_database(settings, apply_migrations=settings.is_sqlite))
     token = _run(lambda: ensure_first_admin(settings))
-    if token:
-        print(f"llm-gateway: created the first admin user 'admin'. Its token, shown once:\n  {token}", flush=True)
+    print(startup_block(settings, token), flush=True)
     return serve(settings)
 
 
 def cmd_db(args: argparse.Namespace) -> int:
     """Apply or revert migrations."""
     settings = load_settings()
-    if args.action == "upgrade":
-        migrate.upgrade(settings.database_url, args.revision or "head")
-    elif args.action == "downgrade":
-        migrate.downgrade(settings.database_url, args.revision or "-1")
-    else:
-        engine = make_engine(settings.database_url)
-        print(_run(lambda: _current_and_dispose(engine)) or "empty")
+    try:
+        if args.action == "upgrade":
+            from gateway.bootstrap import create_sqlite_file, sqlite_path
+
+            db_file = sqlite_path(settings)
+            if db_file is not None:
+                create_sqlite_file(db_file)
+            migrate.upgrade(settings.database_url, args.revision or "head")
+        elif args.action == "downgrade":
+            migrate.downgrade(settings.database_url, args.revision or "-1")
+        else:
+            engine = make_engine(settings.database_url)
+            print(_run(lambda: _current_and_dispose(engine)) or "empty")
+    except (SQLAlchemyError, OSError) as exc:
+        raise StartupError(describe_database_error(settings, exc)) from None
     return 0
 
 
@@ -91,17 +123,31 @@ async def _current_and_dispose(engine):  # type: ignore[no-untyped-def]
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    """Create a user and print its token once."""
+    """Create, list, disable, enable or delete users."""
     settings = load_settings()
+    if args.action == "create":
+        valid_user_name(args.name)
 
     async def work(session):  # type: ignore[no-untyped-def]
-        user = await create_user(session, name=args.name, is_admin=args.admin)
-        _, token = await issue_token(session, user_id=user.id)
-        return user, token
+        if args.action == "list":
+            return "\n".join(
+                f"{u.id}  {u.name}{'  admin' if u.is_admin else ''}{'  disabled' if u.disabled_at else ''}"
+                for u in await list_users(session)
+            ) or "no users"
+        if args.action == "create":
+            user = await create_user(session, name=args.name, is_admin=args.admin)
+            _, token = await issue_token(session, user_id=user.id)
+            return f"created user {user.name} ({user.id}){' as admin' if user.is_admin else ''}; token, shown once:\n{token}"
+        user = await get_user_by_name(session, name=args.name)
+        if user is None:
+            raise StartupError(f"no user named {args.name!r} (see `llm-gateway users list`)")
+        if args.action == "delete":
+            await delete_user(session, user_id=user.id)
+            return f"deleted user {user.name} with its tokens, configurations and usage"
+        await set_disabled(session, user=user, disabled=args.action == "disable")
+        return f"{args.action}d user {user.name}"
 
-    user, token = _run(lambda: _with_session(settings, work))
-    print(f"created user {user.name} ({user.id}){' as admin' if user.is_admin else ''}; token, shown once:")
-    print(token)
+    print(_run(lambda: _with_session(settings, work, writes=args.action != "list")))
     return 0
 
 
@@ -194,12 +240,18 @@ def _table_name(value: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="llm-gateway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"llm-gateway {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    defaults = Settings.model_fields
 
-    serve = sub.add_parser("serve", help="run the gateway")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
+    serve = sub.add_parser(
+        "serve", help="run the gateway", description="Run the gateway: on first start with the embedded SQLite "
+        "default it writes DATA_DIR/encryption.key, creates the database and the user 'admin' (token printed once).")
+    serve.add_argument("--host", help="address to listen on (LLM_GATEWAY_HOST; default "
+                       f"{defaults['host'].default})")
+    serve.add_argument("--port", type=int, help=f"port (LLM_GATEWAY_PORT; default {defaults['port'].default})")
+    serve.add_argument("--workers", type=int, help="processes sharing the port (LLM_GATEWAY_WORKERS; default "
+                       f"{defaults['workers'].default})")
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database schema")
@@ -210,11 +262,18 @@ def build_parser() -> argparse.ArgumentParser:
     users = sub.add_parser("users", help="users")
     users_sub = users.add_subparsers(dest="action", required=True)
     create = users_sub.add_parser("create", help="create a user and print its token once")
-    create.add_argument("name")
-    create.add_argument("--admin", action="store_true")
+    create.add_argument("name", help="letters, digits or . _ @ - (at most 100)")
+    create.add_argument("--admin", action="store_true", help="may manage users and tokens")
+    users_sub.add_parser("list", help="every user: id, name, admin, disabled")
+    for action, what in (("disable", "refuse the user's tokens until enabled"), ("enable", "accept them again"),
+                         ("delete", "delete the user with its tokens, configurations and usage")):
+        users_sub.add_parser(action, help=what).add_argument("name")
     users.set_defaults(func=cmd_users)
 
-    tokens = sub.add_parser("tokens", help="gateway tokens")
+    tokens = sub.add_parser(
+        "tokens", help="gateway tokens",
+        description="Lost the admin token? `llm-gateway tokens create admin` prints a new one (run it where the "
+        "gateway's database and settings are).")
     tokens.add_argument("action", choices=["create", "list", "revoke"])
     tokens.add_argument("target", help="user name (create, list) or token id (revoke)")
     tokens.add_argument("--name", default="cli")
@@ -240,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: one-line errors, never a traceback, for anything the operator can fix."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     args = build_parser().parse_args(argv)
     if args.command != "db":
         # Alembic's progress lines are noise outside `db` commands; failures still surface as errors.

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 # The migrations live beside src/ in the source tree (installed editable by `make`).
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # The newest revision in migrations/versions; tests/gateway/test_migrations.py keeps it honest.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 
 def alembic_config(database_url: str) -> Config:

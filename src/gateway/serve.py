@@ -7,13 +7,51 @@ import gc
 import logging
 import multiprocessing
 import signal
+import socket
 from multiprocessing.connection import wait
 from typing import Any
 
 from aiohttp import web
 
+from gateway import __version__
 from gateway.app import create_app
-from gateway.settings import Settings
+from gateway.bootstrap import StartupError
+from gateway.settings import Settings, public_database_url
+
+
+def check_port(settings: Settings) -> None:
+    """Refuse at once, in one line, when host:port cannot be listened on (taken, or no such address)."""
+    try:
+        infos = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {reason.lower()} "
+                           "(LLM_GATEWAY_HOST / LLM_GATEWAY_PORT, or --host / --port)") from None
+
+
+def base_url(settings: Settings) -> str:
+    """Where a browser on this machine reaches the gateway (a wildcard host is reached on loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    return f"http://{'[' + host + ']' if ':' in host else host}:{settings.port}"
+
+
+def startup_block(settings: Settings, admin_token: str | None) -> str:
+    """What an operator needs to know at start: version, database, data folder, addresses, the first token."""
+    url = base_url(settings)
+    admin = (f"created the user 'admin'; its token, shown once:\n    {admin_token}" if admin_token
+             else "not created (users exist; lost the token? `llm-gateway tokens create admin`)")
+    return "\n".join([
+        f"llm-gateway {__version__}",
+        f"  database   {public_database_url(settings.database_url)}",
+        f"  data       {settings.data_dir}",
+        f"  web page   {url}/ui/",
+        f"  API docs   {url}/api/docs",
+        f"  admin      {admin}",
+    ])
 
 
 def _install_uvloop() -> None:
@@ -92,7 +130,6 @@ def _supervise(settings: Settings) -> int:
 
 def serve(settings: Settings) -> int:
     """Serve on host:port until interrupted: in this process, or in `settings.workers` forked ones."""
-    logging.getLogger().setLevel(settings.log_level.upper())
     if settings.workers > 1:
         return _supervise(settings)
     _run_worker(settings, reuse_port=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,31 @@ def parse_key_ring(raw: str) -> list[tuple[str, bytes]]:
     return entries
 
 
+class ConfigFileError(ValueError):
+    """The file named by LLM_GATEWAY_CONFIG is missing or is not valid TOML."""
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file part of a sqlite URL (None for in-memory, a `file:` URI or another database)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else ""
+    return None if path in ("", ":memory:") or path.startswith("file:") else path
+
+
+def _absolute_sqlite_url(url: str) -> str:
+    path = sqlite_file(url)
+    if path is None or Path(path).is_absolute():
+        return url
+    head, _, tail = url.partition(":///")
+    return f"{head}:///{Path(path).resolve()}{tail[len(path):]}"
+
+
+def public_database_url(url: str) -> str:
+    """The URL with any password replaced by `***`, for start-up lines and errors."""
+    return re.sub(r"^([^:/]+://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
 def normalise_database_url(value: str) -> str:
     """The async-driver form of a PostgreSQL or SQLite URL; ValueError for any other scheme."""
     scheme = value.split("://", 1)[0]
@@ -65,8 +91,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LLM_GATEWAY_", extra="forbid", validate_default=True)
 
-    database_url: str = DEFAULT_DATABASE_URL
-    data_dir: Path = Path("./data")
+    database_url: str = DEFAULT_DATABASE_URL  # unset: gateway.db in data_dir
+    data_dir: Path = Path("./data")  # relative: resolved against the working directory, and printed
     encryption_keys: SecretStr | None = None
     admin_token: SecretStr | None = None
     host: str = "127.0.0.1"
@@ -97,6 +123,7 @@ class Settings(BaseSettings):
     legacy_table: str = "user_settings"
     rotation_batch_size: int = Field(default=200, ge=1, le=10_000)
     log_level: str = "INFO"
+    log_format: str = "text"
     access_log: bool = True
 
     @classmethod
@@ -112,8 +139,31 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         toml_path = os.environ.get("LLM_GATEWAY_CONFIG")
         if toml_path:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+            sources.append(_toml_source(settings_cls, Path(toml_path)))
         return tuple(sources)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value.upper()
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value.lower() not in ("text", "json"):
+            raise ValueError("must be text or json")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Settings:
+        # A relative path would silently follow the working directory: fix it once, here, and print it.
+        self.data_dir = self.data_dir.resolve()
+        if "database_url" not in self.model_fields_set:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'gateway.db'}"
+        self.database_url = _absolute_sqlite_url(self.database_url)
+        return self
 
     @field_validator("database_url")
     @classmethod
@@ -174,11 +224,21 @@ class Settings(BaseSettings):
         return parse_key_ring(self.encryption_keys.get_secret_value())
 
 
+def _toml_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    if not path.is_file():
+        raise ConfigFileError(f"LLM_GATEWAY_CONFIG names {path.resolve()}, which does not exist")
+    try:
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise ConfigFileError(f"LLM_GATEWAY_CONFIG {path.resolve()} is not valid TOML: {exc}") from None
+
+
 def describe_settings_error(exc: Exception) -> str:
     """One line naming the setting that failed, never its value."""
     errors: list[dict[str, Any]] = getattr(exc, "errors", lambda: [])()
     if errors:
         first = errors[0]
         field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
-        return f"invalid setting LLM_GATEWAY_{field.upper()}: {first.get('msg', 'invalid value')}"
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        return f"invalid setting LLM_GATEWAY_{field.upper()}: {message}"
     return f"invalid settings: {exc.__class__.__name__}"

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
+from pydantic import Field, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.errors import Conflict
+from gateway.errors import Conflict, Unprocessable
 from gateway.models import ApiToken, User, utcnow
 from gateway.tokens import display_prefix, hash_token, new_token
+
+# One rule for user names on every path (admin API, CLI, first start).
+UserName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")]
+_USER_NAME: TypeAdapter[str] = TypeAdapter(UserName)
+
+
+def valid_user_name(name: str) -> str:
+    """The name, or a 422 naming the rule (never the value)."""
+    try:
+        return _USER_NAME.validate_python(name)
+    except ValidationError:
+        raise Unprocessable("Invalid 'name': 1 to 100 letters, digits or . _ @ -", param="name") from None
 
 
 async def create_user(session: AsyncSession, *, name: str, is_admin: bool = False) -> User:
@@ -39,6 +53,22 @@ async def get_user_by_name(session: AsyncSession, *, name: str) -> User | None:
 async def list_users(session: AsyncSession) -> list[User]:
     """Every user, oldest first."""
     return list((await session.execute(select(User).order_by(User.created_at, User.name))).scalars())
+
+
+async def set_disabled(session: AsyncSession, *, user: User, disabled: bool) -> User:
+    """Disable (its tokens are refused) or enable a user; idempotent, flushed, not committed."""
+    if disabled and user.disabled_at is None:
+        user.disabled_at = utcnow()
+    elif not disabled:
+        user.disabled_at = None
+    await session.flush()
+    return user
+
+
+async def delete_user(session: AsyncSession, *, user_id: uuid.UUID) -> bool:
+    """Delete a user; the database cascades to its tokens, configurations, usage and audit rows."""
+    result = await session.execute(delete(User).where(User.id == user_id))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def count_users(session: AsyncSession) -> int:

@@ -51,4 +51,5 @@ def test_bad_values_name_the_setting(field: str, value: str) -> None:
 
 def test_plain_scheme_aliases_are_normalised() -> None:
     assert Settings(database_url="postgresql://u@h/db").database_url == "postgresql+asyncpg://u@h/db"
-    assert Settings(database_url="sqlite:///x.db").database_url == "sqlite+aiosqlite:///x.db"
+    # A relative SQLite path is made absolute, so serve and the CLI agree on the file.
+    assert Settings(database_url="sqlite:///x.db").database_url == f"sqlite+aiosqlite:///{Path.cwd() / 'x.db'}"

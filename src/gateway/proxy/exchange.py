@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import random
 from collections.abc import AsyncGenerator
@@ -25,6 +26,7 @@ from gateway.proxy.forward import Target, post_upstream, read_answer, read_error
 from gateway.proxy.relay import SSERelay, first_event_is_json
 from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
 
+log = logging.getLogger("gateway.upstream")
 # Body fields that would steer routing or credentials (LiteLLM's CVE-2024-6587): the gateway's alone.
 ROUTING_FIELDS = frozenset({"api_base", "base_url", "api_key", "extra_headers", "custom_llm_provider",
                             "litellm_params", "mock_response"})
@@ -167,6 +169,10 @@ async def _serve(ex: Exchange) -> web.StreamResponse:
             continue
         except UpstreamError as exc:
             last_error = exc
+            # The cause by class and status only: upstream texts and aiohttp's messages may quote URLs or keys.
+            log.warning("upstream attempt failed: request_id=%s configuration_id=%s status=%s code=%s cause=%s",
+                        ex.request_id, configuration.id, exc.status, exc.code,
+                        exc.__cause__.__class__.__name__ if exc.__cause__ is not None else f"HTTP {exc.status}")
             if not should_fail_over(exc.status):
                 cooldowns.succeeded(configuration.id)  # it answered: the request was wrong, not the key
                 metrics.attempt["client_error"].inc()

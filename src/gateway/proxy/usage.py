@@ -127,13 +127,19 @@ class RowInserter:
         return out
 
 
-def access_line(event: UsageEvent) -> str:
-    """One request's access line: never a key, a header or a body."""
+def access_fields(event: UsageEvent) -> dict[str, Any]:
+    """One request's access record: never a key, a header or a body (JSON log lines carry these as fields)."""
     request_id, user_id, configuration, _, path, status, attempts, _, latency_s, created_at = event[:10]
-    at = datetime.fromtimestamp(created_at, UTC).isoformat(timespec="milliseconds")
-    return (f"{at} request_id={request_id} user_id={user_id} "
-            f"configuration_id={configuration.id if configuration is not None else '-'} endpoint={endpoint(path)} "
-            f"status={status} attempts={attempts} latency_ms={latency_s * 1000:.1f}")
+    return {"at": datetime.fromtimestamp(created_at, UTC).isoformat(timespec="milliseconds"),
+            "request_id": request_id, "user_id": str(user_id),
+            "configuration_id": str(configuration.id) if configuration is not None else "-",
+            "endpoint": endpoint(path), "status": status, "attempts": attempts,
+            "latency_ms": round(latency_s * 1000, 1)}
+
+
+def access_line(fields: dict[str, Any]) -> str:
+    """The text form of an access record: `time key=value ...` (the log formatter escapes what a client sent)."""
+    return fields["at"] + " " + " ".join(f"{key}={value}" for key, value in fields.items() if key != "at")
 
 
 def endpoint(path: str) -> str:
@@ -163,14 +169,16 @@ class UsageWriter:
         self._incoming.append(event)
 
     def settle(self) -> None:
-        """Count the requests since the last call in the metrics and log their access lines (in one record,
-        buffered like nginx's); their rows wait for the next flush. /metrics calls it before every scrape."""
+        """Count the requests since the last call in the metrics and log their access lines (buffered like
+        nginx's, one record each); their rows wait for the next flush. /metrics calls it before every scrape."""
         events, self._incoming = self._incoming, []
         if not events:
             return
         self._metrics.observe_all([(event[4], event[5], event[8]) for event in events])
         if self.access_log:
-            access_log.info("%s", "\n".join(access_line(event) for event in events))
+            for event in events:  # one record per request: a log line is never two requests
+                fields = access_fields(event)
+                access_log.info("%s", access_line(fields), extra={"access": fields})
         buffer = self._buffer
         buffer.extend(events)
         if len(buffer) > MAX_BUFFERED:

@@ -1,0 +1,108 @@
+"""Logs as an operator and a log shipper read them: one line per record, JSON on request, nothing a client sends
+can start a line of its own, and no secret at DEBUG."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+
+from gateway import logs
+from gateway.tokens import hash_token
+from tests.gateway.live import Gateway, start_fake, stop_fake
+
+
+def _record(message: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord("gateway.test", logging.WARNING, __file__, 1, message, args, None)
+
+
+@pytest.mark.parametrize("formatter", [logs.TextFormatter(), logs.JsonFormatter()])
+def test_a_forged_line_stays_on_its_line(formatter: logging.Formatter) -> None:
+    forged = "/v1/x\r\n2026-01-01T00:00:00.000+00:00 INFO gateway.access: request_id=forged\x1b[2J\x00\u2028end"
+    line = formatter.format(_record("path %s", forged))
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line and "\u2028" not in line
+    assert "\\r\\n2026-01-01" in line or "\\\\r\\\\n2026-01-01" in line
+
+
+def test_a_traceback_is_one_line() -> None:
+    try:
+        raise ValueError("first\nsecond")
+    except ValueError:
+        record = logging.LogRecord("gateway.test", logging.ERROR, __file__, 1, "failed", (), __import__("sys").exc_info())
+    line = logs.TextFormatter().format(record)
+    assert "\n" not in line and "Traceback" in line and "first\\nsecond" in line
+
+
+def test_configure_pins_the_libraries_that_would_log_secrets() -> None:
+    stream = io.StringIO()
+    logs.configure("DEBUG", "text", stream)
+    try:
+        for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine", "httpx", "litellm", "LiteLLM"):
+            logging.getLogger(name).debug("secret sk-should-not-appear")
+            logging.getLogger(name).info("secret sk-should-not-appear")
+        logging.getLogger("gateway.test").debug("ours")
+    finally:
+        logs.configure("INFO", "text")
+    assert "sk-should-not-appear" not in stream.getvalue()
+    assert "gateway.test: ours" in stream.getvalue()
+
+
+def _scenario(tmp_path: Path, **env: str) -> dict[str, str]:
+    """A gateway and the fake upstream; one user, one configuration, a good request and a forged path."""
+    key = f"sk-live-{uuid.uuid4().hex}"
+    prompt = f"prompt-{uuid.uuid4().hex}"
+    fake, fake_url = start_fake(key)
+    gateway = Gateway(tmp_path, LLM_GATEWAY_ALLOW_PRIVATE_BASE_URLS="true", **env)
+    try:
+        status, user = gateway.call("POST", "/api/admin/users", gateway.admin_token, {"name": "logan"})
+        assert status == 201, user
+        status, config = gateway.call("POST", "/api/llm-configurations", user["token"], {
+            "name": "fake", "provider": "openai", "model": "gpt-4o-mini", "api_key": key, "base_url": fake_url})
+        assert status == 201, config
+        chat = {"model": "fake", "messages": [{"role": "user", "content": prompt}]}
+        status, reply = gateway.call("POST", "/v1/chat/completions", user["token"], chat)
+        assert status == 200, reply
+        # A path a client made up to look like the start of another record; then raw control bytes in headers.
+        # (%0a never reaches a handler: aiohttp's router does not match a newline; CR and U+2028 do, and
+        # splitlines() and terminals break lines there.)
+        gateway.call("POST", "/v1/chat%0d2026-01-01%20INFO%20forged%1b%e2%80%a8/completions", user["token"], chat)
+        gateway.call("POST", "/v1/chat/completions", user["token"], chat, headers={"X-Conversation-Id": "c\x7f\x1b[2J"})
+        gateway.raw(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nUser-Agent: ua\x1b[31m\x00red\r\n\r\n")
+    finally:
+        out, err = gateway.stop()
+        stop_fake(fake)
+    with sqlite3.connect(tmp_path / "data" / "gateway.db") as db:
+        (ciphertext,) = db.execute("SELECT api_key_encrypted FROM llm_configurations").fetchone()
+        hashes = [row[0] for row in db.execute("SELECT token_hash FROM api_tokens")]
+    return {"out": out, "err": err, "key": key, "prompt": prompt, "ciphertext": ciphertext,
+            "hashes": "\n".join(hashes + [hash_token(user["token"]), hash_token(gateway.admin_token)])}
+
+
+def test_debug_logs_hold_no_key_ciphertext_token_hash_or_prompt(tmp_path: Path) -> None:
+    run = _scenario(tmp_path, LLM_GATEWAY_LOG_LEVEL="DEBUG")
+    captured = run["out"] + run["err"]
+    assert "gateway.access" in run["err"]  # the run did log, at DEBUG
+    for secret in (run["key"], run["ciphertext"], run["prompt"], *run["hashes"].splitlines()):
+        assert secret not in captured
+    forged = [line for line in run["err"].splitlines() if "forged" in line]
+    assert len(forged) == 1 and "endpoint=chat\\r2026-01-01 INFO forged\\x1b\\u2028/completions" in forged[0], forged
+    assert not any(line.startswith("2026-01-01") for line in captured.splitlines())
+    assert "\x1b" not in run["err"] and "\x7f" not in run["err"]
+
+
+def test_json_log_lines_for_log_shippers(tmp_path: Path) -> None:
+    run = _scenario(tmp_path, LLM_GATEWAY_LOG_FORMAT="json")
+    records = [json.loads(line) for line in run["err"].splitlines()]  # every line is one JSON object
+    assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    access = [r for r in records if r["logger"] == "gateway.access"]
+    assert len(access) == 2
+    assert {"request_id", "user_id", "configuration_id", "endpoint", "status", "attempts", "latency_ms"} <= set(access[0])
+    assert access[0]["status"] == 200 and access[0]["endpoint"] == "chat/completions"
+    forged = [r for r in access if "forged" in r["endpoint"]]
+    assert len(forged) == 1 and "\r2026-01-01" in forged[0]["endpoint"]  # kept as data, JSON-escaped on the line
+    assert run["key"] not in run["err"]
