@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     allow_private_base_urls: bool = False
     upstream_timeout_s: float = Field(default=120.0, gt=0)
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
+    upstream_max_connections: int = Field(default=4096, ge=1)
+    upstream_max_connections_per_host: int = Field(default=0, ge=0)
+    queue_timeout_s: float = Field(default=2.0, ge=0)
+    max_concurrent_requests_per_user: int = Field(default=500, ge=1)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_configurations_per_user: int = Field(default=100, ge=1)
     test_timeout_s: float = Field(default=10.0, gt=0)
