@@ -8,6 +8,9 @@ exactly as long as the test needs: no timing, only conditions.
 from __future__ import annotations
 
 import asyncio
+import logging
+import resource
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -16,6 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.app import create_app
 from gateway.settings import Settings
 
 from tests.factories import TestUser, make_user
@@ -208,3 +212,24 @@ async def test_readyz_reports_overloaded_while_saturated_and_recovers(
     resp = await client.get("/readyz")
     assert resp.status == 200 and (await resp.json())["status"] == "ready"
     assert (await metrics(client))["llm_gateway_queued_requests"] == 0
+
+
+@pytest.fixture
+def low_file_limit() -> Iterator[int]:
+    """This process' soft RLIMIT_NOFILE lowered to 512 (restored afterwards); yields the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 512:  # unlimited: the gateway leaves the soft limit alone
+        pytest.fail(f"the hard open-file limit ({hard}) gives this test nothing to raise to")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+    try:
+        yield hard
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_start_up_raises_the_open_file_limit_and_says_so(
+        aiohttp_client: Any, settings: Settings, low_file_limit: int, caplog: pytest.LogCaptureFixture) -> None:
+    await aiohttp_client(create_app(settings))
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == low_file_limit
+    assert any(r.name == "gateway.admission" and r.levelno == logging.INFO and "from 512 to" in r.getMessage()
+               for r in caplog.records)
