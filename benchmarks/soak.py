@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import resource
 import re
@@ -150,32 +151,47 @@ async def steady(http: aiohttp.ClientSession, url: str, headers: dict[str, str],
     await asyncio.gather(*pending)
 
 
-async def drive(args: argparse.Namespace, url: str, stream_tokens: list[str], plain_token: str,
+def plain_load(url: str, token: str, started: float, until: float, rate: float, out: Any) -> None:
+    """The steady load in a process of its own, so the streaming clients' busy event loop does not delay it:
+    its latencies are the gateway's (and the machine's), not the load generator's."""
+
+    async def run() -> Tally:
+        tally = Tally()
+        await asyncio.sleep(max(0.0, started - time.monotonic()))
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            await steady(http, url, _bearer(token), tally, until, rate)
+        return tally
+
+    out.send(asyncio.run(run()))
+    out.close()
+
+
+async def drive(args: argparse.Namespace, url: str, stream_tokens: list[str], plain: Any, started: float,
                 database_url: str) -> dict[str, Any]:
-    """Run the load, sampling once a second; then let the gateway settle and sample its baseline again."""
+    """Run the streams (the plain load runs in its own process), sampling once a second; then let the gateway
+    settle and sample its baseline again."""
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=30 + args.chunks * args.chunk_delay)
-    await asyncio.sleep(0.5)
     async with aiohttp.ClientSession() as http:
         baseline = await scrape(http, url)
+    await asyncio.sleep(max(0.0, started - time.monotonic()))
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         tally, totals, samples = Tally(), Tally(), []
-        started = time.monotonic()
         until = started + args.duration
         load = [asyncio.create_task(streamer(http, url, _bearer(stream_tokens[n % len(stream_tokens)]), tally,
                                              until)) for n in range(args.clients)]
-        load.append(asyncio.create_task(steady(http, url, _bearer(plain_token), tally, until, args.rps)))
         while time.monotonic() < until:
             await asyncio.sleep(1.0)
             sample = await scrape(http, url)
-            sample |= {"t": round(time.monotonic() - started, 1), "streams": tally.streams, "plain": tally.plain,
-                       "errors": tally.errors, "overloaded": tally.overloaded, "load1": os.getloadavg()[0]}
+            sample |= {"t": round(time.monotonic() - started, 1), "streams": tally.streams, "errors": tally.errors,
+                       "overloaded": tally.overloaded, "load1": os.getloadavg()[0]}
             samples.append(sample)
             totals.add(tally)
             tally = _restart(tally)
             print(json.dumps(sample), flush=True)
         await asyncio.gather(*load)
         totals.add(tally)
+        totals.add(await asyncio.to_thread(plain.recv))
     # The load's keep-alive connections (each a task in the gateway) are closed now; what is left is a leak.
     await asyncio.sleep(2.0)
     async with aiohttp.ClientSession() as http:
@@ -278,15 +294,23 @@ def main() -> int:
         [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(upstream_port), "--key", key,
          "--chunks", str(args.chunks), "--chunk-delay", str(args.chunk_delay)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    gateway = None
+    gateway = plain = None
     try:
         gateway = Gateway({"LLM_GATEWAY_DATABASE_URL": database_url, "LLM_GATEWAY_ADMIN_TOKEN": admin,
                            "LLM_GATEWAY_ENCRYPTION_KEYS": generate_key_entry("soak"),
                            "LLM_GATEWAY_ALLOW_PRIVATE_BASE_URLS": "true", "LLM_GATEWAY_DATA_DIR": str(work)},
                           work / "gateway.log")
         tokens = asyncio.run(setup(gateway.url, admin, key, f"http://127.0.0.1:{upstream_port}/v1", args.users + 1))
-        result = asyncio.run(drive(args, gateway.url, tokens[1:], tokens[0], database_url))
+        # Forked before any event loop runs here; both loads start at the same moment.
+        started = time.monotonic() + 1.0
+        receive, send = multiprocessing.get_context("fork").Pipe(duplex=False)
+        plain = multiprocessing.get_context("fork").Process(
+            target=plain_load, args=(gateway.url, tokens[0], started, started + args.duration, args.rps, send))
+        plain.start()
+        result = asyncio.run(drive(args, gateway.url, tokens[1:], receive, started, database_url))
     finally:
+        if plain is not None:
+            plain.join(10)
         if gateway is not None:
             gateway.stop()
         upstream.terminate()
