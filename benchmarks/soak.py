@@ -51,6 +51,7 @@ GAUGES = {
     "fds": re.compile(r"^process_open_fds (\S+)$", re.MULTILINE),
     "open_streams": re.compile(r"^llm_gateway_open_streams (\S+)$", re.MULTILINE),
     "queued": re.compile(r"^llm_gateway_queued_requests (\S+)$", re.MULTILINE),
+    "cpu_s": re.compile(r"^process_cpu_seconds_total (\S+)$", re.MULTILINE),
 }
 # Named sets of defaults; flags given on the command line win.
 PROFILES: dict[str, dict[str, Any]] = {
@@ -246,6 +247,9 @@ def verdict(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "open_streams_max": max(s["open_streams"] for s in samples), "queued_max": max(s["queued"] for s in samples),
         "in_use_max": max(s["in_use"] for s in samples), "fds_max": max(s["fds"] for s in samples),
         "load1": [min(s["load1"] for s in samples), max(s["load1"] for s in samples)],
+        # Cores the gateway got: below 1 on a loaded machine means it waited for a CPU, not for anything of its own.
+        "gateway_cpu_cores": round((samples[-1]["cpu_s"] - samples[0]["cpu_s"])
+                                   / max(0.1, samples[-1]["t"] - samples[0]["t"]), 2),
         "baseline": result["baseline"], "after": result["after"],
     }
     leaks = []
