@@ -34,6 +34,7 @@ from gateway.health import healthz, readyz
 from gateway.legacy_migration import legacy_ctx, read_through_middleware
 from gateway.providers import ProviderCatalog
 from gateway.proxy import routes as proxy_routes
+from gateway.proxy.admission import raise_open_file_limit
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.settings import Settings
 from gateway.ssrf import GuardedResolver
@@ -59,7 +60,12 @@ def http_client_ctx(dns: AbstractResolver | None = None) -> Callable[[web.Applic
             total=None, connect=settings.upstream_connect_timeout_s, sock_read=settings.upstream_timeout_s
         )
         resolver = GuardedResolver(settings.allow_private_base_urls, resolver=dns)
-        connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=60, resolver=resolver)
+        # The pool is as large as admission's slots (proxy/admission.py): a request that got a slot never
+        # waits for a connection, unless a per-host limit is set lower.
+        raise_open_file_limit(settings.upstream_max_connections)
+        connector = aiohttp.TCPConnector(limit=settings.upstream_max_connections,
+                                         limit_per_host=settings.upstream_max_connections_per_host,
+                                         ttl_dns_cache=60, resolver=resolver)
         # trust_env=False: through an HTTP(S)_PROXY the resolver would check the proxy, not the upstream.
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
             app[HTTP_CLIENT] = session

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from gateway.changes import ChangeBus
     from gateway.configurations import Policy
     from gateway.crypto import KeyRing
+    from gateway.proxy.admission import Admission
     from gateway.proxy.translation import Translator
     from gateway.proxy.cache import ConfigurationCache
     from gateway.proxy.failover import Cooldowns
@@ -38,6 +39,7 @@ CONFIG_CACHE: web.AppKey[ConfigurationCache] = web.AppKey("config_cache")
 COOLDOWNS: web.AppKey[Cooldowns] = web.AppKey("cooldowns")
 USAGE: web.AppKey[UsageWriter] = web.AppKey("usage")
 METRICS: web.AppKey[ProxyMetrics] = web.AppKey("metrics")
+ADMISSION: web.AppKey[Admission] = web.AppKey("admission")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
 TRANSLATOR: web.AppKey[Translator] = web.AppKey("translator")
 PROVIDER_LISTING: web.AppKey[ProviderListing] = web.AppKey("provider_listing")

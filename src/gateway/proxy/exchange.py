@@ -13,7 +13,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRICS, SETTINGS, TRANSLATOR, USAGE
+from gateway.appkeys import (
+    ADMISSION, CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRICS, SETTINGS, TRANSLATOR, USAGE,
+)
 from gateway.auth import caller_of
 from gateway.crypto import CryptoError
 from gateway.errors import (
@@ -124,7 +126,8 @@ async def proxy(request: web.Request, path: str) -> web.StreamResponse:
     try:
         ex.conversation_id = routing_header(request, CONVERSATION_HEADER)
         await read_body(ex)
-        return await _serve(ex)
+        async with ex.app[ADMISSION].admit(request, ex.user_id, stream=ex.stream):
+            return await _serve(ex)
     except GatewayError as exc:
         ex.status = exc.status
         ex.error_class = exc.__class__.__name__

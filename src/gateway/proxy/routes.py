@@ -8,9 +8,10 @@ import orjson
 from aiohttp import web
 
 from gateway.appkeys import (
-    CHANGES, CONFIG_CACHE, COOLDOWNS, METRICS, PROVIDERS, SESSIONMAKER, SETTINGS, TRANSLATOR,
+    ADMISSION, CHANGES, CONFIG_CACHE, COOLDOWNS, METRICS, PROVIDERS, SESSIONMAKER, SETTINGS, TRANSLATOR,
 )
 from gateway.auth import caller_of
+from gateway.proxy.admission import Admission
 from gateway.proxy.translation import Translator
 from gateway.proxy.cache import ConfigurationCache
 from gateway.proxy.exchange import proxy
@@ -68,6 +69,7 @@ def setup(app: web.Application) -> None:
     """Routes, metrics, cooldowns, caches, the usage writer and the change listener (after the database)."""
     settings = app[SETTINGS]
     app[METRICS] = ProxyMetrics()
+    app[ADMISSION] = Admission.from_settings(settings, app[METRICS].registry)
     app[COOLDOWNS] = Cooldowns(threshold=settings.cooldown_failures, cooldown_s=settings.cooldown_s)
     app[TRANSLATOR] = Translator(timeout_s=settings.upstream_timeout_s,
                                  allow_private=settings.allow_private_base_urls)

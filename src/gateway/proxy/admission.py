@@ -1,0 +1,215 @@
+"""Admission control: how many /v1 requests one process serves at once, and what the rest are told.
+
+A request takes a slot for its whole upstream work (a stream holds it to its last byte). With every slot taken,
+a request waits in a FIFO queue for at most `QUEUE_TIMEOUT_S`, then gets 503 `gateway_overloaded` with
+Retry-After, instead of queueing blindly in the connection pool behind thousands of open streams. A queued
+request whose client has left is dropped and never reaches the upstream. One user holds at most
+`MAX_CONCURRENT_REQUESTS_PER_USER` slots and queue places (429 `too_many_concurrent_requests` beyond), so one
+user's thousand streams cannot starve the others. All of it is per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import resource
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from types import TracebackType
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gateway.errors import GatewayError, RateLimited, ServiceUnavailable
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.admission")
+
+REJECTION_REASONS = ("overloaded", "user_limit", "client_left")
+WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# How often a queued request looks whether its client is still there: aiohttp (without handler cancellation,
+# its default) tells a handler nothing until it writes.
+CLIENT_CHECK_S = 0.05
+CLIENT_CLOSED = 499
+# Descriptors that are not the streams' (database, listener, log files, the loop's own).
+SPARE_FDS = 256
+
+
+class AdmissionMetrics(Collector):
+    """Queue-wait histogram, rejections by reason, and gauges read from the admission at scrape time."""
+
+    def __init__(self, admission: Admission, registry: CollectorRegistry) -> None:
+        self.admission = admission
+        self.wait = Histogram("llm_gateway_queue_wait_seconds", "Time a /v1 request waited for a slot",
+                              buckets=WAIT_BUCKETS, registry=registry)
+        rejections = Counter("llm_gateway_admission_rejections", "Requests turned away by admission control",
+                             ["reason"], registry=registry)
+        self.rejected = {reason: rejections.labels(reason) for reason in REJECTION_REASONS}
+        registry.register(self)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """In-flight requests, open streams, queued requests and the limit."""
+        a = self.admission
+        yield GaugeMetricFamily("llm_gateway_inflight_requests", "/v1 requests holding a slot", value=a.in_flight)
+        yield GaugeMetricFamily("llm_gateway_open_streams", "Streamed /v1 requests holding a slot",
+                                value=a.open_streams)
+        yield GaugeMetricFamily("llm_gateway_queued_requests", "/v1 requests waiting for a slot", value=a.queued)
+        yield GaugeMetricFamily("llm_gateway_admission_limit", "Slots of this process", value=a.limit)
+
+
+class Admission:
+    """Slots for upstream work, a bounded wait for one, and a per-user cap; see the module docstring."""
+
+    def __init__(self, *, limit: int, per_user: int, queue_timeout_s: float, registry: CollectorRegistry) -> None:
+        self.limit = limit
+        self.per_user = per_user
+        self.queue_timeout_s = queue_timeout_s
+        self.retry_after = str(max(1, math.ceil(queue_timeout_s)))
+        self.in_flight = 0
+        self.open_streams = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._by_user: dict[uuid.UUID, int] = {}
+        self.metrics = AdmissionMetrics(self, registry)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, registry: CollectorRegistry) -> Admission:
+        """As many slots as the upstream pool has connections: nobody waits blindly in the pool."""
+        return cls(limit=settings.upstream_max_connections, per_user=settings.max_concurrent_requests_per_user,
+                   queue_timeout_s=settings.queue_timeout_s, registry=registry)
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a slot."""
+        return len(self._waiters)
+
+    def overloaded(self) -> str | None:
+        """Why this process should get no new traffic (every slot taken and requests queued), else None."""
+        if self.in_flight >= self.limit and self._waiters:
+            return (f"overloaded: all {self.limit} slots in use and {len(self._waiters)} requests queued "
+                    f"(they wait up to {self.queue_timeout_s:g} s)")
+        return None
+
+    def admit(self, request: web.Request, user_id: uuid.UUID, *, stream: bool) -> Slot:
+        """`async with admission.admit(...)`: hold a slot for the body of the block."""
+        return Slot(self, request, user_id, stream)
+
+    def _take_user(self, user_id: uuid.UUID) -> None:
+        held = self._by_user.get(user_id, 0)
+        if held >= self.per_user:
+            self.metrics.rejected["user_limit"].inc()
+            raise RateLimited(
+                f"Too many concurrent requests: at most {self.per_user} per user at once on this gateway "
+                "process; wait for one to finish", code="too_many_concurrent_requests",
+                headers={"Retry-After": self.retry_after})
+        self._by_user[user_id] = held + 1
+
+    def _give_user(self, user_id: uuid.UUID) -> None:
+        held = self._by_user[user_id] - 1
+        if held:
+            self._by_user[user_id] = held
+        else:
+            del self._by_user[user_id]
+
+    async def _acquire(self, request: web.Request) -> None:
+        loop = asyncio.get_running_loop()
+        if self.in_flight < self.limit and not self._waiters:
+            self.in_flight += 1
+            self.metrics.wait.observe(0.0)
+            return
+        started = loop.time()
+        deadline = started + self.queue_timeout_s
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            while not waiter.done():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    self.metrics.rejected["overloaded"].inc()
+                    raise ServiceUnavailable(
+                        f"The gateway is at capacity ({self.limit} requests in flight on this process) and no "
+                        f"slot freed within {self.queue_timeout_s:g} s; retry shortly",
+                        code="gateway_overloaded", headers={"Retry-After": self.retry_after})
+                await asyncio.wait((waiter,), timeout=min(remaining, CLIENT_CHECK_S))
+                if not waiter.done() and not _connected(request):
+                    self.metrics.rejected["client_left"].inc()
+                    raise GatewayError("The client closed the connection while its request was queued",
+                                       status=CLIENT_CLOSED, code="client_closed_request")
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):  # with handler cancellation on, a client that left
+                self.metrics.rejected["client_left"].inc()
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed a slot on the way out: pass it on
+            else:
+                waiter.cancel()
+                self._waiters.remove(waiter)
+            raise
+        finally:
+            self.metrics.wait.observe(loop.time() - started)
+
+    def _release(self) -> None:
+        # Hand the slot straight to the oldest waiter: in_flight stays, nobody can overtake the queue.
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.in_flight -= 1
+
+
+class Slot:
+    """One request's hold on a slot (an async context manager)."""
+
+    __slots__ = ("admission", "request", "user_id", "stream")
+
+    def __init__(self, admission: Admission, request: web.Request, user_id: uuid.UUID, stream: bool) -> None:
+        self.admission = admission
+        self.request = request
+        self.user_id = user_id
+        self.stream = stream
+
+    async def __aenter__(self) -> None:
+        admission = self.admission
+        admission._take_user(self.user_id)
+        try:
+            await admission._acquire(self.request)
+        except BaseException:
+            admission._give_user(self.user_id)
+            raise
+        if self.stream:
+            admission.open_streams += 1
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        admission = self.admission
+        if self.stream:
+            admission.open_streams -= 1
+        admission._release()
+        admission._give_user(self.user_id)
+
+
+def _connected(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and not transport.is_closing()
+
+
+def raise_open_file_limit(slots: int) -> None:
+    """Raise RLIMIT_NOFILE's soft limit to the hard one (each open stream takes two descriptors: the client's
+    and the upstream's), and warn when even the hard limit cannot hold `slots` streams."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit is refused as a soft one (the kernel's nr_open caps it): leave soft as it is.
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            log.info("raised the open-file limit (RLIMIT_NOFILE) from %d to %d", soft, hard)
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+    needed = 2 * slots + SPARE_FDS
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning("the open-file limit (%d) holds about %d concurrent streams, fewer than "
+                    "UPSTREAM_MAX_CONNECTIONS=%d: raise `ulimit -n` (hard) to at least %d",
+                    soft, max(0, (soft - SPARE_FDS) // 2), slots, needed)
