@@ -18,7 +18,7 @@ LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 FORMATS = ("text", "json")
 # Libraries whose DEBUG output carries SQL parameters (ciphertexts, token hashes), request bodies (prompts) or
 # headers (keys): never below WARNING, whatever LOG_LEVEL says.
-PINNED = ("aiosqlite", "asyncpg", "sqlalchemy", "httpx", "httpcore", "litellm", "LiteLLM", "LiteLLM Router",
+PINNED = ("aiosqlite", "asyncpg", "sqlalchemy", "sqlalchemy.engine", "sqlalchemy.pool", "httpx", "httpcore", "litellm", "LiteLLM", "LiteLLM Router",
           "LiteLLM Proxy", "openai", "urllib3", "hpack", "asyncio", "alembic.runtime.plugins")
 # Request fields an access record carries (`extra={"access": {...}}`); JSON lines keep them as fields.
 ACCESS = "access"

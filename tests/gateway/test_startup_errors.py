@@ -65,7 +65,7 @@ def test_config_file_that_does_not_exist(tmp_path: Path) -> None:
 def test_unreachable_postgres(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     url = f"postgresql+asyncpg://gw:s3cret-pass@127.0.0.1:{port}/gatewaydb"
-    line = one_line(cli("serve", cwd=tmp_path, LLM_GATEWAY_DATABASE_URL=url,
+    line = one_line(cli("serve", "--port", str(free_port()), cwd=tmp_path, LLM_GATEWAY_DATABASE_URL=url,
                         LLM_GATEWAY_ENCRYPTION_KEYS=generate_key_entry("a")),
                     "'gatewaydb'", f"127.0.0.1:{port}", "connection refused", "LLM_GATEWAY_DATABASE_URL")
     assert "s3cret-pass" not in line
@@ -73,7 +73,7 @@ def test_unreachable_postgres(tmp_path: Path) -> None:
 
 def test_missing_postgres_database(tmp_path: Path, postgres_url: str) -> None:
     url = postgres_url.rsplit("/", 1)[0] + "/no_such_gateway_db"
-    one_line(cli("serve", cwd=tmp_path, LLM_GATEWAY_DATABASE_URL=url,
+    one_line(cli("serve", "--port", str(free_port()), cwd=tmp_path, LLM_GATEWAY_DATABASE_URL=url,
                  LLM_GATEWAY_ENCRYPTION_KEYS=generate_key_entry("a")),
              "'no_such_gateway_db'", 'database "no_such_gateway_db" does not exist', "LLM_GATEWAY_DATABASE_URL")
 
@@ -81,7 +81,7 @@ def test_missing_postgres_database(tmp_path: Path, postgres_url: str) -> None:
 def test_empty_postgres_schema(tmp_path: Path, postgres_url: str) -> None:
     migrate.downgrade(postgres_url, "base")
     try:
-        result = cli("serve", cwd=tmp_path, LLM_GATEWAY_DATABASE_URL=postgres_url,
+        result = cli("serve", "--port", str(free_port()), cwd=tmp_path, LLM_GATEWAY_DATABASE_URL=postgres_url,
                      LLM_GATEWAY_ENCRYPTION_KEYS=generate_key_entry("a"))
         listed = cli("users", "list", cwd=tmp_path, LLM_GATEWAY_DATABASE_URL=postgres_url)
     finally:

@@ -69,7 +69,8 @@ async def test_unknown_fields_are_422_on_every_body_and_change_nothing(
         "name": "n1", "provider": "openai", "model": "gpt-4o-mini", "api_key": new_key()})
     config_id = (await resp.json())["id"]
     bodies = valid_bodies(config_id, new_key())
-    with_body = [(m, p) for m, p, op in await operations(client) if "requestBody" in op]
+    # /v1 bodies belong to the provider's API and are relayed as they are (routing fields aside: test_forwarding).
+    with_body = [(m, p) for m, p, op in await operations(client) if "requestBody" in op and not p.startswith("/v1/")]
     assert sorted(f"{m} {p}" for m, p in with_body) == sorted(bodies), "a new operation with a body: add it"
     before = await database(client, DATA_TABLES)
     accepted = []
