@@ -21,6 +21,7 @@ from gateway.appkeys import (
     PROVIDERS,
     SESSIONMAKER,
     SETTINGS,
+    TEMPLATES,
     TEST_LIMITER,
     TOKEN_CACHE,
 )
@@ -37,6 +38,7 @@ from gateway.proxy import routes as proxy_routes
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.settings import Settings
 from gateway.ssrf import GuardedResolver
+from gateway.templates.catalog import TemplateCatalog
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -85,6 +87,7 @@ def create_app(settings: Settings, *, dns: AbstractResolver | None = None) -> we
     app[TOKEN_CACHE] = tokens
     catalog = ProviderCatalog.load(settings.providers_file)
     app[PROVIDERS] = catalog
+    app[TEMPLATES] = TemplateCatalog.load(catalog, settings.templates_file)
     app[POLICY] = Policy(
         catalog=catalog,
         allow_private_base_urls=settings.allow_private_base_urls,
