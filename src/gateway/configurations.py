@@ -249,10 +249,7 @@ async def create_configuration(
     source_ref: str | None = None,
 ) -> LLMConfiguration:
     """Insert a configuration (flushed, not committed); a user's first one becomes the default."""
-    entry = policy.catalog.get(provider)
-    # A local server (Ollama, vLLM) may take no key: an empty one is stored, and no Authorization header is sent.
-    if api_key or entry is None or entry.requires_api_key:
-        check_api_key(api_key)
+    check_api_key(api_key)
     base_url = check_provider_and_url(policy, provider, base_url)
     await lock_user(session, user_id=user_id)
     count = (await session.execute(

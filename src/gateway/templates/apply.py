@@ -15,7 +15,9 @@ from gateway.errors import Conflict, Unprocessable
 from gateway.models import LLMConfiguration
 from gateway.templates.catalog import Template, TemplateConfiguration
 
-MAX_VALUE_LENGTH = 4096
+# Stored for a local server (Ollama, vLLM) when the user gives no key: such servers ignore the header, and
+# every configuration keeps a real encrypted key, like the OpenAI SDK's users who pass "ollama" or "not-needed".
+NO_KEY = "no-key-required"
 
 
 def _as_input(exc: Unprocessable, input_id: str) -> Unprocessable:
@@ -59,7 +61,7 @@ def _filled(template: Template, config: TemplateConfiguration, values: Mapping[s
         return values.get(item.id) if item is not None else None
 
     return {"provider": config.provider, "model": value("model") or config.model,
-            "api_key": value("api_key") or "", "base_url": value("base_url") or config.base_url}
+            "api_key": value("api_key") or NO_KEY, "base_url": value("base_url") or config.base_url}
 
 
 async def _refuse_taken_names(session: AsyncSession, *, user_id: uuid.UUID, names: list[str]) -> None:
