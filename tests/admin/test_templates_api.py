@@ -270,3 +270,25 @@ async def test_apply_is_audited_like_creates(client: TestClient, user: TestUser,
         )).scalars())
     assert sorted(str(e.configuration_id) for e in events) == sorted(c["id"] for c in body["configurations"])
     assert {e.details["template"] for e in events} == {"reasoning"}
+
+
+async def test_operator_templates_beside_the_builtins(make_client: MakeClient, upstreams: Upstreams,
+                                                      tmp_path: Path) -> None:
+    path = tmp_path / "templates.toml"
+    path.write_text(f"""
+[[templates]]
+id = "team-gateway"
+title = "Our internal gateway"
+description = "The company's own OpenAI-compatible endpoint."
+inputs = [{{ id = "team_key", kind = "api_key", provider = "custom", label = "Team key" }}]
+configurations = [{{ name = "Team", provider = "custom", model = "gpt-4o-mini", base_url = "{upstreams.openai.url}" }}]
+""")
+    client = await make_client(templates_file=path)
+    user = await make_user(client)
+    items = (await (await client.get(TEMPLATES, headers=user.headers)).json())["items"]
+    assert [(t["id"], t["source"]) for t in items][-2:] == [("self-hosted", "builtin"), ("team-gateway", "operator")]
+    status, body = await apply(client, user, "team-gateway", inputs={"team_key": upstreams.keys["openai"]})
+    assert status == 201, body
+    resp, _ = await chat(client, user, "Team")
+    assert resp.status == 200
+    assert upstreams.openai.requests[-1].api_key == upstreams.keys["openai"]
