@@ -98,3 +98,8 @@ def test_the_check_reads_litellms_catalog_without_importing_it() -> None:
     result = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_the_example_operator_file_is_valid() -> None:
+    catalog = TemplateCatalog.load(ProviderCatalog.load(), ROOT / "config" / "templates.example.toml")
+    assert [t.id for t in catalog.items() if t.source == "operator"] == ["team-gateway", "codestral"]
