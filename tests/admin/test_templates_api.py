@@ -26,7 +26,7 @@ from tests.fakes.openai_upstream import FakeOpenAI
 TEMPLATES = "/api/templates"
 CONFIGS = "/api/llm-configurations"
 NOTHING_SENT = "no-authorization-header"
-# Every built-in; Gemini's is applied but not served: there is no fake Gemini upstream yet (see test below).
+# Every built-in; Gemini's is served in test_templates_gemini.py, against its own small fake.
 BUILTINS = ["fast-chat", "coding-agent", "long-context", "open-models-groq", "open-models-openrouter", "reasoning",
             "azure-openai", "ollama", "self-hosted"]
 OPENAI_WIRE = ("openai", "openrouter", "groq", "deepseek")
@@ -159,7 +159,7 @@ async def test_every_builtin_applies_and_serves(client: TestClient, user: TestUs
     assert [c["is_default"] for c in created] == [True] + [False] * (len(ids) - 1)
     assert all("PLAINTEXTKEY" not in c["api_key"] for c in created)
     if template_id == "long-context":
-        return  # no fake Gemini upstream: applied and wired above, not served
+        return  # served through litellm's translation in test_templates_gemini.py
     first = created[0]
     fake = upstreams.serving(first["provider"])
     resp, answer = await chat(client, user, first["name"])
