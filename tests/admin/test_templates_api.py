@@ -196,11 +196,15 @@ async def test_name_collision_is_409_and_creates_nothing(client: TestClient, use
     status, body = await apply(client, user, "fast-chat", inputs=inputs)
     assert status == 409
     assert body["error"]["code"] == "duplicate_name" and body["error"]["param"] == "name_prefix"
+    assert "'Fast chat (backup)'" in body["error"]["message"]
     assert [c.name for c in await stored(client, user)] == ["Fast chat (backup)"]
     status, body = await apply(client, user, "fast-chat", inputs=inputs, name_prefix="Team ")
     assert status == 201
     assert [c["name"] for c in body["configurations"]] == ["Team Fast chat", "Team Fast chat (backup)"]
     assert body["configurations"][0]["is_default"] is False  # the user already had a default
+    assert len(await stored(client, user)) == 3
+    status, body = await apply(client, user, "fast-chat", inputs=inputs, name_prefix="Team ")
+    assert status == 409 and "Team" not in body["error"]["message"]  # the client's prefix is not echoed
     assert len(await stored(client, user)) == 3
 
 
@@ -292,3 +296,14 @@ configurations = [{{ name = "Team", provider = "custom", model = "gpt-4o-mini", 
     resp, _ = await chat(client, user, "Team")
     assert resp.status == 200
     assert upstreams.openai.requests[-1].api_key == upstreams.keys["openai"]
+
+
+async def test_a_chain_over_the_per_user_limit_creates_nothing(make_client: MakeClient, upstreams: Upstreams) -> None:
+    client = await make_client(max_configurations_per_user=1)
+    user = await make_user(client)
+    status, body = await apply(client, user, "coding-agent", inputs={
+        "anthropic_api_key": upstreams.keys["anthropic"], "openai_api_key": upstreams.keys["openai"]})
+    assert status == 409 and body["error"]["code"] == "too_many_configurations"
+    assert await stored(client, user) == []  # the first one, created before the limit was hit, was rolled back
+    status, body = await apply(client, user, "no-such-template", inputs={})
+    assert status == 404 and body["error"]["code"] == "not_found"

@@ -64,12 +64,14 @@ def _filled(template: Template, config: TemplateConfiguration, values: Mapping[s
             "api_key": value("api_key") or NO_KEY, "base_url": value("base_url") or config.base_url}
 
 
-async def _refuse_taken_names(session: AsyncSession, *, user_id: uuid.UUID, names: list[str]) -> None:
+async def _refuse_taken_names(session: AsyncSession, *, user_id: uuid.UUID, template: Template,
+                              names: list[str]) -> None:
     taken = set((await session.execute(
         select(LLMConfiguration.name).where(LLMConfiguration.user_id == user_id, LLMConfiguration.name.in_(names))
     )).scalars())
     if taken:
-        first = next(n for n in names if n in taken)
+        # Named by the template's own name: the prefix the client sent is not repeated back.
+        first = next(c.name for c, name in zip(template.configurations, names, strict=True) if name in taken)
         raise Conflict(f"You already have a configuration named like this template's {first!r}; pass a different "
                        "name_prefix", param="name_prefix", code="duplicate_name")
 
@@ -93,7 +95,7 @@ async def apply_template(
         raise Unprocessable("Invalid 'name_prefix': the names it makes would be longer than 100 characters",
                             param="name_prefix")
     await lock_user(session, user_id=user_id)
-    await _refuse_taken_names(session, user_id=user_id, names=names)
+    await _refuse_taken_names(session, user_id=user_id, template=template, names=names)
     created: list[LLMConfiguration] = []
     # Last first, so each one's fallbacks already exist when it is created.
     for position in reversed(range(len(names))):
