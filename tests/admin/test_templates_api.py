@@ -307,3 +307,17 @@ async def test_a_chain_over_the_per_user_limit_creates_nothing(make_client: Make
     assert await stored(client, user) == []  # the first one, created before the limit was hit, was rolled back
     status, body = await apply(client, user, "no-such-template", inputs={})
     assert status == 404 and body["error"]["code"] == "not_found"
+
+
+async def test_make_default_moves_the_one_default_to_the_primary(client: TestClient, user: TestUser,
+                                                                 upstreams: Upstreams) -> None:
+    first = await client.post(CONFIGS, headers=user.headers, json={
+        "name": "mine", "provider": "openai", "model": "gpt-4o", "api_key": upstreams.keys["openai"]})
+    assert (await first.json())["is_default"] is True
+    status, body = await apply(client, user, "reasoning", make_default=True,
+                               inputs={"deepseek_api_key": upstreams.keys["deepseek"]})
+    assert status == 201
+    defaults = [c.name for c in await stored(client, user) if c.is_default]
+    assert defaults == ["Reasoning"]
+    resp, _ = await chat(client, user, "anything")  # no name matches: the default serves
+    assert resp.headers["X-LLM-Configuration-Id"] == body["configurations"][0]["id"]
