@@ -14,6 +14,7 @@ from admin import (
     migrations,
     operators,
     providers_api,
+    templates,
     testing,
     usage,
 )
@@ -27,7 +28,8 @@ from gateway.appkeys import PROVIDER_LISTING
 # Fixed paths before the configuration CRUD module's {id}: testing (/llm-configurations/test-all) and backup
 # (/llm-configurations/export, /import) must never be read as a configuration id.
 REGISTRIES: list[ApiRegistry] = [backup.api, compat.api, migrations.api, encryption.api, operators.api, testing.api,
-                                 conversations.api, usage.api, configurations.api, providers_api.api, audit.api]
+                                 conversations.api, usage.api, configurations.api, providers_api.api, audit.api,
+                                 templates.api]
 
 
 def create_admin_app() -> web.Application:

@@ -21,7 +21,7 @@ from gateway.appkeys import UI_ASSETS
 from gateway.errors import NotFound
 
 # Routes of the single page; each answers with index.html and the page's router picks the view.
-PAGE_ROUTES = ("/ui/", "/ui/settings", "/ui/usage")
+PAGE_ROUTES = ("/ui/", "/ui/settings", "/ui/usage", "/ui/templates")
 INDEX = "index.html"
 CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
 # Nothing inline, nothing from elsewhere: a script injected into the page (say, through a configuration's

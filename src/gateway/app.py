@@ -21,6 +21,7 @@ from gateway.appkeys import (
     PROVIDERS,
     SESSIONMAKER,
     SETTINGS,
+    TEMPLATES,
     TEST_LIMITER,
     TOKEN_CACHE,
 )
@@ -38,6 +39,7 @@ from gateway.proxy.admission import raise_open_file_limit
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.settings import Settings
 from gateway.ssrf import GuardedResolver
+from gateway.templates.catalog import TemplateCatalog
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -91,6 +93,7 @@ def create_app(settings: Settings, *, dns: AbstractResolver | None = None) -> we
     app[TOKEN_CACHE] = tokens
     catalog = ProviderCatalog.load(settings.providers_file)
     app[PROVIDERS] = catalog
+    app[TEMPLATES] = TemplateCatalog.load(catalog, settings.templates_file)
     app[POLICY] = Policy(
         catalog=catalog,
         allow_private_base_urls=settings.allow_private_base_urls,

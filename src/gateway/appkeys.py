@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from gateway.providers import ProviderCatalog
     from gateway.ratelimit import SlidingWindowLimiter
     from gateway.settings import Settings
+    from gateway.templates.catalog import TemplateCatalog
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -46,4 +47,5 @@ PROVIDER_LISTING: web.AppKey[ProviderListing] = web.AppKey("provider_listing")
 LEGACY_SOURCE: web.AppKey[LegacySource | None] = web.AppKey("legacy_source")
 READ_THROUGH: web.AppKey[ReadThrough | None] = web.AppKey("read_through")
 TEST_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("test_limiter")
+TEMPLATES: web.AppKey[TemplateCatalog] = web.AppKey("templates")
 UI_ASSETS: web.AppKey[dict[str, Asset]] = web.AppKey("ui_assets")

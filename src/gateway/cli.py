@@ -231,6 +231,23 @@ def cmd_migrate_legacy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_templates(args: argparse.Namespace) -> int:
+    """Check that every template model is still in litellm's catalog."""
+    from gateway.templates.check import run_check
+
+    settings = load_settings()
+    output, status = run_check(settings.providers_file, settings.templates_file)
+    print(output)
+    return status
+
+
+def add_templates_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`templates check`."""
+    templates = sub.add_parser("templates", help="built-in and operator templates")
+    templates.add_argument("action", choices=["check"], help="check: report template models litellm no longer knows")
+    templates.set_defaults(func=cmd_templates)
+
+
 def _table_name(value: str) -> str:
     if not TABLE_RE.match(value):
         raise argparse.ArgumentTypeError("a table name: letters, digits, _ (optionally schema.table)")
@@ -294,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     legacy.add_argument("--table", default="user_settings", type=_table_name)
     legacy.add_argument("--dry-run", action="store_true", help="report what would happen, write nothing")
     legacy.set_defaults(func=cmd_migrate_legacy)
+    add_templates_command(sub)
     return parser
 
 

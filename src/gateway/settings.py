@@ -9,7 +9,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -122,6 +123,7 @@ class Settings(BaseSettings):
     usage_flush_interval_s: float = Field(default=1.0, gt=0)
     usage_batch_size: int = Field(default=500, ge=1)
     providers_file: Path | None = None
+    templates_file: Path | None = None
     legacy_source_db_url: SecretStr | None = None
     legacy_source_dir: Path | None = None
     legacy_table: str = "user_settings"
@@ -173,6 +175,22 @@ class Settings(BaseSettings):
     @classmethod
     def _known_scheme(cls, value: str) -> str:
         return normalise_database_url(value)
+
+    @field_validator("templates_file")
+    @classmethod
+    def _valid_templates(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # Checked here so every command refuses a bad file at start-up, on one line naming file, template, field.
+        from gateway.providers import CatalogError, ProviderCatalog
+        from gateway.templates.catalog import TemplateCatalog, TemplateError
+
+        if value is not None:
+            try:
+                TemplateCatalog.load(ProviderCatalog.load(info.data.get("providers_file")), value)
+            except CatalogError:
+                pass  # the providers file's own error is reported where the catalog is loaded
+            except TemplateError as exc:
+                raise PydanticCustomError("templates_file", "{reason}", {"reason": str(exc)}) from None
+        return value
 
     @field_validator("legacy_source_db_url")
     @classmethod

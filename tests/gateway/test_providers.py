@@ -29,7 +29,7 @@ EXPECTED = [
     ("vllm", "http://localhost:8000/v1", True, False),
     ("custom", None, True, True),
     ("anthropic", "https://api.anthropic.com", False, False),
-    ("gemini", "https://generativelanguage.googleapis.com", False, False),
+    ("gemini", "https://generativelanguage.googleapis.com/v1beta", False, False),
 ]
 
 

@@ -48,6 +48,7 @@ def valid_bodies(config_id: str, key: str) -> dict[str, dict[str, Any]]:
         "POST /api/admin/users/{id}/tokens": {"name": "t"},
         "POST /api/admin/migrations/legacy-settings": {"dry_run": True},
         "POST /api/admin/encryption/rotate": {"batch_size": 10, "max_batches": 1},
+        "POST /api/templates/{id}/apply": {"inputs": {}},
     }
 
 

@@ -59,6 +59,8 @@ def other_body(path: str, method: str, mine: dict[str, Any], theirs: dict[str, A
         return {"configuration_id": theirs["config"]["id"]}
     if method in ("PUT", "PATCH"):
         return {"name": "taken-over", "is_active": False}
+    if path.endswith("/apply"):
+        return {"inputs": {}}  # templates are shared, not owned: an unknown id is simply a 404
     return None
 
 
@@ -91,7 +93,8 @@ async def test_other_users_objects_are_404_on_every_route_with_an_id(
         f"PUT {CONFIGS}/{{id}}/set-default", f"POST {CONFIGS}/{{id}}/test", f"GET {CONFIGS}/{{id}}/usage",
         "GET /api/conversations/{conversation_id}/llm-configuration",
         "PUT /api/conversations/{conversation_id}/llm-configuration",
-        "DELETE /api/conversations/{conversation_id}/llm-configuration"}), "a new route with an id: add it here"
+        "DELETE /api/conversations/{conversation_id}/llm-configuration",
+        "GET /api/templates/{id}", "POST /api/templates/{id}/apply"}), "a new route with an id: add it here"
     # Ids in bodies and queries: bulk delete, fallbacks, audit and usage filters, exports.
     resp = await client.post(f"{CONFIGS}/bulk-delete", headers=intruder.headers, json={"ids": [ids["id"]]})
     assert (await resp.json())["deleted"] == []

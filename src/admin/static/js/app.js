@@ -1,15 +1,17 @@
-// Entry point: sign-in, the router for /ui/, /ui/settings and /ui/usage, the migration banner.
+// Entry point: sign-in, the router for /ui/, /ui/settings, /ui/usage and /ui/templates, the migration banner.
 
 import { ApiError, auth, getOptional, request, setUnauthorizedHandler } from "./api.js";
 import { clear, field, h, toast } from "./dom.js";
 import { renderConfigurations } from "./configurations.js";
 import { renderSettings } from "./settings.js";
+import { renderTemplates } from "./templates.js";
 import { renderUsage } from "./usage.js";
 
 const ROUTES = {
   "/ui/": { title: "Configurations", render: renderConfigurations },
   "/ui/settings": { title: "Settings", render: renderSettings },
   "/ui/usage": { title: "Usage", render: renderUsage },
+  "/ui/templates": { title: "Add from template", render: renderTemplates },
 };
 
 const main = document.getElementById("main");
