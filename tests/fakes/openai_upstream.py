@@ -1,6 +1,7 @@
 """Fake OpenAI API: a real aiohttp server speaking OpenAI's wire format, driven by tests at run time.
 
-Endpoints: POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses; GET /v1/models.
+Endpoints: POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses; GET /v1/models; the
+multipart uploads POST /v1/audio/transcriptions and /v1/files (a 400 without a boundary, as OpenAI answers).
 Auth is ``Authorization: Bearer <key>`` against the server's accepted keys (401 + OpenAI's envelope).
 
 In a test (pytest-aiohttp)::
@@ -37,6 +38,8 @@ from typing import Any, ClassVar, Literal, Protocol, Self
 
 import orjson
 from aiohttp import web
+
+from tests.fakes.multipart import MultipartError, parse_form
 
 Garbage = Literal["non_json", "truncated_sse", "reset"]
 # A scripted step: a bare status, or Behaviour field overrides for that one request.
@@ -75,7 +78,7 @@ class RequestRecord:
     method: str
     path: str
     headers: dict[str, str] = field(repr=False)  # repr=False: keeps keys out of assertion output
-    body: Any  # parsed JSON, or None when absent or not JSON
+    body: Any  # parsed JSON or multipart form (tests.fakes.multipart), or None when absent or unreadable
     api_key: str | None = field(repr=False)
     started_at: float
     status: int | None = None
@@ -84,6 +87,7 @@ class RequestRecord:
     chunk_times: list[float] = field(default_factory=list)  # after each stream event was written
     client_disconnected: bool = False  # the client went away before the answer was complete
     completed: bool = False  # the whole answer (stream end included) was written
+    form_error: str | None = None  # why a multipart body could not be read
 
     @property
     def model(self) -> str | None:
@@ -260,12 +264,7 @@ class FakeUpstream:
 
         async def handler(request: web.Request) -> web.StreamResponse:
             raw = await request.read()
-            body: Any = None
-            if raw:
-                try:
-                    body = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    body = None
+            body, form_error = _parse_body(request, raw)
             key = self.key_of(request)
             rec = RequestRecord(
                 method=request.method,
@@ -276,6 +275,7 @@ class FakeUpstream:
                 api_key=key,
                 started_at=time.monotonic(),
                 stream=isinstance(body, dict) and body.get("stream") is True,
+                form_error=form_error,
             )
             if self.record:
                 self.requests.append(rec)
@@ -310,6 +310,8 @@ class FakeUpstream:
         await self.pause(b.delay_s)
         if b.hang:
             await self.pause(None)
+        if rec.form_error is not None:
+            return self.bad_request(rec.form_error)
         if request.method == "POST" and not isinstance(body, dict):
             return self.bad_request(self.invalid_json_message)
         if b.status >= 400:
@@ -412,6 +414,21 @@ class FakeUpstream:
         self._stopping.set()
 
 
+def _parse_body(request: web.Request, raw: bytes) -> tuple[Any, str | None]:
+    """The JSON or multipart form a request carries (None when absent or unreadable), and why a form is not."""
+    if request.content_type == "multipart/form-data":
+        try:
+            return parse_form(request.headers.get("Content-Type", ""), raw), None
+        except MultipartError as exc:
+            return None, str(exc)
+    if not raw:
+        return None, None
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError:
+        return None, None
+
+
 def _connected(request: web.Request) -> bool:
     """Whether the request's connection is still open."""
     transport = request.transport
@@ -495,6 +512,8 @@ class FakeOpenAI(FakeUpstream):
         router.add_post("/v1/embeddings", self.endpoint(self._embeddings))
         router.add_post("/v1/responses", self.endpoint(self._responses))
         router.add_get("/v1/models", self.endpoint(self._models))
+        router.add_post("/v1/audio/transcriptions", self.endpoint(self._transcriptions))
+        router.add_post("/v1/files", self.endpoint(self._files))
 
     def key_of(self, request: web.Request) -> str | None:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
@@ -535,12 +554,14 @@ class FakeOpenAI(FakeUpstream):
         return self.json_response(openai_error(message, "invalid_request_error", None, param), 400)
 
     def validate(self, request: web.Request, body: dict[str, Any]) -> web.Response | None:
-        if not body.get("model"):
+        if not body.get("model") and request.path != "/v1/files":
             return self.bad_request("you must provide a model parameter", "model")
-        required = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/v1/embeddings": "input"}
-        name = required.get(request.path)
-        if name is not None and name not in body:
-            return self.bad_request(f"Missing required parameter: '{name}'.", name)
+        required = {"/v1/chat/completions": ("messages",), "/v1/completions": ("prompt",),
+                    "/v1/embeddings": ("input",), "/v1/audio/transcriptions": ("file",),
+                    "/v1/files": ("file", "purpose")}
+        for name in required.get(request.path, ()):
+            if name not in body:
+                return self.bad_request(f"Missing required parameter: '{name}'.", name)
         return None
 
     def _usage(self, b: Behaviour) -> dict[str, Any]:
@@ -727,6 +748,22 @@ class FakeOpenAI(FakeUpstream):
         ]
         frames = [sse({"type": name, "sequence_number": next(seq), **data}, event=name) for name, data in events]
         return await self.stream(request, rec, b, frames)
+
+    async def _transcriptions(
+        self, request: web.Request, rec: RequestRecord, b: Behaviour, body: dict[str, Any]
+    ) -> web.StreamResponse:
+        usage = {"type": "tokens", "input_tokens": b.prompt_tokens, "output_tokens": b.completion_tokens,
+                 "total_tokens": b.prompt_tokens + b.completion_tokens}
+        return self.json_response({"text": b.content, **({"usage": usage} if b.report_usage else {})})
+
+    async def _files(
+        self, request: web.Request, rec: RequestRecord, b: Behaviour, body: dict[str, Any]
+    ) -> web.StreamResponse:
+        upload = body["file"]
+        size, filename = (upload["size"], upload["filename"]) if isinstance(upload, dict) else (len(upload), "upload")
+        return self.json_response({"id": new_id("file-"), "object": "file", "bytes": size,
+                                   "created_at": int(time.time()), "filename": filename, "purpose": body["purpose"],
+                                   "status": "processed", "expires_at": None, "status_details": None})
 
     async def _models(
         self, request: web.Request, rec: RequestRecord, b: Behaviour, body: dict[str, Any]
