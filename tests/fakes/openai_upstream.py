@@ -42,6 +42,9 @@ from aiohttp import web
 from tests.fakes.multipart import MultipartError, parse_form
 
 Garbage = Literal["non_json", "truncated_sse", "reset"]
+# Where a chat stream puts the usage asked for with stream_options.include_usage: a chunk of its own with
+# "choices": [] (OpenAI), a chunk whose one choice has an empty delta (LiteLLM's proxy), or on the last chunk.
+UsageChunk = Literal["own", "empty_delta", "last"]
 # A scripted step: a bare status, or Behaviour field overrides for that one request.
 Step = int | Mapping[str, Any]
 
@@ -62,6 +65,7 @@ class Behaviour:
     prompt_tokens: int = 11  # OpenAI prompt_tokens / Anthropic input_tokens
     completion_tokens: int = 7  # OpenAI completion_tokens / Anthropic output_tokens
     report_usage: bool = True  # False: no usage anywhere (some providers omit it)
+    usage_chunk: UsageChunk = "own"
     finish_reason: str = "stop"  # Anthropic maps "stop" to its own "end_turn"
     echo_key_in_error: bool = False  # error bodies quote the received API key verbatim (scrubbing tests)
     error_message: str | None = None  # overrides the canned error message
@@ -622,10 +626,19 @@ class FakeOpenAI(FakeUpstream):
         frames += [chunk({"content": piece}, None) for piece in split_content(b.content, b.chunks)]
         frames.append(chunk({}, b.finish_reason))
         if with_usage:
-            final = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
-            frames.append(sse({**final, "system_fingerprint": "fp_fake0001", "choices": [], "usage": self._usage(b)}))
+            frames[-1 if b.usage_chunk == "last" else len(frames):] = [self._usage_frame(frames[-1], b)]
         frames.append(b"data: [DONE]\n\n")
         return await self.stream(request, rec, b, frames)
+
+    def _usage_frame(self, last: bytes, b: Behaviour) -> bytes:
+        """The stream's usage, where b.usage_chunk puts it; `last` is the finish_reason chunk."""
+        obj = orjson.loads(last[len(b"data: "):])
+        obj["usage"] = self._usage(b)
+        if b.usage_chunk == "own":
+            obj["choices"] = []
+        elif b.usage_chunk == "empty_delta":
+            obj["choices"] = [{"index": 0, "delta": {}, "finish_reason": None}]
+        return sse(obj)
 
     async def _completions(
         self, request: web.Request, rec: RequestRecord, b: Behaviour, body: dict[str, Any]
