@@ -69,6 +69,7 @@ class Behaviour:
     finish_reason: str = "stop"  # Anthropic maps "stop" to its own "end_turn"
     echo_key_in_error: bool = False  # error bodies quote the received API key verbatim (scrubbing tests)
     error_message: str | None = None  # overrides the canned error message
+    sse_errors: bool = False  # error answers as one server-sent error event (a streamed Responses API error, a 529)
     garbage: Garbage | None = None  # non-JSON 200 body / stream cut without its end / connection reset
     hang: bool = False  # never answer (until the client leaves or the server stops)
     embedding_dims: int = 8
@@ -251,6 +252,17 @@ class FakeUpstream:
         """The provider's 400 for a malformed request."""
         raise NotImplementedError
 
+    def error_event(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        """The data of the provider's streamed error event carrying the error of a JSON envelope."""
+        raise NotImplementedError
+
+    def sse_error(self, error: web.Response) -> web.Response:
+        """The same error answer as the provider streams it: one `event: error`, same status and headers."""
+        assert isinstance(error.body, bytes)
+        headers = {k: v for k, v in error.headers.items() if k.lower() not in ("content-type", "content-length")}
+        return web.Response(status=error.status, body=sse(self.error_event(orjson.loads(error.body)), event="error"),
+                            headers={**headers, "Content-Type": "text/event-stream; charset=utf-8"})
+
     def validate(self, request: web.Request, body: dict[str, Any]) -> web.Response | None:
         """A 4xx answer when the request is malformed for its endpoint, else None."""
         return None
@@ -319,7 +331,8 @@ class FakeUpstream:
         if request.method == "POST" and not isinstance(body, dict):
             return self.bad_request(self.invalid_json_message)
         if b.status >= 400:
-            return self.error_response(b.status, b, key, body)
+            error = self.error_response(b.status, b, key, body)
+            return self.sse_error(error) if b.sse_errors else error
         if request.method == "POST" and (invalid := self.validate(request, body)) is not None:
             return invalid
         if b.garbage is not None and not rec.stream:
@@ -556,6 +569,11 @@ class FakeOpenAI(FakeUpstream):
 
     def bad_request(self, message: str, param: str | None = None) -> web.Response:
         return self.json_response(openai_error(message, "invalid_request_error", None, param), 400)
+
+    def error_event(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        error = envelope["error"]  # the Responses API's streamed `error` event
+        return {"type": "error", "code": error["code"] or error["type"], "message": error["message"],
+                "param": error["param"], "sequence_number": 0}
 
     def validate(self, request: web.Request, body: dict[str, Any]) -> web.Response | None:
         if not body.get("model") and request.path != "/v1/files":

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout
+from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout, parse_error_body
 from gateway.keys import scrub
 from gateway.proxy.cache import CachedConfiguration
 from gateway.ssrf import UnsafeURLError, guard_url
@@ -113,30 +113,16 @@ def relayed_headers(upstream: Mapping[str, str]) -> dict[str, str]:
 
 def error_from_answer(status: int, raw: bytes, *, api_key: str, headers: Mapping[str, str]) -> UpstreamError:
     """The upstream's error answer in our envelope, with its status; the key never survives."""
-    message: Any = None
-    type_: Any = None
-    code: Any = None
-    param: Any = None
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict):
-            message, type_, code, param = (error.get(k) for k in ("message", "type", "code", "param"))
-        elif isinstance(error, str):
-            message = error
-        elif isinstance(data.get("message"), str):
-            message = data["message"]
-    if not isinstance(message, str) or not message:
+    fields = parse_error_body(raw)
+    message, type_, code, param = fields.message, fields.type, fields.code, fields.param
+    if not message:
         message = f"The upstream answered HTTP {status}"
     if 300 <= status < 400:
         message, status = f"The upstream answered with a redirect (HTTP {status}); redirects are not followed", 502
     error = UpstreamError(scrub(message[:MAX_ERROR_MESSAGE], api_key), status=status,
-                          code=scrub(str(code), api_key)[:100] if code is not None else "upstream_error",
-                          param=scrub(str(param), api_key)[:100] if param is not None else None)
-    if isinstance(type_, str) and type_:
+                          code=scrub(code, api_key)[:100] if code is not None else "upstream_error",
+                          param=scrub(param, api_key)[:100] if param is not None else None)
+    if type_:
         error.type = scrub(type_, api_key)[:100]
     # Retry-After and rate-limit headers tell the client (and the cooldown) when to come back.
     for name, value in relayed_headers(headers).items():
