@@ -40,6 +40,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.multipart import MultipartError, parse_form
+from tests.fakes.tools import forced_tool, structured_content, tool_call
 
 Garbage = Literal["non_json", "truncated_sse", "reset"]
 # Where a chat stream puts the usage asked for with stream_options.include_usage: a chunk of its own with
@@ -609,14 +610,20 @@ class FakeOpenAI(FakeUpstream):
         self, request: web.Request, rec: RequestRecord, b: Behaviour, body: dict[str, Any]
     ) -> web.StreamResponse:
         cid, created, model = new_id("chatcmpl-"), int(time.time()), body["model"]
+        # A forced (or only offered) function is called; a json_schema response_format is answered in kind.
+        function = forced_tool(body)
+        calls = [tool_call(function, new_id("call_"))] if function is not None else []
+        content = None if calls else structured_content(body) or b.content
+        finish_reason = "tool_calls" if calls else b.finish_reason
         if not rec.stream:
-            message = {"role": "assistant", "content": b.content, "refusal": None, "annotations": []}
+            message = {"role": "assistant", "content": content, "refusal": None, "annotations": [],
+                       **({"tool_calls": calls} if calls else {})}
             obj: dict[str, Any] = {
                 "id": cid,
                 "object": "chat.completion",
                 "created": created,
                 "model": model,
-                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": b.finish_reason}],
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
                 "service_tier": "default",
                 "system_fingerprint": "fp_fake0001",
             }
@@ -640,9 +647,12 @@ class FakeOpenAI(FakeUpstream):
                 obj["usage"] = None  # OpenAI puts a null usage on every chunk when usage was asked for
             return sse(obj)
 
-        frames = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
-        frames += [chunk({"content": piece}, None) for piece in split_content(b.content, b.chunks)]
-        frames.append(chunk({}, b.finish_reason))
+        frames = [chunk({"role": "assistant", "content": None if calls else "", "refusal": None}, None)]
+        if calls:
+            frames += [chunk({"tool_calls": [{"index": i, **call}]}, None) for i, call in enumerate(calls)]
+        else:
+            frames += [chunk({"content": piece}, None) for piece in split_content(content or "", b.chunks)]
+        frames.append(chunk({}, finish_reason))
         if with_usage:
             frames[-1 if b.usage_chunk == "last" else len(frames):] = [self._usage_frame(frames[-1], b)]
         frames.append(b"data: [DONE]\n\n")
