@@ -28,7 +28,8 @@ async def test_async_chat_completions_embeddings_responses_models(gateway: Gatew
     async with async_sdk(gateway) as api:
         chat = await api.chat.completions.create(model=CONFIGURATION, messages=MESSAGES)  # type: ignore[arg-type]
         assert chat.choices[0].message.content == content and chat.usage and chat.usage.prompt_tokens == 12
-        stream = await api.chat.completions.create(model=CONFIGURATION, messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+        stream = await api.chat.completions.create(model=CONFIGURATION, messages=MESSAGES,  # type: ignore[arg-type]
+                                                   stream=True)
         assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == content
         text = await api.completions.create(model=CONFIGURATION, prompt="Say hello")
         assert text.choices[0].text == content
@@ -103,7 +104,8 @@ async def test_failures_raise_the_sdk_exception_of_their_class(gateway: Gateway)
         with pytest.raises(openai.AuthenticationError):  # the upstream refused the stored key
             await api.chat.completions.create(model=CONFIGURATION, messages=MESSAGES)  # type: ignore[arg-type]
         with pytest.raises(openai.InternalServerError) as broken:
-            await api.chat.completions.create(model=CONFIGURATION, messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+            await api.chat.completions.create(model=CONFIGURATION, messages=MESSAGES,  # type: ignore[arg-type]
+                                              stream=True)
         assert broken.value.status_code == 500
         with pytest.raises(openai.InternalServerError) as unavailable:
             await api.responses.create(model=CONFIGURATION, input="Say hello")

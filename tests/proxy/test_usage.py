@@ -149,3 +149,11 @@ async def test_requests_refused_before_a_configuration_group_as_no_configuration
     assert (groups["work-gpt"]["requests"], groups["work-gpt"]["errors"]) == (1, 0)
     by_day = await usage(client, user, group_by="day")
     assert [g["requests"] for g in by_day["groups"]] == [3]
+    # A user without any configuration yet, calling the walkthrough's model name.
+    newcomer = await make_user(client)
+    resp = await client.post("/v1/chat/completions", headers=newcomer.headers,
+                             json={"model": "work-gpt", "messages": MESSAGES})
+    assert resp.status >= 400
+    await wait_for_requests(client, newcomer, 1)
+    (group,) = (await usage(client, newcomer, group_by="configuration"))["groups"]
+    assert (group["configuration_name"], group["requests"]) == ("(no configuration)", 1)
