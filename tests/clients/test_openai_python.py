@@ -25,12 +25,14 @@ def async_sdk(gateway: Gateway, **headers: str) -> openai.AsyncOpenAI:
 
 async def test_async_chat_completions_embeddings_responses_models(gateway: Gateway) -> None:
     content = gateway.fake.behaviour.content
+    gateway.fake.behaviour.usage_chunk = "empty_delta"  # LiteLLM's way: usage the client never asked for
     async with async_sdk(gateway) as api:
         chat = await api.chat.completions.create(model=CONFIGURATION, messages=MESSAGES)  # type: ignore[arg-type]
         assert chat.choices[0].message.content == content and chat.usage and chat.usage.prompt_tokens == 12
-        stream = await api.chat.completions.create(model=CONFIGURATION, messages=MESSAGES,  # type: ignore[arg-type]
-                                                   stream=True)
-        assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == content
+        chunks = [c async for c in await api.chat.completions.create(
+            model=CONFIGURATION, messages=MESSAGES, stream=True)]  # type: ignore[arg-type]
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == content
+        assert all(c.usage is None and c.choices for c in chunks)
         text = await api.completions.create(model=CONFIGURATION, prompt="Say hello")
         assert text.choices[0].text == content
         pieces = [c.choices[0].text async for c in await api.completions.create(
