@@ -27,6 +27,8 @@ CHAT_PARAMS = frozenset({
     "service_tier", "functions", "function_call", "thinking", "top_k", "model",
 })
 JSON_HEADERS = {"Content-Type": "application/json"}
+# What the OpenAI path's boundary (forward.upstream_errors) translates; litellm wraps them in its own classes.
+TRANSPORT_FAILURES = (TimeoutError, UnsafeURLError, aiohttp.ClientError)
 
 
 class Translator:
@@ -80,8 +82,11 @@ def _chain(exc: BaseException) -> list[BaseException]:
 def _answer_of(exc: BaseException, chain: list[BaseException]) -> tuple[int, bytes, Mapping[str, str]] | None:
     """The upstream's error answer behind litellm's exception (status, body, headers), when there was one."""
     import httpx
+    import openai
 
     for link in chain:
+        if isinstance(link, TRANSPORT_FAILURES):
+            return None  # the request failed before an answer (its own mapping)
         if isinstance(link, httpx.HTTPStatusError):
             response = link.response
             try:
@@ -90,8 +95,8 @@ def _answer_of(exc: BaseException, chain: list[BaseException]) -> tuple[int, byt
                 body = b""
             return response.status_code, body, response.headers
     status = getattr(exc, "status_code", None)
-    if not isinstance(status, int) or status < 400:
-        return None
+    if isinstance(exc, openai.APIConnectionError) or not isinstance(status, int) or status < 400:
+        return None  # timeouts and connection errors carry a made-up status (408, 500)
     # No HTTP answer kept: the provider's envelope, if any, is inside litellm's "XError: ...Exception - {json}".
     text = str(exc)
     body = text[text.find("{"):text.rfind("}") + 1].encode() if "{" in text else b""
@@ -105,18 +110,19 @@ def translate_error(exc: BaseException, target: Target) -> tuple[UpstreamError, 
     import openai
 
     chain = _chain(exc)
+    answer = _answer_of(exc, chain)
+    if answer is not None:
+        status, body, headers = answer
+        return error_from_answer(status, body, api_key=target.api_key, headers=headers), None
+    # The outermost transport failure litellm wrapped is what the OpenAI path would have caught.
     for link in chain:
-        if isinstance(link, (TimeoutError, UnsafeURLError, aiohttp.ClientError)):
+        if isinstance(link, TRANSPORT_FAILURES):
             return transport_error(link, target), link
     if isinstance(exc, openai.APITimeoutError):
         return transport_error(TimeoutError(), target), None
-    answer = _answer_of(exc, chain)
-    if answer is None:
-        name = target.name or target.provider
-        return UpstreamError(f"Could not reach the upstream of '{name}' ({exc.__class__.__name__})",
-                             code="upstream_unreachable"), None
-    status, body, headers = answer
-    return error_from_answer(status, body, api_key=target.api_key, headers=headers), None
+    name = target.name or target.provider
+    return UpstreamError(f"Could not reach the upstream of '{name}' ({exc.__class__.__name__})",
+                         code="upstream_unreachable"), None
 
 
 def _failures() -> tuple[type[BaseException], ...]:
