@@ -18,6 +18,9 @@ from gateway.validation import parse_query
 
 api = ApiRegistry(tag="usage")
 DEFAULT_PERIOD = timedelta(days=30)
+# The group of requests refused before a configuration was chosen (no selection, a refused field, a 413...).
+NO_CONFIGURATION_KEY = "none"
+NO_CONFIGURATION_NAME = "(no configuration)"
 
 
 class UsageQuery(BaseModel):
@@ -71,6 +74,13 @@ def _totals(row: UsageRow) -> dict[str, object]:
             "cost_usd": round(row.cost_usd, 8), "avg_latency_ms": row.avg_latency_ms}
 
 
+def _group(row: UsageRow, names: dict[str, str], group_by: str | None) -> UsageGroup:
+    if row.key is None:
+        name = NO_CONFIGURATION_NAME if group_by == "configuration" else None
+        return UsageGroup(key=NO_CONFIGURATION_KEY, configuration_name=name, **_totals(row))
+    return UsageGroup(key=row.key, configuration_name=names.get(row.key), **_totals(row))
+
+
 async def _report(request: web.Request, configuration_id: str | None) -> web.Response:
     user_id = caller_of(request).require_user()
     query = parse_query(request, UsageQuery)
@@ -85,8 +95,7 @@ async def _report(request: web.Request, configuration_id: str | None) -> web.Res
         names = await configuration_names(session, user_id=user_id) if query.group_by == "configuration" else {}
     report = UsageReport(
         since=query.since, until=query.until, group_by=query.group_by, totals=UsageTotals(**_totals(total)),
-        groups=[UsageGroup(key=g.key or "none", configuration_name=names.get(g.key or ""), **_totals(g))
-                for g in groups],
+        groups=[_group(g, names, query.group_by) for g in groups],
     )
     return web.Response(text=report.model_dump_json(), content_type="application/json")
 

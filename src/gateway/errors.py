@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -109,6 +110,85 @@ class UpstreamError(GatewayError):
 
 class UpstreamTimeout(UpstreamError):
     status, code = 504, "upstream_timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorFields:
+    """What an upstream's error answer says; every field None when it says nothing readable."""
+
+    message: str | None = None
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+    reasons: frozenset[str] = frozenset()  # Google's error.status and details[].reason
+    readable: bool = False  # the body was JSON or JSON server-sent events
+
+    @property
+    def codes(self) -> set[str]:
+        """Error codes, types and reasons, lower-cased."""
+        return {c.lower() for c in (self.code, self.type, *self.reasons) if c}
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _error_object(data: Any) -> dict[str, Any] | str | None:
+    """The part of a JSON answer or event that describes the error."""
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    if isinstance(error, (dict, str)) and error:
+        return error
+    response = data.get("response")  # a streamed Responses API's response.failed event
+    if isinstance(response, dict) and isinstance(response.get("error"), dict):
+        return dict(response["error"])
+    if data.get("type") == "error" or isinstance(data.get("message"), str):
+        return data  # the Responses API's streamed error event, or a bare {"message": ...}
+    return None
+
+
+def _fields(error: dict[str, Any] | str) -> ErrorFields:
+    if isinstance(error, str):
+        return ErrorFields(message=error, readable=True)
+    reasons = {r for r in [_text(error.get("status"))] if r}
+    for detail in error.get("details") or ():
+        if isinstance(detail, dict) and isinstance(detail.get("reason"), str):
+            reasons.add(detail["reason"])
+    type_ = _text(error.get("type"))
+    return ErrorFields(message=_text(error.get("message")), type=None if type_ == "error" else type_,
+                       code=_text(error.get("code")), param=_text(error.get("param")), reasons=frozenset(reasons),
+                       readable=True)
+
+
+def _sse_events(raw: bytes) -> list[Any]:
+    """The JSON data of each server-sent event in raw (one data line each, as providers send errors)."""
+    found = []
+    for line in raw.splitlines():
+        if line.startswith(b"data:"):
+            try:
+                found.append(orjson.loads(line[5:]))
+            except orjson.JSONDecodeError:
+                continue
+    return found
+
+
+def parse_error_body(raw: bytes) -> ErrorFields:
+    """The error in an upstream's answer body: OpenAI's, Anthropic's or Google's JSON envelope, or the error
+    event of a server-sent stream (a streamed Responses API error, Anthropic's streamed 529)."""
+    try:
+        candidates = [orjson.loads(raw)]
+    except orjson.JSONDecodeError:
+        candidates = _sse_events(raw)
+        if not candidates:
+            return ErrorFields()
+    for data in candidates:
+        error = _error_object(data)
+        if error is not None:
+            return _fields(error)
+    return ErrorFields(readable=True)
 
 
 def error_response(error: GatewayError) -> web.Response:

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 if TYPE_CHECKING:
     from alembic.config import Config
 
-# The migrations live beside src/ in the source tree (installed editable by `make`).
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# Inside the package, so a wheel install carries them (tests/gateway/test_packaging.py builds one and serves).
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # The newest revision in migrations/versions; tests/gateway/test_migrations.py keeps it honest.
 HEAD_REVISION = "0003"
 

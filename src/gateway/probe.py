@@ -20,7 +20,7 @@ import aiohttp
 import orjson
 from pydantic import BaseModel
 
-from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.errors import UpstreamError, UpstreamTimeout, parse_error_body
 from gateway.keys import scrub
 from gateway.ssrf import UnsafeURLError
 
@@ -144,22 +144,10 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: datetime | None = No
 
 def error_fields(body: bytes) -> tuple[set[str], str | None]:
     """Error codes and types (lower-cased) and the message of an OpenAI, Anthropic or Google error body."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        text = body.decode("utf-8", "replace").strip()
-        return set(), text or None
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, str):
-        return set(), error
-    if not isinstance(error, dict):
-        return set(), None
-    codes = {str(error[f]).lower() for f in ("code", "type", "status") if isinstance(error.get(f), str)}
-    for detail in error.get("details") or ():
-        if isinstance(detail, dict) and isinstance(detail.get("reason"), str):
-            codes.add(detail["reason"].lower())
-    message = error.get("message")
-    return codes, message if isinstance(message, str) else None
+    fields = parse_error_body(body)
+    if not fields.readable:
+        return set(), body.decode("utf-8", "replace").strip() or None
+    return fields.codes, fields.message
 
 
 def _clean(text: str, api_key: str) -> str:

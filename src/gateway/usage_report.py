@@ -17,7 +17,7 @@ GROUPS = ("configuration", "day")
 
 @dataclass(frozen=True)
 class UsageRow:
-    """Totals of one group (or of everything, key None)."""
+    """Totals of one group (or of everything; key None, also for requests that never reached a configuration)."""
 
     key: str | None
     requests: int
@@ -62,7 +62,9 @@ async def usage_rows(
     rows = []
     for row in (await session.execute(query)).all():
         values = list(row)
-        group = str(values.pop(0)) if key is not None and values[0] is not None else None
+        # Requests refused before a configuration was chosen have none: their group's key is None too.
+        raw_key = values.pop(0) if key is not None else None
+        group = str(raw_key) if raw_key is not None else None
         requests, errors, prompt, completion, cost, latency = values
         rows.append(UsageRow(group, int(requests), int(errors), int(prompt), int(completion), float(cost),
                              round(float(latency), 1)))

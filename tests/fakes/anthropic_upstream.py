@@ -115,6 +115,9 @@ class FakeAnthropic(FakeUpstream):
     def bad_request(self, message: str, param: str | None = None) -> web.Response:
         return self._error(400, "invalid_request_error", message)
 
+    def error_event(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "error", "error": envelope["error"]}  # Anthropic's streamed `error` event
+
     def validate(self, request: web.Request, body: dict[str, Any]) -> web.Response | None:
         if not request.headers.get("anthropic-version"):
             return self.bad_request("anthropic-version: header is required")

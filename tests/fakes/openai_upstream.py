@@ -1,6 +1,7 @@
 """Fake OpenAI API: a real aiohttp server speaking OpenAI's wire format, driven by tests at run time.
 
-Endpoints: POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses; GET /v1/models.
+Endpoints: POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses; GET /v1/models; the
+multipart uploads POST /v1/audio/transcriptions and /v1/files (a 400 without a boundary, as OpenAI answers).
 Auth is ``Authorization: Bearer <key>`` against the server's accepted keys (401 + OpenAI's envelope).
 
 In a test (pytest-aiohttp)::
@@ -38,7 +39,13 @@ from typing import Any, ClassVar, Literal, Protocol, Self
 import orjson
 from aiohttp import web
 
+from tests.fakes.multipart import MultipartError, parse_form
+from tests.fakes.tools import forced_tool, structured_content, tool_call
+
 Garbage = Literal["non_json", "truncated_sse", "reset"]
+# Where a chat stream puts the usage asked for with stream_options.include_usage: a chunk of its own with
+# "choices": [] (OpenAI), a chunk whose one choice has an empty delta (LiteLLM's proxy), or on the last chunk.
+UsageChunk = Literal["own", "empty_delta", "last"]
 # A scripted step: a bare status, or Behaviour field overrides for that one request.
 Step = int | Mapping[str, Any]
 
@@ -59,9 +66,11 @@ class Behaviour:
     prompt_tokens: int = 11  # OpenAI prompt_tokens / Anthropic input_tokens
     completion_tokens: int = 7  # OpenAI completion_tokens / Anthropic output_tokens
     report_usage: bool = True  # False: no usage anywhere (some providers omit it)
+    usage_chunk: UsageChunk = "own"
     finish_reason: str = "stop"  # Anthropic maps "stop" to its own "end_turn"
     echo_key_in_error: bool = False  # error bodies quote the received API key verbatim (scrubbing tests)
     error_message: str | None = None  # overrides the canned error message
+    sse_errors: bool = False  # error answers as one server-sent error event (a streamed Responses API error, a 529)
     garbage: Garbage | None = None  # non-JSON 200 body / stream cut without its end / connection reset
     hang: bool = False  # never answer (until the client leaves or the server stops)
     embedding_dims: int = 8
@@ -75,7 +84,7 @@ class RequestRecord:
     method: str
     path: str
     headers: dict[str, str] = field(repr=False)  # repr=False: keeps keys out of assertion output
-    body: Any  # parsed JSON, or None when absent or not JSON
+    body: Any  # parsed JSON or multipart form (tests.fakes.multipart), or None when absent or unreadable
     api_key: str | None = field(repr=False)
     started_at: float
     status: int | None = None
@@ -84,6 +93,7 @@ class RequestRecord:
     chunk_times: list[float] = field(default_factory=list)  # after each stream event was written
     client_disconnected: bool = False  # the client went away before the answer was complete
     completed: bool = False  # the whole answer (stream end included) was written
+    form_error: str | None = None  # why a multipart body could not be read
 
     @property
     def model(self) -> str | None:
@@ -243,6 +253,17 @@ class FakeUpstream:
         """The provider's 400 for a malformed request."""
         raise NotImplementedError
 
+    def error_event(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        """The data of the provider's streamed error event carrying the error of a JSON envelope."""
+        raise NotImplementedError
+
+    def sse_error(self, error: web.Response) -> web.Response:
+        """The same error answer as the provider streams it: one `event: error`, same status and headers."""
+        assert isinstance(error.body, bytes)
+        headers = {k: v for k, v in error.headers.items() if k.lower() not in ("content-type", "content-length")}
+        return web.Response(status=error.status, body=sse(self.error_event(orjson.loads(error.body)), event="error"),
+                            headers={**headers, "Content-Type": "text/event-stream; charset=utf-8"})
+
     def validate(self, request: web.Request, body: dict[str, Any]) -> web.Response | None:
         """A 4xx answer when the request is malformed for its endpoint, else None."""
         return None
@@ -260,12 +281,7 @@ class FakeUpstream:
 
         async def handler(request: web.Request) -> web.StreamResponse:
             raw = await request.read()
-            body: Any = None
-            if raw:
-                try:
-                    body = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    body = None
+            body, form_error = _parse_body(request, raw)
             key = self.key_of(request)
             rec = RequestRecord(
                 method=request.method,
@@ -276,6 +292,7 @@ class FakeUpstream:
                 api_key=key,
                 started_at=time.monotonic(),
                 stream=isinstance(body, dict) and body.get("stream") is True,
+                form_error=form_error,
             )
             if self.record:
                 self.requests.append(rec)
@@ -310,10 +327,13 @@ class FakeUpstream:
         await self.pause(b.delay_s)
         if b.hang:
             await self.pause(None)
+        if rec.form_error is not None:
+            return self.bad_request(rec.form_error)
         if request.method == "POST" and not isinstance(body, dict):
             return self.bad_request(self.invalid_json_message)
         if b.status >= 400:
-            return self.error_response(b.status, b, key, body)
+            error = self.error_response(b.status, b, key, body)
+            return self.sse_error(error) if b.sse_errors else error
         if request.method == "POST" and (invalid := self.validate(request, body)) is not None:
             return invalid
         if b.garbage is not None and not rec.stream:
@@ -412,6 +432,21 @@ class FakeUpstream:
         self._stopping.set()
 
 
+def _parse_body(request: web.Request, raw: bytes) -> tuple[Any, str | None]:
+    """The JSON or multipart form a request carries (None when absent or unreadable), and why a form is not."""
+    if request.content_type == "multipart/form-data":
+        try:
+            return parse_form(request.headers.get("Content-Type", ""), raw), None
+        except MultipartError as exc:
+            return None, str(exc)
+    if not raw:
+        return None, None
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError:
+        return None, None
+
+
 def _connected(request: web.Request) -> bool:
     """Whether the request's connection is still open."""
     transport = request.transport
@@ -495,6 +530,8 @@ class FakeOpenAI(FakeUpstream):
         router.add_post("/v1/embeddings", self.endpoint(self._embeddings))
         router.add_post("/v1/responses", self.endpoint(self._responses))
         router.add_get("/v1/models", self.endpoint(self._models))
+        router.add_post("/v1/audio/transcriptions", self.endpoint(self._transcriptions))
+        router.add_post("/v1/files", self.endpoint(self._files))
 
     def key_of(self, request: web.Request) -> str | None:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
@@ -534,13 +571,20 @@ class FakeOpenAI(FakeUpstream):
     def bad_request(self, message: str, param: str | None = None) -> web.Response:
         return self.json_response(openai_error(message, "invalid_request_error", None, param), 400)
 
+    def error_event(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        error = envelope["error"]  # the Responses API's streamed `error` event
+        return {"type": "error", "code": error["code"] or error["type"], "message": error["message"],
+                "param": error["param"], "sequence_number": 0}
+
     def validate(self, request: web.Request, body: dict[str, Any]) -> web.Response | None:
-        if not body.get("model"):
+        if not body.get("model") and request.path != "/v1/files":
             return self.bad_request("you must provide a model parameter", "model")
-        required = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/v1/embeddings": "input"}
-        name = required.get(request.path)
-        if name is not None and name not in body:
-            return self.bad_request(f"Missing required parameter: '{name}'.", name)
+        required = {"/v1/chat/completions": ("messages",), "/v1/completions": ("prompt",),
+                    "/v1/embeddings": ("input",), "/v1/audio/transcriptions": ("file",),
+                    "/v1/files": ("file", "purpose")}
+        for name in required.get(request.path, ()):
+            if name not in body:
+                return self.bad_request(f"Missing required parameter: '{name}'.", name)
         return None
 
     def _usage(self, b: Behaviour) -> dict[str, Any]:
@@ -566,14 +610,20 @@ class FakeOpenAI(FakeUpstream):
         self, request: web.Request, rec: RequestRecord, b: Behaviour, body: dict[str, Any]
     ) -> web.StreamResponse:
         cid, created, model = new_id("chatcmpl-"), int(time.time()), body["model"]
+        # A forced (or only offered) function is called; a json_schema response_format is answered in kind.
+        function = forced_tool(body)
+        calls = [tool_call(function, new_id("call_"))] if function is not None else []
+        content = None if calls else structured_content(body) or b.content
+        finish_reason = "tool_calls" if calls else b.finish_reason
         if not rec.stream:
-            message = {"role": "assistant", "content": b.content, "refusal": None, "annotations": []}
+            message = {"role": "assistant", "content": content, "refusal": None, "annotations": [],
+                       **({"tool_calls": calls} if calls else {})}
             obj: dict[str, Any] = {
                 "id": cid,
                 "object": "chat.completion",
                 "created": created,
                 "model": model,
-                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": b.finish_reason}],
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
                 "service_tier": "default",
                 "system_fingerprint": "fp_fake0001",
             }
@@ -597,14 +647,26 @@ class FakeOpenAI(FakeUpstream):
                 obj["usage"] = None  # OpenAI puts a null usage on every chunk when usage was asked for
             return sse(obj)
 
-        frames = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
-        frames += [chunk({"content": piece}, None) for piece in split_content(b.content, b.chunks)]
-        frames.append(chunk({}, b.finish_reason))
+        frames = [chunk({"role": "assistant", "content": None if calls else "", "refusal": None}, None)]
+        if calls:
+            frames += [chunk({"tool_calls": [{"index": i, **call}]}, None) for i, call in enumerate(calls)]
+        else:
+            frames += [chunk({"content": piece}, None) for piece in split_content(content or "", b.chunks)]
+        frames.append(chunk({}, finish_reason))
         if with_usage:
-            final = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
-            frames.append(sse({**final, "system_fingerprint": "fp_fake0001", "choices": [], "usage": self._usage(b)}))
+            frames[-1 if b.usage_chunk == "last" else len(frames):] = [self._usage_frame(frames[-1], b)]
         frames.append(b"data: [DONE]\n\n")
         return await self.stream(request, rec, b, frames)
+
+    def _usage_frame(self, last: bytes, b: Behaviour) -> bytes:
+        """The stream's usage, where b.usage_chunk puts it; `last` is the finish_reason chunk."""
+        obj = orjson.loads(last[len(b"data: "):])
+        obj["usage"] = self._usage(b)
+        if b.usage_chunk == "own":
+            obj["choices"] = []
+        elif b.usage_chunk == "empty_delta":
+            obj["choices"] = [{"index": 0, "delta": {}, "finish_reason": None}]
+        return sse(obj)
 
     async def _completions(
         self, request: web.Request, rec: RequestRecord, b: Behaviour, body: dict[str, Any]
@@ -727,6 +789,22 @@ class FakeOpenAI(FakeUpstream):
         ]
         frames = [sse({"type": name, "sequence_number": next(seq), **data}, event=name) for name, data in events]
         return await self.stream(request, rec, b, frames)
+
+    async def _transcriptions(
+        self, request: web.Request, rec: RequestRecord, b: Behaviour, body: dict[str, Any]
+    ) -> web.StreamResponse:
+        usage = {"type": "tokens", "input_tokens": b.prompt_tokens, "output_tokens": b.completion_tokens,
+                 "total_tokens": b.prompt_tokens + b.completion_tokens}
+        return self.json_response({"text": b.content, **({"usage": usage} if b.report_usage else {})})
+
+    async def _files(
+        self, request: web.Request, rec: RequestRecord, b: Behaviour, body: dict[str, Any]
+    ) -> web.StreamResponse:
+        upload = body["file"]
+        size, filename = (upload["size"], upload["filename"]) if isinstance(upload, dict) else (len(upload), "upload")
+        return self.json_response({"id": new_id("file-"), "object": "file", "bytes": size,
+                                   "created_at": int(time.time()), "filename": filename, "purpose": body["purpose"],
+                                   "status": "processed", "expires_at": None, "status_details": None})
 
     async def _models(
         self, request: web.Request, rec: RequestRecord, b: Behaviour, body: dict[str, Any]

@@ -128,3 +128,34 @@ async def test_metrics(client: TestClient, user: TestUser, fake: FakeOpenAI) -> 
     assert 'llm_gateway_request_latency_seconds_count{endpoint="/chat/completions"} 2.0' in text
     assert 'llm_gateway_upstream_attempts_total{outcome="ok"} 1.0' in text
     assert "llm_gateway_failovers_total 0.0" in text
+
+
+async def test_requests_refused_before_a_configuration_group_as_no_configuration(
+        client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+    """The README walkthrough's everyday failures (a name that is not a configuration, a refused field) leave
+    rows without a configuration; the Usage page's report groups them instead of answering 500."""
+    await openai_config(client, user, fake, name="work-gpt")
+    async with sdk(client, user) as api:
+        await api.chat.completions.create(model="work-gpt", messages=MESSAGES)
+    unknown = await client.post("/v1/chat/completions", headers={**user.headers, "X-LLM-Configuration": "nope"},
+                                json={"model": "work-gpt", "messages": MESSAGES})
+    refused = await client.post("/v1/chat/completions", headers=user.headers,
+                                json={"model": "work-gpt", "messages": MESSAGES, "api_base": "http://x"})
+    assert (unknown.status, refused.status) == (404, 400)
+    await wait_for_requests(client, user, 3)
+    report = await usage(client, user, group_by="configuration")
+    groups = {g["configuration_name"]: g for g in report["groups"]}
+    assert set(groups) == {"work-gpt", "(no configuration)"}
+    assert groups["(no configuration)"]["key"] == "none"
+    assert (groups["(no configuration)"]["requests"], groups["(no configuration)"]["errors"]) == (2, 2)
+    assert (groups["work-gpt"]["requests"], groups["work-gpt"]["errors"]) == (1, 0)
+    by_day = await usage(client, user, group_by="day")
+    assert [g["requests"] for g in by_day["groups"]] == [3]
+    # A user without any configuration yet, calling the walkthrough's model name.
+    newcomer = await make_user(client)
+    resp = await client.post("/v1/chat/completions", headers=newcomer.headers,
+                             json={"model": "work-gpt", "messages": MESSAGES})
+    assert resp.status >= 400
+    await wait_for_requests(client, newcomer, 1)
+    (group,) = (await usage(client, newcomer, group_by="configuration"))["groups"]
+    assert (group["configuration_name"], group["requests"]) == ("(no configuration)", 1)

@@ -221,8 +221,10 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration, api_key: st
         payload = orjson.dumps(ex.body)
     else:
         payload = ex.raw
+    # The client's Content-Type as sent: a multipart body is unreadable without its boundary parameter.
+    content_type = None if ex.body is not None else ex.request.headers.get("Content-Type")
     upstream = await post_upstream(http, target, path=ex.path, body=payload, client_headers=ex.request.headers,
-                                   content_type=None if ex.body is not None else ex.request.content_type)
+                                   content_type=content_type)
     try:
         if upstream.status >= 300:
             raise await read_error(upstream, target)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout
+from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout, parse_error_body
 from gateway.keys import scrub
 from gateway.proxy.cache import CachedConfiguration
 from gateway.ssrf import UnsafeURLError, guard_url
@@ -114,23 +114,9 @@ def relayed_headers(upstream: Mapping[str, str], api_key: str = "") -> dict[str,
 
 def error_from_answer(status: int, raw: bytes, *, api_key: str, headers: Mapping[str, str]) -> UpstreamError:
     """The upstream's error answer in our envelope, with its status; the key never survives."""
-    message: Any = None
-    type_: Any = None
-    code: Any = None
-    param: Any = None
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict):
-            message, type_, code, param = (error.get(k) for k in ("message", "type", "code", "param"))
-        elif isinstance(error, str):
-            message = error
-        elif isinstance(data.get("message"), str):
-            message = data["message"]
-    if not isinstance(message, str) or not message:
+    fields = parse_error_body(raw)
+    message, type_, code, param = fields.message, fields.type, fields.code, fields.param
+    if not message:
         message = f"The upstream answered HTTP {status}"
     if 300 <= status < 400:
         message, status = f"The upstream answered with a redirect (HTTP {status}); redirects are not followed", 502

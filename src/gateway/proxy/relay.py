@@ -1,5 +1,5 @@
 """Relaying an upstream's server-sent events: whole events as they arrive, the token usage picked out on the
-way, and the usage-only chunk held back when the gateway asked for it and the client did not."""
+way, and held back (the field, or the event it alone fills) when the gateway asked for it and the client did not."""
 
 from __future__ import annotations
 
@@ -73,6 +73,16 @@ def _boundary(buffer: bytes | bytearray, start: int, cr: bool) -> tuple[int, int
     return (lf, 2) if lf >= 0 else (-1, 0)
 
 
+def _says_nothing(choice: Any) -> bool:
+    """A stream choice without content, tool calls, logprobs or a finish reason."""
+    if not isinstance(choice, dict):
+        return False
+    delta = choice.get("delta")
+    has_delta = isinstance(delta, dict) and any(v not in (None, "", [], {}) for v in delta.values())
+    return not has_delta and not choice.get("text") and not choice.get("logprobs") \
+        and choice.get("finish_reason") is None
+
+
 class SSERelay:
     """Cuts a byte stream into events; feed() returns what to write to the client now. Each byte is scanned
     once (a partial event is not searched again from its start), and a partial event may not grow past
@@ -107,8 +117,9 @@ class SSERelay:
             end = index + length
             event = bytes(buffer[start:end])
             start = scan = end
-            if self._keep(event):
-                out.append(event)
+            kept = self._keep(event)
+            if kept:
+                out.append(kept)
         if start:
             del buffer[:start]
         self._scanned = len(buffer)
@@ -117,19 +128,32 @@ class SSERelay:
                                 code="upstream_event_too_large")
         return out[0] if len(out) == 1 else b"".join(out)
 
-    def _keep(self, event: bytes) -> bool:
+    def _keep(self, event: bytes) -> bytes:
+        """The event as the client gets it: as is, without its usage, or b"" when dropped."""
         if event.startswith(DONE):
             self.saw_done = True
-            return True
-        # With include_usage every chunk says "usage":null; only the one that carries numbers is parsed.
-        if b'"usage"' not in event or b'"usage":null' in event:
-            return True
+            return event
+        if b'"usage"' not in event:
+            return event
+        # With include_usage every chunk says "usage":null; only the one that carries numbers is parsed. A client
+        # that did not ask sees no usage field at all (in JSON text these bytes cannot be inside a string).
+        if b'"usage":null' in event:
+            return event.replace(b',"usage":null', b"").replace(b'"usage":null,', b"") if self.drop_usage_chunk \
+                else event
         data = event_data(event)
         found = usage_of(data)
         if found is None:
-            return True
+            return event
         self.usage = found
-        return not (self.drop_usage_chunk and isinstance(data, dict) and data.get("choices") == [])
+        if not self.drop_usage_chunk or not isinstance(data, dict):
+            return event
+        # The client did not ask for usage: OpenAI sends it on a chunk of its own (choices []), LiteLLM on one
+        # whose choices hold an empty delta, others beside content; drop what is left with nothing to say.
+        choices = data.get("choices")
+        if not isinstance(choices, list) or all(_says_nothing(c) for c in choices):
+            return b""
+        del data["usage"]
+        return b"data: " + orjson.dumps(data) + b"\n\n"
 
     def rest(self) -> bytes:
         """Whatever the upstream sent after its last whole event."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -21,9 +21,8 @@ import httpx
 import orjson
 from yarl import URL
 
-from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout
-from gateway.keys import scrub
-from gateway.proxy.forward import Target, UpstreamResult
+from gateway.errors import BadRequest, UpstreamError
+from gateway.proxy.forward import Target, UpstreamResult, error_from_answer, transport_error
 from gateway.providers import _litellm as import_litellm
 from gateway.ssrf import UnsafeURLError, guard_url
 
@@ -36,6 +35,8 @@ CHAT_PARAMS = frozenset({
     "service_tier", "functions", "function_call", "thinking", "top_k", "model",
 })
 JSON_HEADERS = {"Content-Type": "application/json"}
+# What the OpenAI path's boundary (forward.upstream_errors) translates; litellm wraps them in its own classes.
+TRANSPORT_FAILURES = (TimeoutError, UnsafeURLError, aiohttp.ClientError)
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):
@@ -119,39 +120,60 @@ def _params(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in ("model", "stream", "stream_options")}
 
 
-def _upstream_message(text: str) -> str | None:
-    """The provider's own message inside litellm's "litellm.XError: AnthropicException - {json}"."""
-    start = text.find("{")
-    if start >= 0:
-        try:
-            data = orjson.loads(text[start:])
-        except orjson.JSONDecodeError:
-            data = None
-        error = data.get("error") if isinstance(data, dict) else None
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-    return None
+def _chain(exc: BaseException) -> list[BaseException]:
+    """exc and the exceptions it was raised from or during, outermost first."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
 
 
-def translate_error(exc: Exception, target: Target) -> UpstreamError:
-    """litellm's exception as our UpstreamError with the upstream's status, its message scrubbed."""
+def _answer_of(exc: BaseException, chain: list[BaseException]) -> tuple[int, bytes, Mapping[str, str]] | None:
+    """The upstream's error answer behind litellm's exception (status, body, headers), when there was one."""
+    import httpx
     import openai
 
-    name = target.name or target.provider
-    if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
-        return UpstreamTimeout(f"The upstream of '{name}' did not answer in time", code="upstream_timeout")
+    for link in chain:
+        if isinstance(link, TRANSPORT_FAILURES):
+            return None  # the request failed before an answer (its own mapping)
+        if isinstance(link, httpx.HTTPStatusError):
+            response = link.response
+            try:
+                body = response.content
+            except httpx.ResponseNotRead:
+                body = b""
+            return response.status_code, body, response.headers
     status = getattr(exc, "status_code", None)
     if isinstance(exc, openai.APIConnectionError) or not isinstance(status, int) or status < 400:
-        return UpstreamError(f"Could not reach the upstream of '{name}' ({exc.__class__.__name__})",
-                             code="upstream_unreachable")
-    message = _upstream_message(str(exc)) or f"The upstream answered HTTP {status}"
-    error = UpstreamError(scrub(message, target.api_key), status=status, code="upstream_error")
-    headers = getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None),
-                                                                         "headers", None)
-    retry_after = headers.get("retry-after") if headers is not None else None
-    if retry_after is not None:
-        error.headers["Retry-After"] = retry_after
-    return error
+        return None  # timeouts and connection errors carry a made-up status (408, 500)
+    # No HTTP answer kept: the provider's envelope, if any, is inside litellm's "XError: ...Exception - {json}".
+    text = str(exc)
+    body = text[text.find("{"):text.rfind("}") + 1].encode() if "{" in text else b""
+    headers = getattr(exc, "litellm_response_headers", None) or {}
+    return status, body, headers
+
+
+def translate_error(exc: BaseException, target: Target) -> tuple[UpstreamError, BaseException | None]:
+    """litellm's exception as the OpenAI path's error for the same failure (transport errors included), and the
+    transport exception to chain it to (None: litellm's own chain quotes request details)."""
+    import openai
+
+    chain = _chain(exc)
+    answer = _answer_of(exc, chain)
+    if answer is not None:
+        status, body, headers = answer
+        return error_from_answer(status, body, api_key=target.api_key, headers=headers), None
+    # The outermost transport failure litellm wrapped is what the OpenAI path would have caught.
+    for link in chain:
+        if isinstance(link, TRANSPORT_FAILURES):
+            return transport_error(link, target), link
+    if isinstance(exc, openai.APITimeoutError):
+        return transport_error(TimeoutError(), target), None
+    name = target.name or target.provider
+    return UpstreamError(f"Could not reach the upstream of '{name}' ({exc.__class__.__name__})",
+                         code="upstream_unreachable"), None
 
 
 def _failures() -> tuple[type[BaseException], ...]:
@@ -172,7 +194,8 @@ async def _call(translator: Translator, http: aiohttp.ClientSession, target: Tar
             model=f"{target.litellm_provider}/{target.model}", api_base=target.base_url, api_key=target.api_key,
             client=handler, timeout=translator.timeout_s, num_retries=0, drop_params=True, **params, **extra)
     except _failures() as exc:
-        raise translate_error(exc, target) from None  # from None: litellm's chain quotes request details
+        error, cause = translate_error(exc, target)
+        raise error from cause
 
 
 async def complete(translator: Translator, http: aiohttp.ClientSession, target: Target, body: dict[str, Any]
@@ -202,5 +225,6 @@ async def stream(translator: Translator, http: aiohttp.ClientSession, target: Ta
                               "created": data.get("created", int(time.time())), "model": data.get("model"),
                               "choices": [], "usage": usage})
     except _failures() as exc:
-        raise translate_error(exc, target) from None
+        error, cause = translate_error(exc, target)
+        raise error from cause
     yield b"data: [DONE]\n\n"
