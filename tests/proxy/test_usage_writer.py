@@ -121,7 +121,7 @@ async def test_upstream_claiming_2_to_the_64_tokens_is_clamped(
 
 
 async def test_rows_the_database_refuses_are_dropped_counted_and_the_rest_written(
-        client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+        client: TestClient, user: TestUser, fake: FakeOpenAI, caplog: pytest.LogCaptureFixture) -> None:
     """The writer's own guarantee, whatever the door lets through: a bad row costs itself only."""
     await openai_config(client, user, fake)
     writer = client.server.app[USAGE]
@@ -141,9 +141,13 @@ async def test_rows_the_database_refuses_are_dropped_counted_and_the_rest_writte
     other = await normal_request(client, fake)
     await recorded(client, other, 1)
     assert writer.dropped == 2 and writer.pending == 0
+    dropped_lines = [r.getMessage() for r in caplog.records if "usage record dropped" in r.getMessage()]
+    assert len(dropped_lines) == 2  # one line each, naming the request, never the row's content
+    assert not any("conv-" in line for line in dropped_lines)
 
 
-async def test_a_crashed_background_task_is_restarted_and_counted(client: TestClient) -> None:
+async def test_a_crashed_background_task_is_restarted_and_counted(client: TestClient,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
     metrics = client.server.app[METRICS]
     runs: list[int] = []
     again = asyncio.Event()
@@ -159,3 +163,4 @@ async def test_a_crashed_background_task_is_restarted_and_counted(client: TestCl
         await asyncio.wait_for(again.wait(), 20)
     assert len(runs) == 2
     assert metric(client, "llm_gateway_background_task_crashes_total") == 1
+    assert any("background task flaky crashed (RuntimeError)" in r.getMessage() for r in caplog.records)

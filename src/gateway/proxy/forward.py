@@ -201,6 +201,8 @@ async def read_answer(response: aiohttp.ClientResponse, target: Target, limit: i
         async for chunk in response.content.iter_any():
             size += len(chunk)
             if size > limit:
+                # The error's traceback keeps this frame alive until a garbage collection: not its chunks.
+                chunks.clear()
                 raise too_large
             chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

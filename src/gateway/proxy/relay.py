@@ -124,6 +124,7 @@ class SSERelay:
             del buffer[:start]
         self._scanned = len(buffer)
         if len(buffer) > self.max_event_bytes and not out:  # whole events before it still go out first
+            buffer.clear()  # the error's traceback may keep this relay alive a while: not its megabyte
             raise UpstreamError(f"The upstream sent an event larger than {self.max_event_bytes} bytes",
                                 code="upstream_event_too_large")
         return out[0] if len(out) == 1 else b"".join(out)
