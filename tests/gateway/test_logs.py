@@ -11,13 +11,16 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway import logs
 from gateway.tokens import hash_token
 from tests.gateway.live import Gateway, start_fake, stop_fake
-from tests.gateway.test_cli import _env
+from tests.factories import make_configuration, make_user
+from tests.fakes.openai_upstream import start_openai_upstream
+from tests.gateway.test_cli import _env, free_port
 
 
 def _record(message: str, *args: object) -> logging.LogRecord:
@@ -125,3 +128,23 @@ def test_litellm_records_come_once_in_our_format_and_its_chatter_not_at_all(tmp_
     lines = [line for line in done.stderr.splitlines() if "one a" in line]
     assert len(lines) == 1 and lines[0].endswith(" WARNING LiteLLM: one a\\nb"), done.stderr
     assert "chatter" not in done.stderr
+
+
+async def test_upstream_failures_are_logged_by_cause_never_with_the_key(
+        client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    user = await make_user(client)
+    wrong_key = f"sk-wrong-{uuid.uuid4().hex}"
+    fake = await start_openai_upstream(aiohttp_server, keys=[f"sk-right-{uuid.uuid4().hex}"])
+    refused = await make_configuration(client, user, name="refused", api_key=wrong_key, base_url=fake.url)
+    closed = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: a connection error
+    await make_configuration(client, user, name="closed", api_key=wrong_key, base_url=closed,
+                             fallback_ids=[refused["id"]])
+    caplog.set_level(logging.WARNING, logger="gateway.upstream")
+    resp = await client.post("/v1/chat/completions", headers=user.headers,
+                             json={"model": "closed", "messages": [{"role": "user", "content": "hi"}]})
+    assert resp.status == 401
+    lines = [record.getMessage() for record in caplog.records if record.name == "gateway.upstream"]
+    assert len(lines) == 2, lines
+    assert "status=502" in lines[0] and "cause=ClientConnectorError" in lines[0]
+    assert "status=401" in lines[1] and "cause=HTTP 401" in lines[1] and f"configuration_id={refused['id']}" in lines[1]
+    assert not any(wrong_key in line or wrong_key[:12] in line for line in lines)
