@@ -20,10 +20,12 @@ from gateway import __version__, logs, migrate
 from gateway.bootstrap import (
     StartupError,
     check_database,
+    create_sqlite_file,
     describe_database_error,
     ensure_first_admin,
     ensure_key_ring,
     require_schema,
+    sqlite_path,
 )
 from gateway.changes import Change, ChangeBus
 from gateway.configurations import Policy
@@ -99,8 +101,6 @@ def cmd_db(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
         if args.action == "upgrade":
-            from gateway.bootstrap import create_sqlite_file, sqlite_path
-
             db_file = sqlite_path(settings)
             if db_file is not None:
                 create_sqlite_file(db_file)

@@ -7,6 +7,7 @@ means no message, argument or traceback can start a line of its own and pass for
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -83,3 +84,6 @@ def configure(level: str = "INFO", fmt: str = "text", stream: TextIO | None = No
     root.setLevel(level.upper())
     for name in PINNED:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # litellm adds a stream handler of its own to its loggers on import, at LITELLM_LOG's level: held at
+    # CRITICAL, its records reach stderr once, through ours (one line, escaped), not twice in two formats.
+    os.environ.setdefault("LITELLM_LOG", "CRITICAL")

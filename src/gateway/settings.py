@@ -71,8 +71,9 @@ def _absolute_sqlite_url(url: str) -> str:
 
 
 def public_database_url(url: str) -> str:
-    """The URL with any password replaced by `***`, for start-up lines and errors."""
-    return re.sub(r"^([^:/]+://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The URL with any password replaced by `***`, for start-up lines and errors (up to the netloc's last `@`,
+    so even an unescaped `@` in the password does not leak its tail)."""
+    return re.sub(r"^([^:/]+://[^:/@]*:)[^/]*@", r"\1***@", url)
 
 
 def normalise_database_url(value: str) -> str:

@@ -58,9 +58,12 @@ async def test_a_deleted_user_is_gone_with_its_tokens(client: TestClient, admin_
 async def test_only_operators_disable_users(client: TestClient) -> None:
     user = await make_user(client)
     other = await make_user(client)
+    admin = await make_user(client, is_admin=True)  # an admin user, not only the operator token
     resp = await client.post(f"/api/admin/users/{other.id}/disable", headers=user.headers)
     assert resp.status == 403
     assert (await _models_status(client, other.headers))[0] == 200
+    assert (await client.post(f"/api/admin/users/{other.id}/disable", headers=admin.headers)).status == 200
+    assert (await _models_status(client, other.headers))[0] == 401
 
 
 def _status(port: int, token: str) -> int:

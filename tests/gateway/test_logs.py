@@ -7,14 +7,20 @@ import io
 import json
 import logging
 import sqlite3
+import subprocess
+import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway import logs
 from gateway.tokens import hash_token
 from tests.gateway.live import Gateway, start_fake, stop_fake
+from tests.factories import make_configuration, make_user
+from tests.fakes.openai_upstream import start_openai_upstream
+from tests.gateway.test_cli import _env, free_port
 
 
 def _record(message: str, *args: object) -> logging.LogRecord:
@@ -33,21 +39,24 @@ def test_a_traceback_is_one_line() -> None:
     try:
         raise ValueError("first\nsecond")
     except ValueError:
-        record = logging.LogRecord("gateway.test", logging.ERROR, __file__, 1, "failed", (), __import__("sys").exc_info())
+        record = logging.LogRecord("gateway.test", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
     line = logs.TextFormatter().format(record)
     assert "\n" not in line and "Traceback" in line and "first\\nsecond" in line
 
 
 def test_configure_pins_the_libraries_that_would_log_secrets() -> None:
     stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     logs.configure("DEBUG", "text", stream)
     try:
         for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine", "httpx", "litellm", "LiteLLM"):
             logging.getLogger(name).debug("secret sk-should-not-appear")
             logging.getLogger(name).info("secret sk-should-not-appear")
         logging.getLogger("gateway.test").debug("ours")
-    finally:
-        logs.configure("INFO", "text")
+    finally:  # give pytest its own handlers back
+        root.handlers[:] = handlers
+        root.setLevel(level)
     assert "sk-should-not-appear" not in stream.getvalue()
     assert "gateway.test: ours" in stream.getvalue()
 
@@ -106,3 +115,36 @@ def test_json_log_lines_for_log_shippers(tmp_path: Path) -> None:
     forged = [r for r in access if "forged" in r["endpoint"]]
     assert len(forged) == 1 and "\r2026-01-01" in forged[0]["endpoint"]  # kept as data, JSON-escaped on the line
     assert run["key"] not in run["err"]
+
+
+def test_litellm_records_come_once_in_our_format_and_its_chatter_not_at_all(tmp_path: Path) -> None:
+    script = ("import logging; from gateway import logs; logs.configure('DEBUG'); import litellm; "
+              "logging.getLogger('LiteLLM').warning('one %s', 'a\\nb'); logging.getLogger('LiteLLM').info('chatter'); "
+              "litellm.verbose_logger.debug('chatter')")
+    env = _env(LITELLM_LOCAL_MODEL_COST_MAP="True")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "one a" in line]
+    assert len(lines) == 1 and lines[0].endswith(" WARNING LiteLLM: one a\\nb"), done.stderr
+    assert "chatter" not in done.stderr
+
+
+async def test_upstream_failures_are_logged_by_cause_never_with_the_key(
+        client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    user = await make_user(client)
+    wrong_key = f"sk-wrong-{uuid.uuid4().hex}"
+    fake = await start_openai_upstream(aiohttp_server, keys=[f"sk-right-{uuid.uuid4().hex}"])
+    refused = await make_configuration(client, user, name="refused", api_key=wrong_key, base_url=fake.url)
+    closed = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: a connection error
+    await make_configuration(client, user, name="closed", api_key=wrong_key, base_url=closed,
+                             fallback_ids=[refused["id"]])
+    caplog.set_level(logging.WARNING, logger="gateway.upstream")
+    resp = await client.post("/v1/chat/completions", headers=user.headers,
+                             json={"model": "closed", "messages": [{"role": "user", "content": "hi"}]})
+    assert resp.status == 401
+    lines = [record.getMessage() for record in caplog.records if record.name == "gateway.upstream"]
+    assert len(lines) == 2, lines
+    assert "status=502" in lines[0] and "cause=ClientConnectorError" in lines[0]
+    assert "status=401" in lines[1] and "cause=HTTP 401" in lines[1] and f"configuration_id={refused['id']}" in lines[1]
+    assert not any(wrong_key in line or wrong_key[:12] in line for line in lines)

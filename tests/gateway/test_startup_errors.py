@@ -155,3 +155,12 @@ def test_relative_data_dir_is_resolved_and_shared_by_the_cli(tmp_path: Path) -> 
     listed = cli("users", "list", cwd=tmp_path, **env)
     assert listed.returncode == 0 and "admin" in listed.stdout, listed.stderr
 
+
+
+def test_a_database_url_is_shown_without_its_password() -> None:
+    from gateway.settings import public_database_url
+
+    assert public_database_url("postgresql+asyncpg://gw:pa:ss@db:5432/x") == "postgresql+asyncpg://gw:***@db:5432/x"
+    assert public_database_url("postgresql+asyncpg://gw:s3cr@t@db/x") == "postgresql+asyncpg://gw:***@db/x"
+    assert public_database_url("postgresql+asyncpg://gw@db:5432/x") == "postgresql+asyncpg://gw@db:5432/x"
+    assert public_database_url("postgresql+asyncpg://db:5432/x") == "postgresql+asyncpg://db:5432/x"

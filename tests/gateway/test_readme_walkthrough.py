@@ -1,0 +1,91 @@
+"""The README's walkthrough, run as written: its code blocks are read from the README and executed against a
+real `serve` process and the bundled fake upstream (only ports and the two pasted tokens are filled in)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.gateway.live import REPO, Gateway, start_fake, stop_fake
+
+README = (REPO / "README.md").read_text()
+SECTION = README.split("## Five-minute walkthrough", 1)[1].split("\n## ", 1)[0]
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", SECTION, re.S)
+
+
+def _commands(block: str) -> list[str]:
+    """Shell commands of a block: continuation lines joined, comments and blank lines dropped."""
+    joined = block.replace("\\\n", " ")
+    return [line.strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def _local(command: str, gateway_port: int, fake_port: int) -> str:
+    return command.replace("localhost:4000", f"127.0.0.1:{gateway_port}").replace(
+        "127.0.0.1:4000", f"127.0.0.1:{gateway_port}").replace("9100", str(fake_port))
+
+
+def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
+    languages = [language for language, _ in BLOCKS]
+    assert languages == ["sh", "sh", "sh", "python"], languages
+    (serve_block, fake_block, calls_block, sdk_block) = (body for _, body in BLOCKS)
+
+    # terminal 1: `LLM_GATEWAY_ALLOW_PRIVATE_BASE_URLS=true make run` = that setting + `llm-gateway serve`.
+    (serve_command,) = _commands(serve_block)
+    settings, _, make = serve_command.rpartition(" make ")
+    assert serve_command.endswith("make run") and make == "run"
+    env = dict(pair.split("=", 1) for pair in shlex.split(settings))
+
+    # terminal 2: the fake upstream, run as the README has it (on a free port rather than 9100).
+    (fake_command,) = _commands(fake_block)
+    argv = shlex.split(fake_command)
+    assert argv[:3] == [".venv/bin/python", "-m", "tests.fakes.openai_upstream"]
+    key = argv[argv.index("--key") + 1]
+    fake, fake_url = start_fake(key)
+    fake_port = int(fake_url.rsplit(":", 1)[1].split("/", 1)[0])
+    gateway = Gateway(tmp_path, **env)
+    try:
+        # terminal 3, line by line; the two `export X=lgw_...` lines are the tokens a person pastes.
+        shell_env = {**os.environ, "ADMIN": gateway.admin_token}
+        answers = []
+        for command in _commands(calls_block):
+            if command.startswith("export TOKEN="):
+                shell_env["TOKEN"] = json.loads(answers[-1])["token"]
+                continue
+            if command.startswith("export ADMIN="):
+                continue
+            done = subprocess.run(["bash", "-c", _local(command, gateway.port, fake_port)], env=shell_env,
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            answers.append(done.stdout)
+        user, configuration, completion = (json.loads(answer) for answer in answers)
+        assert user["name"] == "alice" and user["token"].startswith("lgw_")
+        assert configuration["name"] == "work-gpt" and key not in json.dumps(configuration)
+        assert completion["object"] == "chat.completion" and completion["choices"][0]["message"]["content"]
+
+        # the openai SDK block, as written, with TOKEN in its environment
+        sdk = subprocess.run([sys.executable, "-c", _local(sdk_block, gateway.port, fake_port)],
+                             env={**os.environ, "TOKEN": shell_env["TOKEN"]}, capture_output=True, text=True,
+                             timeout=60)
+        assert sdk.returncode == 0 and sdk.stdout.strip(), sdk.stderr
+
+        # the web page and what its Usage tab loads
+        status, page = gateway.call("GET", "/ui/usage", "")
+        assert status == 200 and "<html" in page.lower()
+        deadline = time.monotonic() + 30
+        while True:
+            status, usage = gateway.call("GET", "/api/usage?group_by=configuration", shell_env["TOKEN"])
+            assert status == 200, usage
+            if usage["totals"]["requests"] >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert usage["totals"]["requests"] == 2, usage
+        assert gateway.call("GET", "/api/docs", "")[0] == 200
+    finally:
+        gateway.stop()
+        stop_fake(fake)
