@@ -3,6 +3,7 @@ one transaction, audited and announced like any create, optionally tested under 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from aiohttp import web
@@ -55,10 +56,18 @@ class TemplateList(Public):
 
 
 InputValue = Annotated[str, Field(max_length=4096)]
+INPUT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _input_ids(inputs: dict[str, str]) -> dict[str, str]:
+    """Input ids are the template's short names; anything else is refused without echoing it (it may be a key)."""
+    if not all(INPUT_ID.match(input_id) for input_id in inputs):
+        raise ValueError("input ids are the template's short names (see GET /api/templates/{id})")
+    return inputs
 
 
 class TemplateApply(StrictBody):
-    inputs: dict[Annotated[str, Field(max_length=64)], InputValue] = Field(
+    inputs: Annotated[dict[str, InputValue], AfterValidator(_input_ids)] = Field(
         default_factory=dict, max_length=30, description="Input id → value; an empty value counts as not given")
     name_prefix: Annotated[str, Field(max_length=50), AfterValidator(printable)] | None = Field(
         default=None, description="Put before each configuration name, e.g. to apply a template twice")

@@ -343,9 +343,13 @@ async def update_configuration(
     changed: list[str] = []
     stored = decrypt_key(keyring, config)
     key_given = api_key is not None and api_key != masked_key(keyring, config)
+    if api_key is not None and key_given:
+        check_api_key(api_key)  # before the move check: a placeholder is no key re-entered
+    if stored == CLEARED_KEY and not key_given and values.get("is_active") is True:
+        raise Unprocessable("Field 'api_key' is required: this configuration's key was cleared, so it can be "
+                            "turned on again only with a key", param="api_key", code="key_required")
     values = _checked(policy, config, values, key_given=key_given or stored == CLEARED_KEY)
     if api_key is not None and key_given:
-        check_api_key(api_key)
         if api_key != stored:
             _set_key(keyring, config, api_key)
             changed.append("api_key")

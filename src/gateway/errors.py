@@ -154,7 +154,8 @@ def _fields(error: dict[str, Any] | str) -> ErrorFields:
     if isinstance(error, str):
         return ErrorFields(message=error, readable=True)
     reasons = {r for r in [_text(error.get("status"))] if r}
-    for detail in error.get("details") or ():
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else ():
         if isinstance(detail, dict) and isinstance(detail.get("reason"), str):
             reasons.add(detail["reason"])
     type_ = _text(error.get("type"))

@@ -65,6 +65,11 @@ async def test_real_key_replaces_and_explicit_clear_clears(client: TestClient) -
     view = await _post(client, user, {"llm_api_key": "", "llm_api_key_clear": True})
     assert view["llm_api_key_set"] is False
     assert await _stored(client, user) == (CLEARED_KEY, False)  # nothing usable, and never used for a request
+    # turning it back on needs a key: without one it would send the cleared marker upstream
+    config_id = (await (await client.get("/api/llm-configurations", headers=user.headers)).json())["items"][0]["id"]
+    resp = await client.patch(f"/api/llm-configurations/{config_id}", json={"is_active": True}, headers=user.headers)
+    assert resp.status == 422 and (await resp.json())["error"]["code"] == "key_required"
+    assert await _stored(client, user) == (CLEARED_KEY, False)
     # posting the mask back to a cleared configuration keeps it cleared; a real key brings it back
     await _post(client, user, {"llm_api_key": "**********"})
     assert await _stored(client, user) == (CLEARED_KEY, False)

@@ -213,7 +213,9 @@ async def test_name_collision_is_409_and_creates_nothing(client: TestClient, use
     ({"anthropic_api_key": "**********"}, "inputs.anthropic_api_key", "placeholder_api_key"),
     ({"anthropic_api_key": "sk-a...wxyz"}, "inputs.anthropic_api_key", "placeholder_api_key"),
     ({"anthropic_api_key": "<hidden>"}, "inputs.anthropic_api_key", "placeholder_api_key"),
-    ({"bogus": "x"}, "inputs.bogus", "unknown_field"),
+    ({"bogus": "x"}, "inputs", "unknown_field"),
+    ({"sk-SECRET-" + "x" * 80: "x"}, "inputs", "validation_error"),  # an id that may be a key is never echoed
+    ({"a\u0000b": "x"}, "inputs", "validation_error"),
 ])
 async def test_bad_inputs_are_422_naming_the_input(client: TestClient, user: TestUser, upstreams: Upstreams,
                                                    inputs: dict[str, str], param: str, code: str) -> None:
@@ -224,6 +226,7 @@ async def test_bad_inputs_are_422_naming_the_input(client: TestClient, user: Tes
     assert status == 422, body
     assert (body["error"]["param"], body["error"]["code"]) == (param, code)
     assert "*****" not in body["error"]["message"] and "<hidden>" not in body["error"]["message"]
+    assert "SECRET" not in str(body) and "bogus" not in str(body)
     assert await stored(client, user) == []
 
 

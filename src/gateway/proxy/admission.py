@@ -34,7 +34,7 @@ WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 # How often a queued request looks whether its client is still there: aiohttp (without handler cancellation,
 # its default) tells a handler nothing until it writes.
 CLIENT_CHECK_S = 0.05
-CLIENT_CLOSED = 499
+CLIENT_CLOSED = 499  # nginx's "client closed request": what usage and metrics record for a client that left
 # Descriptors that are not the streams' (database, listener, log files, the loop's own).
 SPARE_FDS = 256
 

@@ -22,6 +22,7 @@ from gateway.errors import (
     BadRequest, GatewayError, InvalidJSON, PayloadTooLarge, ServiceUnavailable, UpstreamError, UpstreamTimeout,
 )
 from gateway.proxy import translation
+from gateway.proxy.admission import CLIENT_CLOSED
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.failover import parse_retry_after, should_fail_over
 from gateway.proxy.forward import Target, post_upstream, read_answer, read_error, relayed_headers, upstream_errors
@@ -34,7 +35,6 @@ ROUTING_FIELDS = frozenset({"api_base", "base_url", "api_key", "extra_headers", 
                             "litellm_params", "mock_response"})
 # Endpoints whose streams end with a usage chunk when asked for one, then `data: [DONE]`.
 USAGE_CHUNK_PATHS = frozenset({"/chat/completions", "/completions"})
-CLIENT_CLOSED = 499  # nginx's "client closed request": what usage and metrics record for a client that left
 MAX_HEADER_CHARS = 256
 
 

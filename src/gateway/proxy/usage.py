@@ -4,15 +4,12 @@ them with litellm's price list and writes them (and each configuration's last_us
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Dialect
@@ -21,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.appkeys import METRICS, SESSIONMAKER, SETTINGS, USAGE
+from gateway.model_catalog import model_data
 from gateway.models import LLMConfiguration, UsageRecord
 from gateway.proxy.background import running
 from gateway.proxy.cache import CachedConfiguration
@@ -29,7 +27,6 @@ from gateway.proxy.relay import usage_of_body
 
 log = logging.getLogger("gateway.usage")
 access_log = logging.getLogger("gateway.access")
-PRICE_FILE = "model_prices_and_context_window_backup.json"
 USAGE_COLUMNS = ["user_id", "configuration_id", "conversation_id", "endpoint", "provider", "model", "prompt_tokens",
                  "completion_tokens", "cost_usd", "latency_ms", "status", "error_class", "attempts", "stream",
                  "created_at"]
@@ -56,21 +53,12 @@ UsageEvent = tuple[str, uuid.UUID, CachedConfiguration | None, str | None, str, 
                    tuple[int, int] | None, bytes | None, str | None]
 
 
-def load_price_list() -> dict[str, Any]:
-    """litellm's bundled price list, read as JSON: importing litellm itself would cost seconds and memory."""
-    spec = importlib.util.find_spec("litellm")
-    if spec is None or not spec.submodule_search_locations:
-        return {}
-    path = Path(next(iter(spec.submodule_search_locations))) / PRICE_FILE
-    try:
-        data = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        log.warning("litellm's price list could not be read; usage is recorded without cost")
-        return {}
-    return data if isinstance(data, dict) else {}
+def load_price_list() -> Mapping[str, Any]:
+    """litellm's bundled price list (gateway.model_catalog): read as JSON, litellm itself never imported."""
+    return model_data()
 
 
-def token_prices(prices: dict[str, Any], *, litellm_provider: str | None, model: str | None) -> tuple[float, float]:
+def token_prices(prices: Mapping[str, Any], *, litellm_provider: str | None, model: str | None) -> tuple[float, float]:
     """(prompt, completion) price per token of a model; zeros for a model the list does not know."""
     if not model:
         return (0.0, 0.0)
@@ -80,7 +68,7 @@ def token_prices(prices: dict[str, Any], *, litellm_provider: str | None, model:
     return (entry.get("input_cost_per_token") or 0.0, entry.get("output_cost_per_token") or 0.0)
 
 
-def cost_usd(prices: dict[str, Any], *, litellm_provider: str | None, model: str | None,
+def cost_usd(prices: Mapping[str, Any], *, litellm_provider: str | None, model: str | None,
              prompt_tokens: int, completion_tokens: int) -> float:
     """Price of a request from the per-token prices of its model; 0.0 for a model the list does not know."""
     prompt_price, completion_price = token_prices(prices, litellm_provider=litellm_provider, model=model)
@@ -159,7 +147,7 @@ class UsageWriter:
         self._metrics = metrics
         self._incoming: list[UsageEvent] = []  # not yet counted in the metrics nor logged
         self._buffer: list[UsageEvent] = []  # counted and logged, not yet written
-        self._prices: dict[str, Any] | None = None
+        self._prices: Mapping[str, Any] | None = None
         self._inserter: RowInserter | None = None
         self._lock = asyncio.Lock()
         self.dropped = 0

@@ -14,6 +14,7 @@ from gateway.crypto import KeyRing
 from gateway.errors import Conflict, Unprocessable
 from gateway.models import LLMConfiguration
 from gateway.templates.catalog import Template, TemplateConfiguration
+from gateway.validation import MAX_MODEL, MAX_NAME, check_text
 
 # Stored for a local server (Ollama, vLLM) when the user gives no key: such servers ignore the header, and
 # every configuration keeps a real encrypted key, like the OpenAI SDK's users who pass "ollama" or "not-needed".
@@ -31,7 +32,7 @@ def check_inputs(template: Template, policy: Policy, given: Mapping[str, str]) -
     known = {item.id for item in template.inputs}
     for input_id in given:
         if input_id not in known:
-            raise Unprocessable("Unknown template input; see the template's inputs", param=f"inputs.{input_id}",
+            raise Unprocessable("Unknown template input; see the template's inputs", param="inputs",
                                 code="unknown_field")
     values: dict[str, str] = {}
     for item in template.inputs:
@@ -46,8 +47,8 @@ def check_inputs(template: Template, policy: Policy, given: Mapping[str, str]) -
                 check_api_key(value)
             elif item.kind == "base_url":
                 value = check_provider_and_url(policy, item.provider, value) or value
-            elif len(value) > 200 or not value.isprintable() or not value.strip():
-                raise Unprocessable("Invalid 'model': 1-200 printable characters", param="model")
+            else:
+                check_text(value, param="model", max_length=MAX_MODEL)
         except Unprocessable as exc:
             raise _as_input(exc, item.id) from None
         values[item.id] = value
@@ -91,8 +92,8 @@ async def apply_template(
     default when asked or when the user had none. A taken name is a 409 and nothing is created."""
     values = check_inputs(template, policy, inputs)
     names = [f"{name_prefix}{config.name}" for config in template.configurations]
-    if any(len(name) > 100 for name in names):
-        raise Unprocessable("Invalid 'name_prefix': the names it makes would be longer than 100 characters",
+    if any(len(name) > MAX_NAME for name in names):
+        raise Unprocessable(f"Invalid 'name_prefix': the names it makes would be longer than {MAX_NAME} characters",
                             param="name_prefix")
     await lock_user(session, user_id=user_id)
     await _refuse_taken_names(session, user_id=user_id, template=template, names=names)

@@ -1,29 +1,23 @@
 """`llm-gateway templates check`: every template model must still be in litellm's model catalog.
 
-The catalog is read from the JSON file litellm ships (its offline price map), located through the package
-metadata: importing litellm takes seconds and is not needed to read a file."""
+The catalog is the JSON file litellm ships (gateway.model_catalog): importing litellm takes seconds and is not
+needed to read a file."""
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from gateway.model_catalog import model_data
 from gateway.providers import ProviderCatalog
 from gateway.templates.catalog import TemplateCatalog
 
-LITELLM_MAP = "litellm/model_prices_and_context_window_backup.json"
 
-
-def litellm_model_map() -> dict[str, Any]:
+def litellm_model_map() -> Mapping[str, Any]:
     """litellm's shipped model map (model name → details, `litellm_provider` among them)."""
-    path = Path(str(importlib.metadata.distribution("litellm").locate_file(LITELLM_MAP)))
-    data: dict[str, Any] = orjson.loads(path.read_bytes())
-    return data
+    return model_data()
 
 
 @dataclass(frozen=True)
