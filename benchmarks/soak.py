@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,38 +186,54 @@ def verdict(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=int, default=200, help="concurrent streaming clients")
+def arguments(doc: str | None, *, clients: int) -> argparse.ArgumentParser:
+    """The options every soak has: clients, duration, steady rate, database, JSON output."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=clients, help="concurrent streaming clients")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     parser.add_argument("--rps", type=float, default=20.0, help="steady non-streamed requests per second")
-    parser.add_argument("--chunks", type=int, default=10, help="content events per upstream stream")
-    parser.add_argument("--chunk-delay", type=float, default=0.1, help="seconds between upstream events")
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     parser.add_argument("--json", type=Path, help="write the summary and samples here")
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="llmgw-soak-"))
+    return parser
+
+
+@contextmanager
+def stack(prefix: str, database_url: str | None, upstream_args: list[str], env: dict[str, str]
+          ) -> Iterator[tuple[Gateway, str, str, str]]:
+    """A migrated database (a fresh SQLite file by default), the fake upstream and a gateway subprocess in their
+    own processes; yields the gateway, its admin token, the upstream's key and the upstream's /v1 URL."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     key, admin = f"sk-soak-{uuid.uuid4().hex}", f"soak-admin-{uuid.uuid4().hex}"
-    database_url = args.database_url or f"sqlite+aiosqlite:///{work / 'gateway.db'}"
+    database_url = database_url or f"sqlite+aiosqlite:///{work / 'gateway.db'}"
     migrate.upgrade(database_url)
     upstream_port = free_port()
     upstream = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(upstream_port), "--key", key,
-         "--chunks", str(args.chunks), "--chunk-delay", str(args.chunk_delay)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         *upstream_args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     gateway = None
     try:
         gateway = Gateway({"LLM_GATEWAY_DATABASE_URL": database_url, "LLM_GATEWAY_ADMIN_TOKEN": admin,
                            "LLM_GATEWAY_ENCRYPTION_KEYS": generate_key_entry("soak"),
-                           "LLM_GATEWAY_ALLOW_PRIVATE_BASE_URLS": "true", "LLM_GATEWAY_DATA_DIR": str(work)},
+                           "LLM_GATEWAY_ALLOW_PRIVATE_BASE_URLS": "true", "LLM_GATEWAY_DATA_DIR": str(work), **env},
                           work / "gateway.log")
-        token = asyncio.run(setup(gateway.url, admin, key, f"http://127.0.0.1:{upstream_port}/v1"))
-        result = asyncio.run(drive(args, gateway.url, token))
+        yield gateway, admin, key, f"http://127.0.0.1:{upstream_port}/v1"
     finally:
         if gateway is not None:
             gateway.stop()
         upstream.terminate()
         upstream.wait(10)
+
+
+def main() -> int:
+    parser = arguments(__doc__, clients=200)
+    parser.add_argument("--chunks", type=int, default=10, help="content events per upstream stream")
+    parser.add_argument("--chunk-delay", type=float, default=0.1, help="seconds between upstream events")
+    args = parser.parse_args()
+    with stack("llmgw-soak-", args.database_url, ["--chunks", str(args.chunks), "--chunk-delay",
+                                                   str(args.chunk_delay)], {}) as (gateway, admin, key, upstream):
+        token = asyncio.run(setup(gateway.url, admin, key, upstream))
+        result = asyncio.run(drive(args, gateway.url, token))
+    work = gateway.log.parent
     summary = verdict(result, args)
     print(json.dumps(summary, indent=1))
     if key in (work / "gateway.log").read_text():
