@@ -156,6 +156,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "teardown":
         captured = [(name, content) for name, content in report.sections
                     if name.startswith(("Captured stdout", "Captured stderr"))]
+        captured += leakwatch.log_files(getattr(item, "funcargs", {}).get("tmp_path"))
         findings = leakwatch.stop(watching, captured)
         del item.stash[WATCHING]
         if findings and not report.failed:

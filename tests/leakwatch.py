@@ -3,7 +3,8 @@
 For the whole test — setup, call and teardown — it collects what a client, an operator or a CI log could see:
 every log record (one root handler of its own, at DEBUG, chatty third-party loggers included), every answer of
 every gateway app the test starts (headers and body, streams joined), after the test every raw row of the
-gateway's database (audit and usage rows included), and the captured stdout/stderr of every phase. Then it
+gateway's database (audit and usage rows included), the captured stdout/stderr of every phase, and the `*.log`
+files left in the test's tmp_path (gateways run as processes). Then it
 looks there for the EXACT provider keys the test made — registered by the factories and helpers that make them
 (`watched()`), the fakes' default keys, and every key the gateway stored (decrypted from the rows) — and for
 stored ciphertext in answers. Exact keys, not a pattern: random tokens cannot match by chance. A finding names
@@ -19,6 +20,7 @@ import secrets
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -307,6 +309,14 @@ def stop(watching: Watching, captured: Iterator[tuple[str, str]]) -> list[Findin
         watching.watch.output(section, content)
     watching.watch.scan_databases()
     return watching.watch.findings()
+
+
+def log_files(directory: Path | None) -> list[tuple[str, str]]:
+    """The `*.log` files a test left in its tmp_path: what the gateways it ran as processes logged."""
+    if directory is None:
+        return []
+    return [(f"the log file {path.relative_to(directory)}", path.read_text("utf-8", "replace"))
+            for path in sorted(directory.rglob("*.log")) if path.is_file()]
 
 
 def report(findings: list[Finding]) -> str:
