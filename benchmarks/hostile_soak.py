@@ -2,7 +2,7 @@
 requests per second of each attack of issue 12, against a gateway subprocess:
 
   conversation-id  a non-UTF-8 X-Conversation-Id (raw bytes on the wire)
-  huge-tokens      a configuration whose upstream (the attacker's) reports 2^64 prompt tokens
+  huge-tokens      a configuration whose upstream (the attacker's) reports 2^64, 2^40 or 2^31 tokens
   random-path      random /v1 paths (metrics labels, routing)
   oversized        bodies past MAX_BODY_BYTES
   placeholder      configurations saved with a placeholder key (`**********`, `<hidden>`)
@@ -40,12 +40,12 @@ from benchmarks.soak import Tally, arguments, scrape, setup, stack, steady, stre
 from tests.reliability.processes import Gateway, free_port
 
 CHAT = [{"role": "user", "content": "hi"}]
-HUGE = 2**64
+HUGE = (2**64, 2**40, 2**31)  # past the JSON parsers' integers; past a 32-bit INTEGER column, far and just
 ATTACKS = ["conversation-id", "huge-tokens", "random-path", "oversized", "placeholder", "move-key"]
 
 
 class AttackerHost:
-    """The attacker's own upstream: answers with 2^64 tokens and keeps every Authorization it receives."""
+    """The attacker's own upstream: answers with huge token counts and keeps every Authorization it receives."""
 
     def __init__(self) -> None:
         self.received: list[str] = []
@@ -65,9 +65,10 @@ class AttackerHost:
         if auth:
             self.received.append(auth)
         # Written by hand: 2^64 does not fit the JSON libraries' integers, and that is the point.
+        huge = random.choice(HUGE)
         body = ('{"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": [{"index": 0, '
                 '"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}], '
-                f'"usage": {{"prompt_tokens": {HUGE}, "completion_tokens": {HUGE}, "total_tokens": {HUGE}}}}}')
+                f'"usage": {{"prompt_tokens": {huge}, "completion_tokens": {huge}, "total_tokens": {huge}}}}}')
         return web.Response(text=body, content_type="application/json")
 
 
