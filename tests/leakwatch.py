@@ -18,7 +18,7 @@ import hashlib
 import logging
 import secrets
 import string
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -300,7 +300,7 @@ def start(test: str, registry: KeyRegistry = KEYS) -> Watching:
     return Watching(watch, handler, levels)
 
 
-def stop(watching: Watching, captured: Iterator[tuple[str, str]]) -> list[Finding]:
+def stop(watching: Watching, captured: Iterable[tuple[str, str]]) -> list[Finding]:
     """After a test's teardown: detach, read the rows and the captured output, and judge."""
     logging.getLogger().removeHandler(watching.handler)
     for name, level in watching.levels.items():

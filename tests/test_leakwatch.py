@@ -96,6 +96,19 @@ async def test_streamed_response(aiohttp_client, settings):
     assert (await (await aiohttp_client(app)).get("/planted")).status == 200
 
 
+@pytest.fixture
+async def own_client(aiohttp_client, settings):
+    # A module's own client fixture, as tests/admin/test_testing.py once had: the watch still sees its app.
+    app = create_app(settings)
+    app.router.add_get("/planted", answer)
+    return await aiohttp_client(app)
+
+
+async def test_own_client_fixture(own_client):
+    watched(PLANTED, "the planting test")
+    assert (await own_client.get("/planted")).status == 200
+
+
 async def test_usage_row(aiohttp_client, settings):
     watched(PLANTED, "the planting test")
     client = await aiohttp_client(create_app(settings))
@@ -145,6 +158,7 @@ PLACES = {
     "test_log_file": "the log file gateway.log",
     "test_response_body": "the answer to GET /planted (200)",
     "test_streamed_response": "the answer to GET /planted (200)",
+    "test_own_client_fixture": "the answer to GET /planted (200)",
     "test_usage_row": "a row of usage_records",
     "test_audit_row": "a row of audit_events",
     "test_stored_key_unregistered_in_a_log": "a log record of gateway.planted",
