@@ -156,6 +156,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "teardown":
         captured = [(name, content) for name, content in report.sections
                     if name.startswith(("Captured stdout", "Captured stderr"))]
+        captured += leakwatch.log_files(getattr(item, "funcargs", {}).get("tmp_path"))
         findings = leakwatch.stop(watching, captured)
         del item.stash[WATCHING]
         if findings and not report.failed:
@@ -168,10 +169,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report  # type: ignore[return-value]
 
 
-@pytest.fixture
-def key_watch(request: pytest.FixtureRequest) -> LeakWatch:
-    """The running test's leak watch (to plant data in it, or to read its counts)."""
-    return request.node.stash[WATCHING].watch
+@pytest.fixture(autouse=True)
+def key_watch(request: pytest.FixtureRequest) -> Iterator[LeakWatch]:
+    """The running test's leak watch (to plant data in it, or to read its counts). Autouse, so it is torn down
+    after every other fixture of the test — its apps closed, their last usage flushed — and before the session's
+    (which drop the PostgreSQL database): then it reads the rows."""
+    watch = request.node.stash[WATCHING].watch
+    yield watch
+    watch.scan_databases()
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 For the whole test — setup, call and teardown — it collects what a client, an operator or a CI log could see:
 every log record (one root handler of its own, at DEBUG, chatty third-party loggers included), every answer of
 every gateway app the test starts (headers and body, streams joined), after the test every raw row of the
-gateway's database (audit and usage rows included), and the captured stdout/stderr of every phase. Then it
+gateway's database (audit and usage rows included), the captured stdout/stderr of every phase, and the `*.log`
+files left in the test's tmp_path (gateways run as processes). Then it
 looks there for the EXACT provider keys the test made — registered by the factories and helpers that make them
 (`watched()`), the fakes' default keys, and every key the gateway stored (decrypted from the rows) — and for
 stored ciphertext in answers. Exact keys, not a pattern: random tokens cannot match by chance. A finding names
@@ -17,12 +18,14 @@ import hashlib
 import logging
 import secrets
 import string
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
 from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -197,7 +200,10 @@ class LeakWatch:
     def scan_databases(self) -> None:
         """Read every raw row of every database the test's apps used; learn the keys they store."""
         for url, ring in self.databases.items():
-            asyncio.run(self._scan_database(url, ring))
+            try:
+                asyncio.run(self._scan_database(url, ring))
+            except (SQLAlchemyError, OSError) as exc:  # a test that dropped its database: no row left to leak
+                self.see("the database scan", f"skipped: {exc.__class__.__name__}")
 
     async def _scan_database(self, url: str, ring: KeyRing) -> None:
         engine = create_async_engine(url, poolclass=NullPool)
@@ -298,15 +304,23 @@ def start(test: str, registry: KeyRegistry = KEYS) -> Watching:
     return Watching(watch, handler, levels)
 
 
-def stop(watching: Watching, captured: Iterator[tuple[str, str]]) -> list[Finding]:
-    """After a test's teardown: detach, read the rows and the captured output, and judge."""
+def stop(watching: Watching, captured: Iterable[tuple[str, str]]) -> list[Finding]:
+    """After a test's teardown (the rows were read by the key_watch fixture): detach, read the captured output,
+    and judge."""
     logging.getLogger().removeHandler(watching.handler)
     for name, level in watching.levels.items():
         logging.getLogger(name).setLevel(level)
     for section, content in captured:
         watching.watch.output(section, content)
-    watching.watch.scan_databases()
     return watching.watch.findings()
+
+
+def log_files(directory: Path | None) -> list[tuple[str, str]]:
+    """The `*.log` files a test left in its tmp_path: what the gateways it ran as processes logged."""
+    if directory is None:
+        return []
+    return [(f"the log file {path.relative_to(directory)}", path.read_text("utf-8", "replace"))
+            for path in sorted(directory.rglob("*.log")) if path.is_file()]
 
 
 def report(findings: list[Finding]) -> str:

@@ -1,5 +1,5 @@
 """The key-leak watch can fail: a planted key is caught in every place it claims to watch (a log record in any
-phase, an answer — streamed or not —, a usage or audit row, stdout/stderr), the failure names the place and the
+phase, an answer — streamed or not —, a usage or audit row, stdout/stderr, a process's log file), the failure names the place and the
 test that made the key but never prints the key, and a random `sk-…` lookalike is not flagged."""
 
 from __future__ import annotations
@@ -72,6 +72,11 @@ def test_stdout():
     print("the key is", PLANTED)
 
 
+def test_log_file(tmp_path):
+    watched(PLANTED, "the planting test")
+    (tmp_path / "gateway.log").write_text("started with " + PLANTED)
+
+
 def test_stderr():
     watched(PLANTED, "the planting test")
     print(PLANTED, file=sys.stderr)
@@ -89,6 +94,19 @@ async def test_streamed_response(aiohttp_client, settings):
     app = create_app(settings)
     app.router.add_get("/planted", stream)
     assert (await (await aiohttp_client(app)).get("/planted")).status == 200
+
+
+@pytest.fixture
+async def own_client(aiohttp_client, settings):
+    # A module's own client fixture, as tests/admin/test_testing.py once had: the watch still sees its app.
+    app = create_app(settings)
+    app.router.add_get("/planted", answer)
+    return await aiohttp_client(app)
+
+
+async def test_own_client_fixture(own_client):
+    watched(PLANTED, "the planting test")
+    assert (await own_client.get("/planted")).status == 200
 
 
 async def test_usage_row(aiohttp_client, settings):
@@ -137,8 +155,10 @@ PLACES = {
     "test_log_in_teardown": "a log record of gateway.teardown",
     "test_stdout": "Captured stdout call",
     "test_stderr": "Captured stderr call",
+    "test_log_file": "the log file gateway.log",
     "test_response_body": "the answer to GET /planted (200)",
     "test_streamed_response": "the answer to GET /planted (200)",
+    "test_own_client_fixture": "the answer to GET /planted (200)",
     "test_usage_row": "a row of usage_records",
     "test_audit_row": "a row of audit_events",
     "test_stored_key_unregistered_in_a_log": "a log record of gateway.planted",

@@ -22,6 +22,7 @@ from gateway import migrate
 from gateway.appkeys import HTTP_CLIENT
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN
+from tests.leakwatch import watched
 from tests.proxy.conftest import client, fake, no_key_anywhere, responses, user
 from tests.waiting import settled
 from tests.reliability.processes import ROOT, PrivateCluster, free_port
@@ -31,8 +32,8 @@ __all__ = ["Baseline", "client", "fake", "no_key_anywhere", "responses", "user"]
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """A short upstream timeout (what a 504 must honour) and fast usage flushes."""
-    return settings.model_copy(update={"upstream_timeout_s": 0.5, "upstream_connect_timeout_s": 0.5,
+    """A short upstream timeout (what a 504 must honour), yet long enough for a loaded CI's healthy answers."""
+    return settings.model_copy(update={"upstream_timeout_s": 2.0, "upstream_connect_timeout_s": 2.0,
                                        "cooldown_s": 0.2})
 
 
@@ -89,8 +90,8 @@ def cluster_database(cluster: PrivateCluster) -> str:
 
 @pytest.fixture
 def upstream_key() -> str:
-    """The one API key the standalone fake upstream accepts."""
-    return f"sk-reliability-{uuid.uuid4().hex}"
+    """The one API key the standalone fake upstream accepts (watched: see tests/leakwatch.py)."""
+    return watched(f"sk-reliability-{uuid.uuid4().hex}", "tests/reliability/conftest.py upstream_key")
 
 
 @pytest.fixture

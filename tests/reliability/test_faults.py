@@ -63,7 +63,7 @@ async def test_fault_gives_a_clear_error_in_time_and_leaks_nothing(
     if code:
         assert error["code"] == code
     assert words in error["message"]
-    assert elapsed < 60  # the configured 0.5 s (however slow the machine), not the fake's hang or 120 s
+    assert elapsed < 60  # the configured 2 s (however slow the machine), not the fake's hang or 120 s
     assert await baseline.settled(), (baseline.task_count(), baseline.tasks, baseline.acquired())
 
 
