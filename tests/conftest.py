@@ -122,6 +122,7 @@ def settings(database_url: str, key_ring: str, tmp_path: Path) -> Settings:
         encryption_keys=SecretStr(key_ring),
         admin_token=SecretStr(ADMIN_TOKEN),
         allow_private_base_urls=True,
+        allow_key_export=True,  # the suite exercises sealed exports; the default (off) is test_key_moves' case
         data_dir=tmp_path / "data",
         usage_flush_interval_s=0.05,
     )

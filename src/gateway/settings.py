@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     client_header_timeout_s: float = Field(default=30.0, gt=0)
     allow_private_base_urls: bool = False
     # Off: no export carries keys, so no holder of a user's token (an operator can mint one) can read them.
-    allow_key_export: bool = True
+    allow_key_export: bool = False
     upstream_timeout_s: float = Field(default=120.0, gt=0)
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
     max_upstream_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)

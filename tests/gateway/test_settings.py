@@ -53,3 +53,8 @@ def test_plain_scheme_aliases_are_normalised() -> None:
     assert Settings(database_url="postgresql://u@h/db").database_url == "postgresql+asyncpg://u@h/db"
     # A relative SQLite path is made absolute, so serve and the CLI agree on the file.
     assert Settings(database_url="sqlite:///x.db").database_url == f"sqlite+aiosqlite:///{Path.cwd() / 'x.db'}"
+
+
+def test_keys_leave_in_exports_only_when_the_operator_says_so() -> None:
+    # A sealed export under the caller's passphrase is the key in clear to whoever holds the user's token.
+    assert Settings.model_fields["allow_key_export"].default is False
