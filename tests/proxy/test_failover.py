@@ -167,10 +167,17 @@ async def test_half_open_admits_one_probe(client: TestClient, user: TestUser, fa
         await call(client, user)
     await cooled_down(client, primary["id"])
     fake.behaviour.status = 200
-    fake.behaviour.delay_s = TIMEOUT_S / 2  # the probe stays in flight a while, yet answers in time
+    release = asyncio.Event()
+
+    async def held(seconds: float | None) -> None:  # the probe stays in flight until the others are served
+        await release.wait()
+
+    fake.pause = held  # type: ignore[method-assign]
+    fake.behaviour.delay_s = 1.0
     probe = asyncio.create_task(call(client, user))
     assert await settled(lambda: len(fake.requests) == 4, timeout=30)  # the probe reached the primary
     others = await asyncio.gather(*(call(client, user) for _ in range(3)))
+    release.set()
     results = [await probe, *others]
     # One request probed the recovering primary; the others went straight to the backup meanwhile.
     assert len(fake.requests) == 4

@@ -3,6 +3,8 @@ exactly like unknown ones and stay untouched; a non-admin gets 403 on every oper
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +41,14 @@ async def owned_objects(client: TestClient, owner: TestUser, fake: FakeOpenAI, k
                              json={"model": "x", "messages": [{"role": "user", "content": "hi"}]})
     assert resp.status == 200
     assert (await client.post(f"{CONFIGS}/{config['id']}/test", headers=owner.headers)).status == 200
+    # The usage writer stamps last_used_at a moment later: wait, so the snapshot taken next is the final one.
+    async def stamped() -> bool:
+        seen = await (await client.get(f"{CONFIGS}/{config['id']}", headers=owner.headers)).json()
+        return seen["last_used_at"] is not None
+    deadline = time.monotonic() + 30
+    while not await stamped():
+        assert time.monotonic() < deadline, "the usage writer never stamped last_used_at"
+        await asyncio.sleep(0.02)
     return {"config": config, "conversation": conversation}
 
 
