@@ -95,7 +95,7 @@ class ConfigurationPublic(Public):
     is_default: bool
     is_active: bool
     fallback_ids: list[uuid.UUID]
-    api_key: str = Field(description="Masked: first 4 and last 4 characters, or **** for 8 characters or fewer")
+    api_key: str = Field(description="Masked: first 4 and last 4 characters, or **** for keys shorter than 16 characters")
     test_status: str = Field(description="untested, success, failed or rate_limited")
     test_message: str | None
     test_latency_ms: int | None
