@@ -176,3 +176,20 @@ def test_the_relay_refuses_an_event_past_its_limit() -> None:
         for _ in itertools.repeat(None, SMALL):
             relay.feed(b"x" * 1024)
     assert getattr(info.value, "code", None) == "upstream_event_too_large"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_translated_answer_past_the_body_limit_is_a_502(make_client: MakeClient, aiohttp_server: Any,
+                                                                stream: bool) -> None:
+    # litellm reads Anthropic's answer through the gateway's transport, which cuts it off at the same limit.
+    app = web.Application()
+    app.router.add_post("/v1/messages", endless_body)
+    server: TestServer = await aiohttp_server(app)
+    client = await make_client(allow_private_base_urls=True, max_upstream_body_bytes=SMALL)
+    user = await make_user(client)
+    await make_configuration(client, user, provider="anthropic", model="claude-sonnet-4-5",
+                             base_url=str(server.make_url("")).rstrip("/"))
+    resp = await asyncio.wait_for(client.post("/v1/chat/completions", headers=user.headers, json={
+        "model": "x", "messages": MESSAGES, "stream": stream}), 120)
+    assert resp.status == 502, await resp.text()
+    assert (await resp.json())["error"]["code"] == "upstream_too_large"

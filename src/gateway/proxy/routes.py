@@ -72,7 +72,8 @@ def setup(app: web.Application) -> None:
     app[ADMISSION] = Admission.from_settings(settings, app[METRICS].registry)
     app[COOLDOWNS] = Cooldowns(threshold=settings.cooldown_failures, cooldown_s=settings.cooldown_s)
     app[TRANSLATOR] = Translator(timeout_s=settings.upstream_timeout_s,
-                                 allow_private=settings.allow_private_base_urls)
+                                 allow_private=settings.allow_private_base_urls,
+                                 max_body_bytes=settings.max_upstream_body_bytes)
     app.cleanup_ctx.append(cache_ctx)
     app.cleanup_ctx.append(usage_ctx)
     app.cleanup_ctx.append(listener_ctx)

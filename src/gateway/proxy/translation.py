@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -43,9 +43,10 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     """litellm's requests sent through the gateway's session: its GuardedResolver judges every connect, no
     environment proxy, no redirect; litellm closing a client it made around this transport closes nothing."""
 
-    def __init__(self, http: aiohttp.ClientSession, *, allow_private: bool) -> None:
+    def __init__(self, http: aiohttp.ClientSession, *, allow_private: bool, max_body_bytes: int) -> None:
         self.http = http
         self.allow_private = allow_private
+        self.max_body_bytes = max_body_bytes
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send one request; aiohttp's errors become httpx's, as litellm expects."""
@@ -65,11 +66,34 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         except UnsafeURLError as exc:
             # A connect failure to litellm (a 502 to the client), not an unexpected error (its 500).
             raise httpx.ConnectError(str(exc), request=request) from exc
-        return httpx.Response(status_code=response.status, headers=response.headers,
-                              stream=AiohttpResponseStream(response), request=request)
+        stream = BoundedStream(AiohttpResponseStream(response), self.max_body_bytes)
+        return httpx.Response(status_code=response.status, headers=response.headers, stream=stream,
+                              request=request)
 
     async def aclose(self) -> None:
         """Nothing to close: the session belongs to the app."""
+
+
+class BoundedStream(httpx.AsyncByteStream):
+    """An answer litellm reads, cut off past `limit` bytes (streams too): memory follows MAX_UPSTREAM_BODY_BYTES,
+    not what the upstream sends."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, limit: int) -> None:
+        self.inner = inner
+        self.limit = limit
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
+        async for chunk in self.inner:
+            size += len(chunk)
+            if size > self.limit:
+                raise UpstreamError(f"The upstream answered with more than {self.limit} bytes",
+                                    code="upstream_too_large")
+            yield chunk
+
+    async def aclose(self) -> None:
+        """Release the upstream connection."""
+        await self.inner.aclose()
 
 
 def check_guarded(handler: Any, url: str) -> None:
@@ -83,9 +107,10 @@ def check_guarded(handler: Any, url: str) -> None:
 class Translator:
     """litellm and one HTTP handler over the gateway's session, both made on first use."""
 
-    def __init__(self, *, timeout_s: float, allow_private: bool) -> None:
+    def __init__(self, *, timeout_s: float, allow_private: bool, max_body_bytes: int = 32 * 1024 * 1024) -> None:
         self.timeout_s = timeout_s
         self.allow_private = allow_private
+        self.max_body_bytes = max_body_bytes
         self._module: ModuleType | None = None
         self._handler: Any = None
         self._lock = asyncio.Lock()
@@ -107,7 +132,8 @@ class Translator:
                     # given, but builds a client of its own around a session it was given.
                     self._handler = AsyncHTTPHandler(
                         timeout=self.timeout_s, follow_redirects=False,
-                        transport=GuardedTransport(http, allow_private=self.allow_private))
+                        transport=GuardedTransport(http, allow_private=self.allow_private,
+                                                   max_body_bytes=self.max_body_bytes))
                     self._module = module
         return self._module, self._handler
 
@@ -161,6 +187,9 @@ def translate_error(exc: BaseException, target: Target) -> tuple[UpstreamError, 
     import openai
 
     chain = _chain(exc)
+    for link in chain:
+        if isinstance(link, UpstreamError):  # ours, raised inside litellm's read (an answer too large)
+            return link, None
     answer = _answer_of(exc, chain)
     if answer is not None:
         status, body, headers = answer
