@@ -20,10 +20,10 @@ from pathlib import Path
 import asyncpg
 
 from benchmarks.procs import MODEL
-from gateway import migrate
+from gateway.store import migrate
 from gateway.configurations import Policy, create_configuration
 from gateway.crypto import KeyRing, generate_key_entry
-from gateway.db import make_engine, make_sessionmaker
+from gateway.store.db import make_engine, make_sessionmaker
 from gateway.providers import ProviderCatalog
 from gateway.settings import parse_key_ring
 from gateway.users import create_user, issue_token

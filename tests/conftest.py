@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
-from gateway import migrate
+from gateway.store import migrate
 from gateway.app import create_app
 from gateway.crypto import generate_key_entry
 from gateway.settings import Settings

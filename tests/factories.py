@@ -46,7 +46,7 @@ async def make_configuration(client: TestClient, user: TestUser, **fields: Any) 
     The key is watched: it may appear in no answer, log, row or output of the test.
     """
     from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
-    from gateway.changes import Change
+    from gateway.store.changes import Change
     from gateway.configurations import create_configuration
 
     app = client.server.app

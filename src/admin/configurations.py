@@ -17,7 +17,7 @@ from admin.schemas import Public, StrictBody, optional, printable, json_response
 from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
 from gateway.audit import record
 from gateway.auth import caller_of
-from gateway.changes import Change
+from gateway.store.changes import Change
 from gateway.configurations import (
     configuration_names,
     configuration_stats,
@@ -32,7 +32,7 @@ from gateway.configurations import (
 )
 from gateway.crypto import KeyRing
 from gateway.errors import NotFound
-from gateway.models import LLMConfiguration
+from gateway.store.models import LLMConfiguration
 from gateway.validation import parse_body, parse_query
 
 api = ApiRegistry(tag="configurations")

@@ -12,7 +12,7 @@ from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody
 from gateway.appkeys import CHANGES, SESSIONMAKER
 from gateway.auth import caller_of
-from gateway.changes import Change
+from gateway.store.changes import Change
 from gateway.conversations import bind, get_binding, unbind
 from gateway.errors import BadRequest, NotFound
 from gateway.validation import parse_body

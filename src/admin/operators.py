@@ -11,7 +11,7 @@ from pydantic import Field
 from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody, json_response
 from gateway.appkeys import CHANGES, SESSIONMAKER
-from gateway.changes import Change
+from gateway.store.changes import Change
 from gateway.errors import NotFound
 from gateway.users import (
     UserName,

@@ -15,7 +15,7 @@ from admin.schemas import Public, StrictBody, json_response, printable
 from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, TEMPLATES
 from gateway.audit import record
 from gateway.auth import caller_of
-from gateway.changes import Change
+from gateway.store.changes import Change
 from gateway.configuration_tests import SavedTestResult, Tester
 from gateway.errors import NotFound
 from gateway.templates.apply import apply_template

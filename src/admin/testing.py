@@ -10,7 +10,7 @@ from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody
 from gateway.auth import caller_of
 from gateway.configuration_tests import SavedTestResult, Tester
-from gateway.models import LLMConfiguration
+from gateway.store.models import LLMConfiguration
 from gateway.probe import STATUSES, TestResult
 from gateway.validation import parse_body
 

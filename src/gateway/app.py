@@ -26,11 +26,11 @@ from gateway.appkeys import (
     TOKEN_CACHE,
 )
 from gateway.auth import TokenCache, gateway_middleware
-from gateway.change_log import change_log_ctx
-from gateway.changes import ChangeBus
+from gateway.store.change_log import change_log_ctx
+from gateway.store.changes import ChangeBus
 from gateway.configurations import Policy
 from gateway.crypto import KeyRing
-from gateway.db import make_engine, make_sessionmaker
+from gateway.store.db import make_engine, make_sessionmaker
 from gateway.health import healthz, readyz
 from gateway.legacy_migration import legacy_ctx, read_through_middleware
 from gateway.providers import ProviderCatalog

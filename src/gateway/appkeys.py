@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from admin.providers_api import ProviderListing
     from admin.ui import Asset
     from gateway.auth import TokenCache
-    from gateway.changes import ChangeBus
+    from gateway.store.changes import ChangeBus
     from gateway.configurations import Policy
     from gateway.crypto import KeyRing
     from gateway.proxy.admission import Admission

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.models import AuditEvent, utcnow
+from gateway.store.models import AuditEvent, utcnow
 
 # Actions: create, update, delete, set_default (admin API), test (configuration tests), legacy.migrated.
 # Detail names that could only carry a secret; refused so no caller can put a key into the log by mistake.

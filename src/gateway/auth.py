@@ -13,7 +13,7 @@ from aiohttp.typedefs import Middleware
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.appkeys import SESSIONMAKER
-from gateway.changes import Change
+from gateway.store.changes import Change
 from gateway.errors import Forbidden, Handler, ServiceUnavailable, Unauthorized, error_answer
 from gateway.settings import Settings
 from gateway.tokens import hash_token, is_well_formed

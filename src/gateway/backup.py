@@ -31,7 +31,7 @@ from gateway.configurations import (
 )
 from gateway.crypto import KeyRing
 from gateway.errors import Unprocessable
-from gateway.models import utcnow
+from gateway.store.models import utcnow
 from gateway.validation import MAX_MODEL, MAX_NAME, printable
 
 FORMAT = "llm-gateway-configurations"

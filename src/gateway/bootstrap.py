@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from gateway import migrate
+from gateway.store import migrate
 from gateway.crypto import generate_key_entry
-from gateway.db import make_engine, make_sessionmaker
+from gateway.store.db import make_engine, make_sessionmaker
 from gateway.errors import Conflict
-from gateway.models import LLMConfiguration
+from gateway.store.models import LLMConfiguration
 from gateway.settings import Settings, sqlite_file
 from gateway.users import count_users, create_user, issue_token
 

@@ -16,7 +16,8 @@ from typing import TypeVar
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import __version__, logs, migrate
+from gateway import __version__, logs
+from gateway.store import migrate
 from gateway.bootstrap import (
     StartupError,
     check_database,
@@ -27,10 +28,10 @@ from gateway.bootstrap import (
     require_schema,
     sqlite_path,
 )
-from gateway.changes import Change, ChangeBus
+from gateway.store.changes import Change, ChangeBus
 from gateway.configurations import Policy
 from gateway.crypto import KeyRing, generate_key_entry
-from gateway.db import make_engine, make_sessionmaker
+from gateway.store.db import make_engine, make_sessionmaker
 from gateway.errors import GatewayError
 from gateway.legacy import LegacySourceError, open_source
 from gateway.legacy_migration import MigrationReport, Migrator, run_migration

@@ -27,7 +27,7 @@ from gateway.keys import is_placeholder
 from gateway.legacy import join_model, split_model
 from gateway.validation import MAX_MODEL, check_text
 from gateway.legacy_migration import free_name
-from gateway.models import LLMConfiguration, utcnow
+from gateway.store.models import LLMConfiguration, utcnow
 from gateway.providers import ProviderCatalog
 
 NEW_CONFIGURATION_NAME = "Default Configuration"

@@ -16,7 +16,7 @@ from yarl import URL
 from gateway.crypto import KeyRing, row_binding
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.keys import is_placeholder, mask_key
-from gateway.models import LLMConfiguration, User, utcnow
+from gateway.store.models import LLMConfiguration, User, utcnow
 from gateway.providers import ProviderCatalog
 from gateway.ssrf import UnsafeURLError, check_base_url
 from gateway.validation import MAX_MODEL, MAX_NAME, check_text

@@ -8,7 +8,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.configurations import get_configuration
-from gateway.models import ConversationConfiguration, utcnow
+from gateway.store.models import ConversationConfiguration, utcnow
 
 
 async def get_binding(session: AsyncSession, *, user_id: uuid.UUID, conversation_id: str

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway import audit
 from gateway.appkeys import CHANGES, KEYRING, LEGACY_SOURCE, POLICY, READ_THROUGH, SESSIONMAKER, SETTINGS
 from gateway.auth import CALLER
-from gateway.changes import Change, ChangeBus
+from gateway.store.changes import Change, ChangeBus
 from gateway.configurations import Policy, check_provider_and_url, create_configuration
 from gateway.crypto import KeyRing
 from gateway.errors import GatewayError, Handler
@@ -31,7 +31,7 @@ from gateway.legacy import (
     configured_source,
     split_model,
 )
-from gateway.models import AuditEvent, LLMConfiguration, User
+from gateway.store.models import AuditEvent, LLMConfiguration, User
 from gateway.users import create_user, get_user_by_name
 from gateway.validation import MAX_MODEL, check_text
 

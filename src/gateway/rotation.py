@@ -16,9 +16,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.changes import Change, ChangeBus
+from gateway.store.changes import Change, ChangeBus
 from gateway.crypto import CryptoError, KeyRing, row_binding
-from gateway.models import LLMConfiguration, utcnow
+from gateway.store.models import LLMConfiguration, utcnow
 
 log = logging.getLogger("gateway.rotation")
 SQLITE_BUSY_RETRIES = 5

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.models import LLMConfiguration, UsageRecord
+from gateway.store.models import LLMConfiguration, UsageRecord
 
 GROUPS = ("configuration", "day")
 

@@ -12,7 +12,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import Conflict, Unprocessable
-from gateway.models import ApiToken, User, utcnow
+from gateway.store.models import ApiToken, User, utcnow
 from gateway.tokens import display_prefix, hash_token, new_token
 
 # One rule for user names on every path (admin API, CLI, first start).

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from gateway.appkeys import KEYRING, SESSIONMAKER
 from gateway.configurations import decrypt_key
-from gateway.models import LLMConfiguration
+from gateway.store.models import LLMConfiguration
 from tests.factories import TestUser
 
 URL = "/api/llm-configurations"

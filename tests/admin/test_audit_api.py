@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from gateway.appkeys import SESSIONMAKER
 from gateway.audit import record
-from gateway.models import AuditEvent
+from gateway.store.models import AuditEvent
 from tests.admin.helpers import URL, create
 from tests.factories import make_user
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from gateway.appkeys import KEYRING, SESSIONMAKER
 from gateway.configurations import decrypt_key, delete_configurations, list_user_configurations
-from gateway.models import LLMConfiguration
+from gateway.store.models import LLMConfiguration
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import TestUser, make_configuration, make_user
 

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from gateway.appkeys import SESSIONMAKER
-from gateway.models import AuditEvent, LLMConfiguration
+from gateway.store.models import AuditEvent, LLMConfiguration
 from gateway.templates.apply import NO_KEY
 from tests.admin.conftest import MakeClient
 from tests.factories import TestUser, make_user

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import migrate
+from gateway.store import migrate
 from gateway.crypto import generate_key_entry
-from gateway.db import make_engine, make_sessionmaker
-from gateway.models import LLMConfiguration, User
+from gateway.store.db import make_engine, make_sessionmaker
+from gateway.store.models import LLMConfiguration, User
 from gateway.settings import parse_key_ring
 
 

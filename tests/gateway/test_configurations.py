@@ -20,7 +20,7 @@ from gateway.configurations import (
 )
 from gateway.errors import Conflict, NotFound, Unprocessable
 from gateway.keys import is_placeholder, mask_key
-from gateway.models import LLMConfiguration
+from gateway.store.models import LLMConfiguration
 from tests.factories import make_configuration, make_user
 
 

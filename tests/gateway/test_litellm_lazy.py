@@ -18,7 +18,7 @@ import asyncio, sys, uuid
 from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
-from gateway import migrate
+from gateway.store import migrate
 from gateway.app import create_app
 from gateway.crypto import generate_key_entry
 from gateway.settings import Settings

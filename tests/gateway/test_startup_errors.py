@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import __version__, migrate
+from gateway import __version__
+from gateway.store import migrate
 from gateway.crypto import generate_key_entry
 from tests.gateway.test_cli import _env, cli, free_port, start, stop, wait_healthy
 

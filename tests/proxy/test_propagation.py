@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from gateway.appkeys import KEYRING, POLICY, SESSIONMAKER
 from gateway.configurations import update_configuration
-from gateway.proxy.listener import asyncpg_dsn
+from gateway.store.listener import asyncpg_dsn
 from gateway.settings import Settings
 from gateway.app import create_app
 from tests.conftest import ADMIN_TOKEN

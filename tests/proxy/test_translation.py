@@ -110,10 +110,10 @@ PROBE = '''
 import asyncio, os, sys, uuid
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
-from gateway import migrate
+from gateway.store import migrate
 from gateway.app import create_app
 from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
-from gateway.changes import Change
+from gateway.store.changes import Change
 from gateway.configurations import create_configuration
 from gateway.settings import Settings
 from gateway.users import create_user, issue_token

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway import migrate
+from gateway.store import migrate
 from gateway.appkeys import HTTP_CLIENT
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from gateway.appkeys import KEYRING, SESSIONMAKER
 from gateway.configurations import decrypt_key
-from gateway.models import LLMConfiguration
+from gateway.store.models import LLMConfiguration
 from tests.factories import TestUser, make_user
 from tests.fakes.openai_upstream import FakeOpenAI, start_openai_upstream
 from tests.security.conftest import MakeClient

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.changes import Change
+from gateway.store.changes import Change
 from gateway.configurations import list_user_configurations
 from gateway.crypto import row_binding
 from gateway.conversations import bound_configuration_id
-from gateway.models import LLMConfiguration
+from gateway.store.models import LLMConfiguration
 from gateway.providers import ProviderCatalog
 from gateway.ssrf import UnsafeURLError, guard_url
 

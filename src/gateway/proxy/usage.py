@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.appkeys import METRICS, SESSIONMAKER, SETTINGS, USAGE
 from gateway.model_catalog import model_data
-from gateway.models import LLMConfiguration, UsageRecord
-from gateway.proxy.background import running
+from gateway.store.models import LLMConfiguration, UsageRecord
+from gateway.background import running
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.metrics import ProxyMetrics
 from gateway.proxy.relay import usage_of_body

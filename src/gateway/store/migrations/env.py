@@ -8,8 +8,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from gateway.db import make_engine
-from gateway.models import Base
+from gateway.store.db import make_engine
+from gateway.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

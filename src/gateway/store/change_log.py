@@ -17,9 +17,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.appkeys import CHANGES, METRICS, SESSIONMAKER, SETTINGS
-from gateway.changes import Change, ChangeBus
-from gateway.models import ChangeLog, utcnow
-from gateway.proxy.background import running
+from gateway.store.changes import Change, ChangeBus
+from gateway.store.models import ChangeLog, utcnow
+from gateway.background import running
 
 POLL_INTERVAL_S = 0.25
 KEEP_FOR = timedelta(minutes=10)

@@ -16,8 +16,8 @@ import asyncpg
 from aiohttp import web
 
 from gateway.appkeys import CHANGES, METRICS, SETTINGS
-from gateway.changes import CHANNEL, Change, ChangeBus
-from gateway.proxy.background import running
+from gateway.store.changes import CHANNEL, Change, ChangeBus
+from gateway.background import running
 
 log = logging.getLogger("gateway.listener")
 PING_INTERVAL_S = 15.0

@@ -70,7 +70,7 @@ class ChangeBus:
             for change in changes:
                 await session.execute(select(func.pg_notify(CHANNEL, change.encode(self.origin))))
         elif changes:
-            from gateway.change_log import append
+            from gateway.store.change_log import append
 
             await append(session, changes, origin=self.origin)
         await session.commit()
