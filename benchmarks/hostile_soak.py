@@ -35,7 +35,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from gateway.app import create_app  # noqa: E402
 from gateway.appkeys import SESSIONMAKER, USAGE  # noqa: E402
-from gateway.crypto import generate_key_entry  # noqa: E402
+from gateway.crypto.keyring import generate_key_entry  # noqa: E402
 from gateway.store.models import UsageRecord  # noqa: E402
 from gateway.serve import server_options  # noqa: E402
 from gateway.settings import Settings  # noqa: E402

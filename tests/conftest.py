@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from gateway.store import migrate
 from gateway.app import create_app
-from gateway.crypto import generate_key_entry
+from gateway.crypto.keyring import generate_key_entry
 from gateway.settings import Settings
 from tests import leakwatch
 from tests.leakwatch import TABLES, LeakWatch

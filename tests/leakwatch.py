@@ -31,7 +31,7 @@ from sqlalchemy.pool import NullPool
 
 from gateway.appkeys import KEYRING, SETTINGS
 from gateway.configurations import decrypt_key
-from gateway.crypto import CryptoError, KeyRing
+from gateway.crypto.keyring import CryptoError, KeyRing
 from gateway.store.models import LLMConfiguration
 from tests.fakes.anthropic_upstream import DEFAULT_ANTHROPIC_KEY
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY

@@ -30,7 +30,7 @@ from gateway.configurations import (
     set_default,
     update_configuration,
 )
-from gateway.crypto import KeyRing
+from gateway.crypto.keyring import KeyRing
 from gateway.errors import NotFound
 from gateway.store.models import LLMConfiguration
 from gateway.validation import parse_body, parse_query

@@ -29,7 +29,7 @@ from gateway.auth import TokenCache, gateway_middleware
 from gateway.store.change_log import change_log_ctx
 from gateway.store.changes import ChangeBus
 from gateway.configurations import Policy
-from gateway.crypto import KeyRing
+from gateway.crypto.keyring import KeyRing
 from gateway.store.db import make_engine, make_sessionmaker
 from gateway.health import healthz, readyz
 from gateway.legacy_migration import legacy_ctx, read_through_middleware

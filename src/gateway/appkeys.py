@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from gateway.auth import TokenCache
     from gateway.store.changes import ChangeBus
     from gateway.configurations import Policy
-    from gateway.crypto import KeyRing
+    from gateway.crypto.keyring import KeyRing
     from gateway.proxy.admission import Admission
     from gateway.proxy.translation import Translator
     from gateway.proxy.cache import ConfigurationCache

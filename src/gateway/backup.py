@@ -29,7 +29,7 @@ from gateway.configurations import (
     moves_key,
     update_configuration,
 )
-from gateway.crypto import KeyRing
+from gateway.crypto.keyring import KeyRing
 from gateway.errors import Unprocessable
 from gateway.store.models import utcnow
 from gateway.validation import MAX_MODEL, MAX_NAME, printable

@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from gateway.store import migrate
-from gateway.crypto import generate_key_entry
+from gateway.crypto.keyring import generate_key_entry
 from gateway.store.db import make_engine, make_sessionmaker
 from gateway.errors import Conflict
 from gateway.store.models import LLMConfiguration

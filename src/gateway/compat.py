@@ -21,9 +21,9 @@ from gateway.configurations import (
     decrypt_key,
     update_configuration,
 )
-from gateway.crypto import KeyRing, row_binding
+from gateway.crypto.keyring import KeyRing, row_binding
 from gateway.errors import Unprocessable
-from gateway.keys import is_placeholder
+from gateway.crypto.masking import is_placeholder
 from gateway.legacy import join_model, split_model
 from gateway.validation import MAX_MODEL, check_text
 from gateway.legacy_migration import free_name

@@ -23,7 +23,7 @@ from gateway import audit
 from gateway.appkeys import CHANGES, HTTP_CLIENT, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER, TRANSLATOR
 from gateway.store.changes import Change, ChangeBus
 from gateway.configurations import Policy, check_api_key, check_provider_and_url, decrypt_key, get_configuration
-from gateway.crypto import CryptoError, KeyRing
+from gateway.crypto.keyring import CryptoError, KeyRing
 from gateway.errors import RateLimited, Unprocessable, UpstreamError
 from gateway.store.models import LLMConfiguration, utcnow
 from gateway.probe import (

@@ -13,9 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from yarl import URL
 
-from gateway.crypto import KeyRing, row_binding
+from gateway.crypto.keyring import KeyRing, row_binding
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
-from gateway.keys import is_placeholder, mask_key
+from gateway.crypto.masking import is_placeholder, mask_key
 from gateway.store.models import LLMConfiguration, User, utcnow
 from gateway.providers import ProviderCatalog
 from gateway.ssrf import UnsafeURLError, check_base_url

@@ -14,7 +14,7 @@ from sqlalchemy import String, cast, column, select, table
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.store.db import make_engine
-from gateway.keys import is_placeholder
+from gateway.crypto.masking import is_placeholder
 from gateway.providers import FALLBACK_PROVIDER, ProviderCatalog
 from gateway.settings import Settings, normalise_database_url
 

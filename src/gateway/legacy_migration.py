@@ -20,7 +20,7 @@ from gateway.appkeys import CHANGES, KEYRING, LEGACY_SOURCE, POLICY, READ_THROUG
 from gateway.auth import CALLER
 from gateway.store.changes import Change, ChangeBus
 from gateway.configurations import Policy, check_provider_and_url, create_configuration
-from gateway.crypto import KeyRing
+from gateway.crypto.keyring import KeyRing
 from gateway.errors import GatewayError, Handler
 from gateway.legacy import (
     USER_NAME_RE,

@@ -21,7 +21,7 @@ import orjson
 from pydantic import BaseModel
 
 from gateway.errors import UpstreamError, UpstreamTimeout, parse_error_body
-from gateway.keys import scrub
+from gateway.crypto.masking import scrub
 from gateway.ssrf import UnsafeURLError
 
 Status = Literal["success", "failed", "rate_limited", "timeout", "unreachable"]

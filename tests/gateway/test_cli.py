@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gateway.store import migrate
-from gateway.crypto import generate_key_entry
+from gateway.crypto.keyring import generate_key_entry
 from gateway.store.db import make_engine, make_sessionmaker
 from gateway.store.models import LLMConfiguration, User
 from gateway.settings import parse_key_ring

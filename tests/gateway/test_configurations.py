@@ -19,7 +19,7 @@ from gateway.configurations import (
     update_configuration,
 )
 from gateway.errors import Conflict, NotFound, Unprocessable
-from gateway.keys import is_placeholder, mask_key
+from gateway.crypto.masking import is_placeholder, mask_key
 from gateway.store.models import LLMConfiguration
 from tests.factories import make_configuration, make_user
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from gateway.crypto import (
+from gateway.crypto.keyring import (
     CryptoError,
     DecryptionFailed,
     KeyRing,

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 from gateway.store import migrate
 from gateway.app import create_app
-from gateway.crypto import generate_key_entry
+from gateway.crypto.keyring import generate_key_entry
 from gateway.settings import Settings
 from tests.fakes.openai_upstream import FakeOpenAI
 

@@ -19,9 +19,9 @@ from gateway.appkeys import CHANGES, KEYRING, SESSIONMAKER
 from gateway.bootstrap import check_database
 from gateway.store.changes import Change
 from gateway.configurations import decrypt_key
-from gateway.crypto import KeyRing, generate_key_entry, row_binding
+from gateway.crypto.keyring import KeyRing, generate_key_entry, row_binding
 from gateway.store.models import LLMConfiguration
-from gateway.rotation import rotate_keys
+from gateway.crypto.rotation import rotate_keys
 from gateway.settings import Settings, parse_key_ring
 from tests.factories import make_configuration, make_user
 

@@ -12,7 +12,7 @@ import pytest
 
 from gateway import __version__
 from gateway.store import migrate
-from gateway.crypto import generate_key_entry
+from gateway.crypto.keyring import generate_key_entry
 from tests.gateway.test_cli import _env, cli, free_port, start, stop, wait_healthy
 
 

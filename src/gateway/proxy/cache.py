@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.store.changes import Change
 from gateway.configurations import list_user_configurations
-from gateway.crypto import row_binding
+from gateway.crypto.keyring import row_binding
 from gateway.conversations import bound_configuration_id
 from gateway.store.models import LLMConfiguration
 from gateway.providers import ProviderCatalog

@@ -17,7 +17,7 @@ from gateway.appkeys import (
     ADMISSION, CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRICS, SETTINGS, TRANSLATOR, USAGE,
 )
 from gateway.auth import caller_of
-from gateway.crypto import CryptoError
+from gateway.crypto.keyring import CryptoError
 from gateway.errors import (
     BadRequest, GatewayError, InvalidJSON, PayloadTooLarge, ServiceUnavailable, UpstreamError, UpstreamTimeout,
 )

@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 
 from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout, parse_error_body
-from gateway.keys import scrub
+from gateway.crypto.masking import scrub
 from gateway.proxy.cache import CachedConfiguration
 from gateway.ssrf import UnsafeURLError, guard_url
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.configurations import Policy, check_api_key, check_provider_and_url, create_configuration, lock_user
-from gateway.crypto import KeyRing
+from gateway.crypto.keyring import KeyRing
 from gateway.errors import Conflict, Unprocessable
 from gateway.store.models import LLMConfiguration
 from gateway.templates.catalog import Template, TemplateConfiguration

@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.store.changes import Change, ChangeBus
-from gateway.crypto import CryptoError, KeyRing, row_binding
+from gateway.crypto.keyring import CryptoError, KeyRing, row_binding
 from gateway.store.models import LLMConfiguration, utcnow
 
 log = logging.getLogger("gateway.rotation")
