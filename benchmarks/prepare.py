@@ -26,7 +26,7 @@ from gateway.crypto.keyring import KeyRing, generate_key_entry
 from gateway.store.db import make_engine, make_sessionmaker
 from gateway.providers import ProviderCatalog
 from gateway.settings import parse_key_ring
-from gateway.users import create_user, issue_token
+from gateway.accounts.users import create_user, issue_token
 
 
 

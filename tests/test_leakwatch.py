@@ -32,7 +32,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.appkeys import SESSIONMAKER
-from gateway.audit import record
+from gateway.accounts.audit import record
 from gateway.store.models import UsageRecord
 from tests.factories import make_user
 from tests.leakwatch import watched

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from admin.registry import ApiRegistry
 from admin.schemas import Public, json_response, optional, printable
 from gateway.appkeys import SESSIONMAKER
-from gateway.audit import list_events
+from gateway.accounts.audit import list_events
 from gateway.auth import caller_of
 from gateway.validation import parse_query
 

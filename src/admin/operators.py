@@ -13,7 +13,7 @@ from admin.schemas import Public, StrictBody, json_response
 from gateway.appkeys import CHANGES, SESSIONMAKER
 from gateway.store.changes import Change
 from gateway.errors import NotFound
-from gateway.users import (
+from gateway.accounts.users import (
     UserName,
     create_user,
     delete_user,

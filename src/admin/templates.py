@@ -13,7 +13,7 @@ from admin.configurations import ConfigurationPublic, to_public
 from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody, json_response, printable
 from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, TEMPLATES
-from gateway.audit import record
+from gateway.accounts.audit import record
 from gateway.auth import caller_of
 from gateway.store.changes import Change
 from gateway.configuration_tests import SavedTestResult, Tester

@@ -16,8 +16,8 @@ from gateway.appkeys import SESSIONMAKER
 from gateway.store.changes import Change
 from gateway.errors import Forbidden, Handler, ServiceUnavailable, Unauthorized, error_answer
 from gateway.settings import Settings
-from gateway.tokens import hash_token, is_well_formed
-from gateway.users import find_token
+from gateway.accounts.tokens import hash_token, is_well_formed
+from gateway.accounts.users import find_token
 
 # Paths that need no token: probes, the published API description, its docs page and the web page's static files.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/openapi.json", "/api/docs"})

@@ -19,7 +19,7 @@ from gateway.store.db import make_engine, make_sessionmaker
 from gateway.errors import Conflict
 from gateway.store.models import LLMConfiguration
 from gateway.settings import Settings, sqlite_file
-from gateway.users import count_users, create_user, issue_token
+from gateway.accounts.users import count_users, create_user, issue_token
 
 KEY_FILE = "encryption.key"
 

@@ -38,7 +38,7 @@ from gateway.legacy_migration import MigrationReport, Migrator, run_migration
 from gateway.providers import ProviderCatalog
 from gateway.crypto.rotation import RotationReport, rotate_keys
 from gateway.settings import TABLE_RE, ConfigFileError, Settings, describe_settings_error
-from gateway.users import (
+from gateway.accounts.users import (
     create_user,
     delete_user,
     get_user_by_name,

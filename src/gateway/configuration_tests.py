@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from yarl import URL
 
-from gateway import audit
+from gateway.accounts import audit
 from gateway.appkeys import CHANGES, HTTP_CLIENT, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER, TRANSLATOR
 from gateway.store.changes import Change, ChangeBus
 from gateway.configurations import Policy, check_api_key, check_provider_and_url, decrypt_key, get_configuration

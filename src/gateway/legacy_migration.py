@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway import audit
+from gateway.accounts import audit
 from gateway.appkeys import CHANGES, KEYRING, LEGACY_SOURCE, POLICY, READ_THROUGH, SESSIONMAKER, SETTINGS
 from gateway.auth import CALLER
 from gateway.store.changes import Change, ChangeBus
@@ -32,7 +32,7 @@ from gateway.legacy import (
     split_model,
 )
 from gateway.store.models import AuditEvent, LLMConfiguration, User
-from gateway.users import create_user, get_user_by_name
+from gateway.accounts.users import create_user, get_user_by_name
 from gateway.validation import MAX_MODEL, check_text
 
 CONFIGURATION_NAME = "Migrated Configuration"

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from gateway.appkeys import SESSIONMAKER
-from gateway.audit import record
+from gateway.accounts.audit import record
 from gateway.store.models import AuditEvent
 from tests.admin.helpers import URL, create
 from tests.factories import make_user
