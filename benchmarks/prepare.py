@@ -21,10 +21,10 @@ import asyncpg
 
 from benchmarks.procs import MODEL
 from gateway.store import migrate
-from gateway.configurations import Policy, create_configuration
+from gateway.configurations.crud import Policy, create_configuration
 from gateway.crypto.keyring import KeyRing, generate_key_entry
 from gateway.store.db import make_engine, make_sessionmaker
-from gateway.providers import ProviderCatalog
+from gateway.configurations.providers import ProviderCatalog
 from gateway.settings import parse_key_ring
 from gateway.accounts.users import create_user, issue_token
 

@@ -47,7 +47,7 @@ async def make_configuration(client: TestClient, user: TestUser, **fields: Any) 
     """
     from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
     from gateway.store.changes import Change
-    from gateway.configurations import create_configuration
+    from gateway.configurations.crud import create_configuration
 
     app = client.server.app
     values: dict[str, Any] = {

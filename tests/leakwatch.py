@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from gateway.appkeys import KEYRING, SETTINGS
-from gateway.configurations import decrypt_key
+from gateway.configurations.crud import decrypt_key
 from gateway.crypto.keyring import CryptoError, KeyRing
 from gateway.store.models import LLMConfiguration
 from tests.fakes.anthropic_upstream import DEFAULT_ANTHROPIC_KEY

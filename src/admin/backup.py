@@ -12,7 +12,7 @@ from admin.registry import ApiRegistry
 from admin.schemas import StrictBody, json_response
 from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER
 from gateway.auth import caller_of
-from gateway.backup import ExportDocument, ImportReport, export_configurations, import_configurations
+from gateway.configurations.backup import ExportDocument, ImportReport, export_configurations, import_configurations
 from gateway.store.changes import Change
 from gateway.errors import Forbidden
 from gateway.validation import parse_body, parse_query

@@ -18,7 +18,7 @@ from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
 from gateway.accounts.audit import record
 from gateway.auth import caller_of
 from gateway.store.changes import Change
-from gateway.configurations import (
+from gateway.configurations.crud import (
     configuration_names,
     configuration_stats,
     create_configuration,

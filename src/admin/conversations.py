@@ -13,7 +13,7 @@ from admin.schemas import Public, StrictBody
 from gateway.appkeys import CHANGES, SESSIONMAKER
 from gateway.auth import caller_of
 from gateway.store.changes import Change
-from gateway.conversations import bind, get_binding, unbind
+from gateway.configurations.conversations import bind, get_binding, unbind
 from gateway.errors import BadRequest, NotFound
 from gateway.validation import parse_body
 

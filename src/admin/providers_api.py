@@ -9,7 +9,7 @@ from aiohttp import web
 from admin.registry import ApiRegistry
 from admin.schemas import Public
 from gateway.appkeys import PROVIDER_LISTING, PROVIDERS
-from gateway.providers import ProviderCatalog
+from gateway.configurations.providers import ProviderCatalog
 
 api = ApiRegistry(tag="providers")
 

@@ -12,8 +12,8 @@ from admin.registry import ApiRegistry
 from admin.schemas import Public
 from gateway.appkeys import SESSIONMAKER
 from gateway.auth import caller_of
-from gateway.configurations import get_configuration
-from gateway.usage_report import UsageRow, configuration_names, usage_rows
+from gateway.configurations.crud import get_configuration
+from gateway.configurations.usage_report import UsageRow, configuration_names, usage_rows
 from gateway.validation import parse_query
 
 api = ApiRegistry(tag="usage")

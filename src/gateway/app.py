@@ -28,12 +28,12 @@ from gateway.appkeys import (
 from gateway.auth import TokenCache, gateway_middleware
 from gateway.store.change_log import change_log_ctx
 from gateway.store.changes import ChangeBus
-from gateway.configurations import Policy
+from gateway.configurations.crud import Policy
 from gateway.crypto.keyring import KeyRing
 from gateway.store.db import make_engine, make_sessionmaker
 from gateway.health import healthz, readyz
 from gateway.legacy_migration import legacy_ctx, read_through_middleware
-from gateway.providers import ProviderCatalog
+from gateway.configurations.providers import ProviderCatalog
 from gateway.proxy import routes as proxy_routes
 from gateway.proxy.admission import raise_open_file_limit
 from gateway.ratelimit import SlidingWindowLimiter

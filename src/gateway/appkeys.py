@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from admin.ui import Asset
     from gateway.auth import TokenCache
     from gateway.store.changes import ChangeBus
-    from gateway.configurations import Policy
+    from gateway.configurations.crud import Policy
     from gateway.crypto.keyring import KeyRing
     from gateway.proxy.admission import Admission
     from gateway.proxy.translation import Translator
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from gateway.proxy.usage import UsageWriter
     from gateway.legacy import LegacySource
     from gateway.legacy_migration import ReadThrough
-    from gateway.providers import ProviderCatalog
+    from gateway.configurations.providers import ProviderCatalog
     from gateway.ratelimit import SlidingWindowLimiter
     from gateway.settings import Settings
     from gateway.templates.catalog import TemplateCatalog

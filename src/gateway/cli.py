@@ -29,13 +29,13 @@ from gateway.bootstrap import (
     sqlite_path,
 )
 from gateway.store.changes import Change, ChangeBus
-from gateway.configurations import Policy
+from gateway.configurations.crud import Policy
 from gateway.crypto.keyring import KeyRing, generate_key_entry
 from gateway.store.db import make_engine, make_sessionmaker
 from gateway.errors import GatewayError
 from gateway.legacy import LegacySourceError, open_source
 from gateway.legacy_migration import MigrationReport, Migrator, run_migration
-from gateway.providers import ProviderCatalog
+from gateway.configurations.providers import ProviderCatalog
 from gateway.crypto.rotation import RotationReport, rotate_keys
 from gateway.settings import TABLE_RE, ConfigFileError, Settings, describe_settings_error
 from gateway.accounts.users import (

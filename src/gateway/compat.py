@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.configurations import (
+from gateway.configurations.crud import (
     CLEARED_KEY,
     Policy,
     check_api_key,
@@ -28,7 +28,7 @@ from gateway.legacy import join_model, split_model
 from gateway.validation import MAX_MODEL, check_text
 from gateway.legacy_migration import free_name
 from gateway.store.models import LLMConfiguration, utcnow
-from gateway.providers import ProviderCatalog
+from gateway.configurations.providers import ProviderCatalog
 
 NEW_CONFIGURATION_NAME = "Default Configuration"
 MAX_PROVIDER_PREFIX = 51  # a legacy model is "<provider>/<model>"

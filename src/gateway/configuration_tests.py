@@ -22,7 +22,7 @@ from yarl import URL
 from gateway.accounts import audit
 from gateway.appkeys import CHANGES, HTTP_CLIENT, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER, TRANSLATOR
 from gateway.store.changes import Change, ChangeBus
-from gateway.configurations import Policy, check_api_key, check_provider_and_url, decrypt_key, get_configuration
+from gateway.configurations.crud import Policy, check_api_key, check_provider_and_url, decrypt_key, get_configuration
 from gateway.crypto.keyring import CryptoError, KeyRing
 from gateway.errors import RateLimited, Unprocessable, UpstreamError
 from gateway.store.models import LLMConfiguration, utcnow
@@ -33,7 +33,7 @@ from gateway.probe import (
     classify_upstream_error,
     probe_request,
 )
-from gateway.providers import Provider
+from gateway.configurations.providers import Provider
 from gateway.proxy.forward import Target, send_once
 from gateway.proxy.translation import Translator
 from gateway.ratelimit import SlidingWindowLimiter

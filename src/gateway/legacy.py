@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.store.db import make_engine
 from gateway.crypto.masking import is_placeholder
-from gateway.providers import FALLBACK_PROVIDER, ProviderCatalog
+from gateway.configurations.providers import FALLBACK_PROVIDER, ProviderCatalog
 from gateway.settings import Settings, normalise_database_url
 
 # The operator API's rule for user names; a legacy id that breaks it is reported, not imported.

@@ -19,7 +19,7 @@ from gateway.accounts import audit
 from gateway.appkeys import CHANGES, KEYRING, LEGACY_SOURCE, POLICY, READ_THROUGH, SESSIONMAKER, SETTINGS
 from gateway.auth import CALLER
 from gateway.store.changes import Change, ChangeBus
-from gateway.configurations import Policy, check_provider_and_url, create_configuration
+from gateway.configurations.crud import Policy, check_provider_and_url, create_configuration
 from gateway.crypto.keyring import KeyRing
 from gateway.errors import GatewayError, Handler
 from gateway.legacy import (

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from gateway.appkeys import KEYRING, SESSIONMAKER
-from gateway.configurations import decrypt_key
+from gateway.configurations.crud import decrypt_key
 from gateway.store.models import LLMConfiguration
 from tests.factories import TestUser
 

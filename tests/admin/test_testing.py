@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from admin.testing import run_test_on_save
 from gateway.appkeys import SESSIONMAKER
-from gateway.configurations import get_configuration
+from gateway.configurations.crud import get_configuration
 from gateway.store.models import AuditEvent, LLMConfiguration, UsageRecord
 from tests.factories import TestUser, make_configuration, make_user
 from tests.fakes.anthropic_upstream import DEFAULT_ANTHROPIC_KEY, FakeAnthropic, start_anthropic_upstream

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from gateway.appkeys import KEYRING, POLICY, SESSIONMAKER
-from gateway.configurations import (
+from gateway.configurations.crud import (
     decrypt_key,
     delete_configurations,
     get_configuration,

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
 from gateway.appkeys import KEYRING, POLICY, SESSIONMAKER
-from gateway.configurations import decrypt_key
+from gateway.configurations.crud import decrypt_key
 from gateway.legacy import FileSource, classify, join_model, open_source, split_model
 from gateway.legacy_migration import MigrationReport, app_migrator, run_migration, source_ref
 from gateway.store.models import AuditEvent, LLMConfiguration, User

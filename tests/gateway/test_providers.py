@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.providers import CatalogError, Provider, ProviderCatalog, infer_provider
+from gateway.configurations.providers import CatalogError, Provider, ProviderCatalog, infer_provider
 from gateway.ssrf import check_base_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,7 +110,7 @@ def test_models_cached_and_copied(catalog: ProviderCatalog, monkeypatch: pytest.
     def no_second_merge(*args: object) -> frozenset[str]:
         raise AssertionError("models() merged litellm's list twice")
 
-    monkeypatch.setattr("gateway.providers.models_of", no_second_merge)
+    monkeypatch.setattr("gateway.configurations.providers.models_of", no_second_merge)
     assert catalog.models("openai") == first[:-1]
 
 
@@ -212,7 +212,7 @@ LAZY_IMPORT_SCRIPT = """
 import os, sys
 os.environ.pop("LITELLM_LOCAL_MODEL_COST_MAP", None)
 os.environ.pop("LITELLM_TELEMETRY", None)
-from gateway.providers import ProviderCatalog, infer_provider
+from gateway.configurations.providers import ProviderCatalog, infer_provider
 catalog = ProviderCatalog.load()
 catalog.get("openai"); catalog.ids(); catalog.is_openai_compatible("anthropic"); catalog.default_base_url("groq")
 assert infer_provider("anthropic/claude-3-opus", catalog) == "anthropic"

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from gateway.appkeys import CHANGES, KEYRING, SESSIONMAKER
 from gateway.bootstrap import check_database
 from gateway.store.changes import Change
-from gateway.configurations import decrypt_key
+from gateway.configurations.crud import decrypt_key
 from gateway.crypto.keyring import KeyRing, generate_key_entry, row_binding
 from gateway.store.models import LLMConfiguration
 from gateway.crypto.rotation import rotate_keys

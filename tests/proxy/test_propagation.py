@@ -19,7 +19,7 @@ import pytest
 from pydantic import SecretStr
 
 from gateway.appkeys import KEYRING, POLICY, SESSIONMAKER
-from gateway.configurations import update_configuration
+from gateway.configurations.crud import update_configuration
 from gateway.store.listener import asyncpg_dsn
 from gateway.settings import Settings
 from gateway.app import create_app

@@ -114,7 +114,7 @@ from gateway.store import migrate
 from gateway.app import create_app
 from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
 from gateway.store.changes import Change
-from gateway.configurations import create_configuration
+from gateway.configurations.crud import create_configuration
 from gateway.settings import Settings
 from gateway.accounts.users import create_user, issue_token
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI

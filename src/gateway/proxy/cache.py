@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.store.changes import Change
-from gateway.configurations import list_user_configurations
+from gateway.configurations.crud import list_user_configurations
 from gateway.crypto.keyring import row_binding
-from gateway.conversations import bound_configuration_id
+from gateway.configurations.conversations import bound_configuration_id
 from gateway.store.models import LLMConfiguration
-from gateway.providers import ProviderCatalog
+from gateway.configurations.providers import ProviderCatalog
 from gateway.ssrf import UnsafeURLError, guard_url
 
 WIRE_UNKNOWN = "unknown"

@@ -23,7 +23,7 @@ from yarl import URL
 
 from gateway.errors import BadRequest, UpstreamError
 from gateway.proxy.forward import Target, UpstreamResult, error_from_answer, transport_error
-from gateway.providers import _litellm as import_litellm
+from gateway.configurations.providers import _litellm as import_litellm
 from gateway.ssrf import UnsafeURLError, guard_url
 
 # OpenAI chat parameters a client may send; anything else would reach litellm's own options (headers,

@@ -17,7 +17,7 @@ from gateway.crypto.keyring import KeyRing, row_binding
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.crypto.masking import is_placeholder, mask_key
 from gateway.store.models import LLMConfiguration, User, utcnow
-from gateway.providers import ProviderCatalog
+from gateway.configurations.providers import ProviderCatalog
 from gateway.ssrf import UnsafeURLError, check_base_url
 from gateway.validation import MAX_MODEL, MAX_NAME, check_text
 

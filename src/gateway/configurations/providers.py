@@ -4,7 +4,7 @@ The catalog ships as package data (``gateway/data/providers.toml``) so an instal
 file; ``ProviderCatalog.load(path)`` merges an operator's file (``LLM_GATEWAY_PROVIDERS_FILE``, example in
 ``config/providers.toml``) over it, table by table and field by field.
 
-Model lists come from litellm's bundled JSON (``gateway.model_catalog``) without importing litellm; litellm
+Model lists come from litellm's bundled JSON (``gateway.configurations.model_catalog``) without importing litellm; litellm
 itself is imported only by ``infer_provider()`` when a legacy model string has no provider prefix: it takes
 seconds to import and has no place on the web page's or the OpenAI-compatible hot path.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from gateway.model_catalog import models_of
+from gateway.configurations.model_catalog import models_of
 
 __all__ = ["CatalogError", "Provider", "ProviderCatalog", "infer_provider"]
 

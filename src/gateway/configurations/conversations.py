@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.configurations import get_configuration
+from gateway.configurations.crud import get_configuration
 from gateway.store.models import ConversationConfiguration, utcnow
 
 

@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.compat import clear_key, default_configuration, has_key
-from gateway.configurations import (
+from gateway.configurations.crud import (
     Policy,
     check_provider_and_url,
     create_configuration,
