@@ -32,7 +32,7 @@ from gateway.configurations.crud import Policy
 from gateway.crypto.keyring import KeyRing
 from gateway.store.db import make_engine, make_sessionmaker
 from gateway.health import healthz, readyz
-from gateway.legacy_migration import legacy_ctx, read_through_middleware
+from gateway.legacy.migration import legacy_ctx, read_through_middleware
 from gateway.configurations.providers import ProviderCatalog
 from gateway.proxy import routes as proxy_routes
 from gateway.proxy.admission import raise_open_file_limit

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from gateway.proxy.failover import Cooldowns
     from gateway.proxy.metrics import ProxyMetrics
     from gateway.proxy.usage import UsageWriter
-    from gateway.legacy import LegacySource
-    from gateway.legacy_migration import ReadThrough
+    from gateway.legacy.source import LegacySource
+    from gateway.legacy.migration import ReadThrough
     from gateway.configurations.providers import ProviderCatalog
     from gateway.ratelimit import SlidingWindowLimiter
     from gateway.settings import Settings

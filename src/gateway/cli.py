@@ -33,8 +33,8 @@ from gateway.configurations.crud import Policy
 from gateway.crypto.keyring import KeyRing, generate_key_entry
 from gateway.store.db import make_engine, make_sessionmaker
 from gateway.errors import GatewayError
-from gateway.legacy import LegacySourceError, open_source
-from gateway.legacy_migration import MigrationReport, Migrator, run_migration
+from gateway.legacy.source import LegacySourceError, open_source
+from gateway.legacy.migration import MigrationReport, Migrator, run_migration
 from gateway.configurations.providers import ProviderCatalog
 from gateway.crypto.rotation import RotationReport, rotate_keys
 from gateway.settings import TABLE_RE, ConfigFileError, Settings, describe_settings_error

@@ -22,7 +22,7 @@ SMUGGLED = {"user_id": str(uuid.uuid4()), "api_key_encrypted": "v1.t1.AAAA", "ke
 
 
 # OpenHands' settings endpoint: its clients post their whole settings object back, so fields the gateway does
-# not own are ignored there (documented in gateway/compat.py) — ignored must still mean nothing changes.
+# not own are ignored there (documented in gateway/legacy/compat.py) — ignored must still mean nothing changes.
 LENIENT = {"POST /api/settings"}
 
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.compat import clear_key, default_configuration, has_key
+from gateway.legacy.compat import clear_key, default_configuration, has_key
 from gateway.configurations.crud import (
     Policy,
     check_provider_and_url,

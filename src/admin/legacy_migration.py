@@ -12,8 +12,8 @@ from admin.schemas import StrictBody, json_response
 from gateway.appkeys import LEGACY_SOURCE, SESSIONMAKER
 from gateway.auth import caller_of
 from gateway.errors import BadRequest, Unprocessable
-from gateway.legacy import LegacySource, LegacySourceError, open_source
-from gateway.legacy_migration import MigrationReport, MigrationStatus, app_migrator, migration_status, run_migration
+from gateway.legacy.source import LegacySource, LegacySourceError, open_source
+from gateway.legacy.migration import MigrationReport, MigrationStatus, app_migrator, migration_status, run_migration
 from gateway.settings import TABLE_RE
 from gateway.validation import parse_body
 

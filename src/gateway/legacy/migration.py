@@ -22,7 +22,7 @@ from gateway.store.changes import Change, ChangeBus
 from gateway.configurations.crud import Policy, check_provider_and_url, create_configuration
 from gateway.crypto.keyring import KeyRing
 from gateway.errors import GatewayError, Handler
-from gateway.legacy import (
+from gateway.legacy.source import (
     USER_NAME_RE,
     LegacyRecord,
     LegacySource,

@@ -9,7 +9,7 @@ from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
 from admin.schemas import json_response
 from gateway.auth import caller_of
 from gateway.store.changes import Change
-from gateway.compat import LegacySettings, LegacySettingsUpdate, default_configuration, settings_view, write_settings
+from gateway.legacy.compat import LegacySettings, LegacySettingsUpdate, default_configuration, settings_view, write_settings
 from gateway.validation import parse_body
 
 api = ApiRegistry(tag="compatibility")

@@ -24,9 +24,9 @@ from gateway.configurations.crud import (
 from gateway.crypto.keyring import KeyRing, row_binding
 from gateway.errors import Unprocessable
 from gateway.crypto.masking import is_placeholder
-from gateway.legacy import join_model, split_model
+from gateway.legacy.source import join_model, split_model
 from gateway.validation import MAX_MODEL, check_text
-from gateway.legacy_migration import free_name
+from gateway.legacy.migration import free_name
 from gateway.store.models import LLMConfiguration, utcnow
 from gateway.configurations.providers import ProviderCatalog
 
