@@ -16,7 +16,7 @@ from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, TEMPLATES
 from gateway.accounts.audit import record
 from gateway.auth import caller_of
 from gateway.store.changes import Change
-from gateway.configuration_tests import SavedTestResult, Tester
+from gateway.checks.runs import SavedTestResult, Checker
 from gateway.errors import NotFound
 from gateway.templates.apply import apply_template
 from gateway.templates.catalog import Template
@@ -119,6 +119,6 @@ async def apply_template_handler(request: web.Request) -> web.Response:
             record(session, user_id=user_id, actor=caller.user_name, action="create", configuration_id=row.id,
                    details={"name": row.name, "provider": row.provider, "model": row.model, "template": template.id})
         await request.config_dict[CHANGES].commit(session, Change("configurations", str(user_id)))
-        tester = Tester.of(request.config_dict)
+        tester = Checker.of(request.config_dict)
         tests = [await tester.test_on_save(session, row, actor=caller.user_name) for row in rows] if body.test else []
     return json_response(TemplateApplied(configurations=[to_public(keyring, row) for row in rows], tests=tests), 201)

@@ -26,7 +26,7 @@ from gateway.configurations.crud import Policy, check_api_key, check_provider_an
 from gateway.crypto.keyring import CryptoError, KeyRing
 from gateway.errors import RateLimited, Unprocessable, UpstreamError
 from gateway.store.models import LLMConfiguration, utcnow
-from gateway.probe import (
+from gateway.checks.probe import (
     STORED_STATUS,
     TestResult,
     classify_reply,
@@ -148,7 +148,7 @@ def record_test_audit(
 
 
 @dataclass(frozen=True)
-class Tester:
+class Checker:
     """The resources tests need, taken from the application."""
 
     sessionmaker: async_sessionmaker[AsyncSession]
@@ -163,7 +163,7 @@ class Tester:
     allow_private: bool
 
     @classmethod
-    def of(cls, app: Mapping[Any, Any]) -> Tester:
+    def of(cls, app: Mapping[Any, Any]) -> Checker:
         """Build from an application (or a request's config_dict)."""
         settings = app[SETTINGS]
         return cls(app[SESSIONMAKER], app[HTTP_CLIENT], app[KEYRING], app[POLICY], app[CHANGES], app[TEST_LIMITER],
