@@ -172,7 +172,7 @@ def test_serve_refuses_rows_under_a_key_the_ring_lacks(tmp_path: Path, database_
 
 def test_two_gateways_starting_on_one_empty_database_both_come_up(tmp_path: Path, postgres_url: str) -> None:
     # Both race to create the first admin; the loser must start anyway (it was a one-line exit before).
-    from gateway import bootstrap
+    from gateway.cli import bootstrap
     from gateway.settings import Settings
 
     settings = Settings(database_url=postgres_url, encryption_keys=generate_key_entry("a"))

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from gateway.appkeys import CHANGES, KEYRING, SESSIONMAKER
-from gateway.bootstrap import check_database
+from gateway.cli.bootstrap import check_database
 from gateway.store.changes import Change
 from gateway.configurations.crud import decrypt_key
 from gateway.crypto.keyring import KeyRing, generate_key_entry, row_binding

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.app import create_app
-from gateway.bootstrap import StartupError
+from gateway.cli.bootstrap import StartupError
 from gateway.settings import Settings, public_database_url
 
 

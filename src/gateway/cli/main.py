@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import __version__, logs
 from gateway.store import migrate
-from gateway.bootstrap import (
+from gateway.cli.bootstrap import (
     StartupError,
     check_database,
     create_sqlite_file,
@@ -86,7 +86,7 @@ async def _with_session(settings: Settings, work: Callable[..., Awaitable[T]], *
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the gateway."""
-    from gateway.serve import check_port, serve, startup_block
+    from gateway.cli.serve import check_port, serve, startup_block
 
     settings = load_settings(host=args.host, port=args.port, workers=args.workers)
     check_port(settings)
