@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from gateway.appkeys import KEYRING, SETTINGS
+from gateway.web.appkeys import KEYRING, SETTINGS
 from gateway.configurations.crud import decrypt_key
 from gateway.crypto.keyring import CryptoError, KeyRing
 from gateway.store.models import LLMConfiguration

@@ -31,7 +31,7 @@ import pytest
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.appkeys import SESSIONMAKER
+from gateway.web.appkeys import SESSIONMAKER
 from gateway.accounts.audit import record
 from gateway.store.models import UsageRecord
 from tests.factories import make_user

@@ -22,7 +22,7 @@ from admin.docs import setup_docs
 from admin.openapi import openapi_registry
 from admin.providers_api import ProviderListing
 from admin.registry import ApiRegistry
-from gateway.appkeys import PROVIDER_LISTING
+from gateway.web.appkeys import PROVIDER_LISTING
 
 # Each admin module owns one registry; the OpenAPI document covers all of them.
 # Fixed paths before the configuration CRUD module's {id}: testing (/llm-configurations/test-all) and backup

@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import StrictBody, json_response
-from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER
-from gateway.auth import caller_of
+from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER
+from gateway.web.auth import caller_of
 from gateway.configurations.backup import ExportDocument, ImportReport, export_configurations, import_configurations
 from gateway.store.changes import Change
 from gateway.errors import Forbidden

@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from admin.registry import ID, ApiRegistry
 from admin.testing import run_test_on_save
 from admin.schemas import Public, StrictBody, optional, printable, json_response
-from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
+from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
 from gateway.accounts.audit import record
-from gateway.auth import caller_of
+from gateway.web.auth import caller_of
 from gateway.store.changes import Change
 from gateway.configurations.crud import (
     configuration_names,

@@ -10,8 +10,8 @@ from pydantic import Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody
-from gateway.appkeys import CHANGES, SESSIONMAKER
-from gateway.auth import caller_of
+from gateway.web.appkeys import CHANGES, SESSIONMAKER
+from gateway.web.auth import caller_of
 from gateway.store.changes import Change
 from gateway.configurations.conversations import bind, get_binding, unbind
 from gateway.errors import BadRequest, NotFound

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import StrictBody, json_response
-from gateway.appkeys import CHANGES, KEYRING, SESSIONMAKER, SETTINGS
+from gateway.web.appkeys import CHANGES, KEYRING, SESSIONMAKER, SETTINGS
 from gateway.crypto.rotation import EncryptionStatus, RotationReport, encryption_status, rotate_keys
 from gateway.validation import parse_body
 

@@ -9,8 +9,8 @@ from pydantic import Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import StrictBody, json_response
-from gateway.appkeys import LEGACY_SOURCE, SESSIONMAKER
-from gateway.auth import caller_of
+from gateway.web.appkeys import LEGACY_SOURCE, SESSIONMAKER
+from gateway.web.auth import caller_of
 from gateway.errors import BadRequest, Unprocessable
 from gateway.legacy.source import LegacySource, LegacySourceError, open_source
 from gateway.legacy.migration import MigrationReport, MigrationStatus, app_migrator, migration_status, run_migration

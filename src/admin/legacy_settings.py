@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from admin.registry import ApiRegistry
-from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
+from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
 from admin.schemas import json_response
-from gateway.auth import caller_of
+from gateway.web.auth import caller_of
 from gateway.store.changes import Change
 from gateway.legacy.compat import LegacySettings, LegacySettingsUpdate, default_configuration, settings_view, write_settings
 from gateway.validation import parse_body

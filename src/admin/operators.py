@@ -10,7 +10,7 @@ from pydantic import Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody, json_response
-from gateway.appkeys import CHANGES, SESSIONMAKER
+from gateway.web.appkeys import CHANGES, SESSIONMAKER
 from gateway.store.changes import Change
 from gateway.errors import NotFound
 from gateway.accounts.users import (

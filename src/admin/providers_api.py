@@ -8,7 +8,7 @@ from aiohttp import web
 
 from admin.registry import ApiRegistry
 from admin.schemas import Public
-from gateway.appkeys import PROVIDER_LISTING, PROVIDERS
+from gateway.web.appkeys import PROVIDER_LISTING, PROVIDERS
 from gateway.configurations.providers import ProviderCatalog
 
 api = ApiRegistry(tag="providers")

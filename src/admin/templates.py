@@ -12,9 +12,9 @@ from pydantic import AfterValidator, Field
 from admin.configurations import ConfigurationPublic, to_public
 from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody, json_response, printable
-from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, TEMPLATES
+from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, TEMPLATES
 from gateway.accounts.audit import record
-from gateway.auth import caller_of
+from gateway.web.auth import caller_of
 from gateway.store.changes import Change
 from gateway.checks.runs import SavedTestResult, Checker
 from gateway.errors import NotFound

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody
-from gateway.auth import caller_of
+from gateway.web.auth import caller_of
 from gateway.checks.runs import SavedTestResult, Checker
 from gateway.store.models import LLMConfiguration
 from gateway.checks.probe import STATUSES, TestResult

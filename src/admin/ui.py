@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.appkeys import UI_ASSETS
+from gateway.web.appkeys import UI_ASSETS
 from gateway.errors import NotFound
 
 # Routes of the single page; each answers with index.html and the page's router picks the view.

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from admin.registry import ApiRegistry
 from admin.schemas import Public
-from gateway.appkeys import SESSIONMAKER
-from gateway.auth import caller_of
+from gateway.web.appkeys import SESSIONMAKER
+from gateway.web.auth import caller_of
 from gateway.configurations.crud import get_configuration
 from gateway.configurations.usage_report import UsageRow, configuration_names, usage_rows
 from gateway.validation import parse_query

@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from gateway.appkeys import SESSIONMAKER
+from gateway.web.appkeys import SESSIONMAKER
 from gateway.accounts.audit import record
 from gateway.store.models import AuditEvent
 from tests.admin.helpers import URL, create

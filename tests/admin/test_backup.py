@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from gateway.appkeys import KEYRING, SESSIONMAKER
+from gateway.web.appkeys import KEYRING, SESSIONMAKER
 from gateway.configurations.crud import decrypt_key, delete_configurations, list_user_configurations
 from gateway.store.models import LLMConfiguration
 from tests.conftest import ADMIN_TOKEN

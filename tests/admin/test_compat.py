@@ -8,7 +8,7 @@ import uuid
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.appkeys import KEYRING, SESSIONMAKER
+from gateway.web.appkeys import KEYRING, SESSIONMAKER
 from gateway.legacy.compat import CLEARED_KEY, default_configuration
 from gateway.configurations.crud import decrypt_key
 from tests.factories import TestUser, make_configuration, make_user

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from sqlalchemy import update
 
-from gateway.appkeys import CHANGES, KEYRING, SESSIONMAKER
+from gateway.web.appkeys import CHANGES, KEYRING, SESSIONMAKER
 from gateway.store.changes import Change
 from gateway.store.models import LLMConfiguration
 from tests.admin.conftest import MakeClient

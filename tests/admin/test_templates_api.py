@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from gateway.appkeys import SESSIONMAKER
+from gateway.web.appkeys import SESSIONMAKER
 from gateway.store.models import AuditEvent, LLMConfiguration
 from gateway.templates.apply import NO_KEY
 from tests.admin.conftest import MakeClient

@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from gateway.appkeys import KEYRING, POLICY, SESSIONMAKER
+from gateway.web.appkeys import KEYRING, POLICY, SESSIONMAKER
 from gateway.configurations.crud import (
     decrypt_key,
     delete_configurations,

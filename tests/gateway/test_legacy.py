@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
-from gateway.appkeys import KEYRING, POLICY, SESSIONMAKER
+from gateway.web.appkeys import KEYRING, POLICY, SESSIONMAKER
 from gateway.configurations.crud import decrypt_key
 from gateway.legacy.source import FileSource, classify, join_model, open_source, split_model
 from gateway.legacy.migration import MigrationReport, app_migrator, run_migration, source_ref

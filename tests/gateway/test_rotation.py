@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from gateway.appkeys import CHANGES, KEYRING, SESSIONMAKER
+from gateway.web.appkeys import CHANGES, KEYRING, SESSIONMAKER
 from gateway.cli.bootstrap import check_database
 from gateway.store.changes import Change
 from gateway.configurations.crud import decrypt_key

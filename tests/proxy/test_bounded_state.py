@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.appkeys import CONFIG_CACHE
+from gateway.web.appkeys import CONFIG_CACHE
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.factories import TestUser, make_user

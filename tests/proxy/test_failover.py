@@ -12,7 +12,7 @@ import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.appkeys import COOLDOWNS
+from gateway.web.appkeys import COOLDOWNS
 from gateway.settings import Settings
 from tests.factories import TestUser
 from tests.waiting import settled

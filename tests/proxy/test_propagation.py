@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from gateway.appkeys import KEYRING, POLICY, SESSIONMAKER
+from gateway.web.appkeys import KEYRING, POLICY, SESSIONMAKER
 from gateway.configurations.crud import update_configuration
 from gateway.store.listener import asyncpg_dsn
 from gateway.settings import Settings

@@ -112,7 +112,7 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 from gateway.store import migrate
 from gateway.app import create_app
-from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
+from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
 from gateway.store.changes import Change
 from gateway.configurations.crud import create_configuration
 from gateway.settings import Settings

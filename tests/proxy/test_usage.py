@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from gateway.appkeys import SESSIONMAKER
+from gateway.web.appkeys import SESSIONMAKER
 from gateway.store.models import LLMConfiguration, UsageRecord
 from gateway.proxy.usage import cost_usd, load_price_list
 from tests.factories import TestUser, make_user

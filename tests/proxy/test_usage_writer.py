@@ -13,7 +13,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from gateway.appkeys import METRICS, SESSIONMAKER, USAGE
+from gateway.web.appkeys import METRICS, SESSIONMAKER, USAGE
 from gateway.store.models import UsageRecord
 from gateway.background import running
 from tests.factories import TestUser, make_user

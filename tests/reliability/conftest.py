@@ -19,7 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.store import migrate
-from gateway.appkeys import HTTP_CLIENT
+from gateway.web.appkeys import HTTP_CLIENT
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.leakwatch import watched

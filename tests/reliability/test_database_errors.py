@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from gateway.app import create_app
-from gateway.appkeys import ENGINE
+from gateway.web.appkeys import ENGINE
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import create_app
-from gateway.appkeys import ENGINE
+from gateway.web.appkeys import ENGINE
 from gateway.settings import Settings
 
 # The admin tests' watch, its client and key maker, here fed by this package's own make_client.

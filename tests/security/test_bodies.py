@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import text
 
-from gateway.appkeys import ENGINE
+from gateway.web.appkeys import ENGINE
 from tests.conftest import TABLES
 from tests.factories import make_user
 from tests.security.conftest import MakeClient

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from gateway.appkeys import KEYRING, SESSIONMAKER
+from gateway.web.appkeys import KEYRING, SESSIONMAKER
 from gateway.configurations.crud import decrypt_key
 from gateway.store.models import LLMConfiguration
 from tests.factories import TestUser, make_user

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from yarl import URL
 
 from gateway.accounts import audit
-from gateway.appkeys import CHANGES, HTTP_CLIENT, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER, TRANSLATOR
+from gateway.web.appkeys import CHANGES, HTTP_CLIENT, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER, TRANSLATOR
 from gateway.store.changes import Change, ChangeBus
 from gateway.configurations.crud import Policy, check_api_key, check_provider_and_url, decrypt_key, get_configuration
 from gateway.crypto.keyring import CryptoError, KeyRing
@@ -36,7 +36,7 @@ from gateway.checks.probe import (
 from gateway.configurations.providers import Provider
 from gateway.proxy.forward import Target, send_once
 from gateway.proxy.translation import Translator
-from gateway.ratelimit import SlidingWindowLimiter
+from gateway.web.ratelimit import SlidingWindowLimiter
 
 AUDIT_ACTION = "test"  # the admin audit log's action name
 MAX_STORED_MESSAGE = 500

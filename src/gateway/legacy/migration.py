@@ -16,8 +16,8 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.accounts import audit
-from gateway.appkeys import CHANGES, KEYRING, LEGACY_SOURCE, POLICY, READ_THROUGH, SESSIONMAKER, SETTINGS
-from gateway.auth import CALLER
+from gateway.web.appkeys import CHANGES, KEYRING, LEGACY_SOURCE, POLICY, READ_THROUGH, SESSIONMAKER, SETTINGS
+from gateway.web.auth import CALLER
 from gateway.store.changes import Change, ChangeBus
 from gateway.configurations.crud import Policy, check_provider_and_url, create_configuration
 from gateway.crypto.keyring import KeyRing

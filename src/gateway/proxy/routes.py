@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import (
+from gateway.web.appkeys import (
     ADMISSION, CHANGES, CONFIG_CACHE, COOLDOWNS, METRICS, PROVIDERS, SESSIONMAKER, SETTINGS, TRANSLATOR,
 )
-from gateway.auth import caller_of
+from gateway.web.auth import caller_of
 from gateway.proxy.admission import Admission
 from gateway.proxy.translation import Translator
 from gateway.proxy.cache import ConfigurationCache

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.appkeys import METRICS, SESSIONMAKER, SETTINGS, USAGE
+from gateway.web.appkeys import METRICS, SESSIONMAKER, SETTINGS, USAGE
 from gateway.configurations.model_catalog import model_data
 from gateway.store.models import LLMConfiguration, UsageRecord
 from gateway.background import running

@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.appkeys import CHANGES, METRICS, SESSIONMAKER, SETTINGS
+from gateway.web.appkeys import CHANGES, METRICS, SESSIONMAKER, SETTINGS
 from gateway.store.changes import Change, ChangeBus
 from gateway.store.models import ChangeLog, utcnow
 from gateway.background import running

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from gateway.appkeys import CHANGES, METRICS, SETTINGS
+from gateway.web.appkeys import CHANGES, METRICS, SETTINGS
 from gateway.store.changes import CHANNEL, Change, ChangeBus
 from gateway.background import running
 

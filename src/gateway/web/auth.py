@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.appkeys import SESSIONMAKER
+from gateway.web.appkeys import SESSIONMAKER
 from gateway.store.changes import Change
 from gateway.errors import Forbidden, Handler, ServiceUnavailable, Unauthorized, error_answer
 from gateway.settings import Settings

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.appkeys import HTTP_CLIENT
+from gateway.web.appkeys import HTTP_CLIENT
 
 
 class RuntimeCollector(Collector):

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 if TYPE_CHECKING:
     from admin.providers_api import ProviderListing
     from admin.ui import Asset
-    from gateway.auth import TokenCache
+    from gateway.web.auth import TokenCache
     from gateway.store.changes import ChangeBus
     from gateway.configurations.crud import Policy
     from gateway.crypto.keyring import KeyRing
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from gateway.legacy.source import LegacySource
     from gateway.legacy.migration import ReadThrough
     from gateway.configurations.providers import ProviderCatalog
-    from gateway.ratelimit import SlidingWindowLimiter
+    from gateway.web.ratelimit import SlidingWindowLimiter
     from gateway.settings import Settings
     from gateway.templates.catalog import TemplateCatalog
 

@@ -6,7 +6,7 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.appkeys import ADMISSION, ENGINE
+from gateway.web.appkeys import ADMISSION, ENGINE
 from gateway.errors import ServiceUnavailable
 
 
