@@ -14,7 +14,7 @@ from admin.schemas import Public, json_response, optional, printable
 from gateway.web.appkeys import SESSIONMAKER
 from gateway.accounts.audit import list_events
 from gateway.web.auth import caller_of
-from gateway.validation import parse_query
+from gateway.web.requests import parse_query
 
 api = ApiRegistry(tag="audit")
 

@@ -15,7 +15,7 @@ from gateway.web.auth import caller_of
 from gateway.configurations.backup import ExportDocument, ImportReport, export_configurations, import_configurations
 from gateway.store.changes import Change
 from gateway.errors import Forbidden
-from gateway.validation import parse_body, parse_query
+from gateway.web.requests import parse_body, parse_query
 
 api = ApiRegistry(tag="backup")
 # An export with keys must not sit in a browser or proxy cache.

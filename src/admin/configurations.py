@@ -33,7 +33,7 @@ from gateway.configurations.crud import (
 from gateway.crypto.keyring import KeyRing
 from gateway.errors import NotFound
 from gateway.store.models import LLMConfiguration
-from gateway.validation import parse_body, parse_query
+from gateway.web.requests import parse_body, parse_query
 
 api = ApiRegistry(tag="configurations")
 BASE = "/llm-configurations"

@@ -15,7 +15,7 @@ from gateway.web.auth import caller_of
 from gateway.store.changes import Change
 from gateway.configurations.conversations import bind, get_binding, unbind
 from gateway.errors import BadRequest, NotFound
-from gateway.validation import parse_body
+from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="conversations")
 PATH = "/conversations/{conversation_id}/llm-configuration"

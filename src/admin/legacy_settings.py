@@ -10,7 +10,7 @@ from admin.schemas import json_response
 from gateway.web.auth import caller_of
 from gateway.store.changes import Change
 from gateway.legacy.compat import LegacySettings, LegacySettingsUpdate, default_configuration, settings_view, write_settings
-from gateway.validation import parse_body
+from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="compatibility")
 

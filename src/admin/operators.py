@@ -24,7 +24,7 @@ from gateway.accounts.users import (
     revoke_token,
     set_disabled,
 )
-from gateway.validation import parse_body
+from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="operators")
 OPERATOR_ERRORS = (403,)

@@ -20,7 +20,7 @@ from gateway.checks.runs import SavedTestResult, Checker
 from gateway.errors import NotFound
 from gateway.templates.apply import apply_template
 from gateway.templates.catalog import Template
-from gateway.validation import parse_body
+from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="templates")
 ITEM = "/templates/{id}"

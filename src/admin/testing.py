@@ -12,7 +12,7 @@ from gateway.web.auth import caller_of
 from gateway.checks.runs import SavedTestResult, Checker
 from gateway.store.models import LLMConfiguration
 from gateway.checks.probe import STATUSES, TestResult
-from gateway.validation import parse_body
+from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="configuration tests")
 TEST_ERRORS = (404, 422, 429)

@@ -14,7 +14,7 @@ from gateway.web.appkeys import SESSIONMAKER
 from gateway.web.auth import caller_of
 from gateway.configurations.crud import get_configuration
 from gateway.configurations.usage_report import UsageRow, configuration_names, usage_rows
-from gateway.validation import parse_query
+from gateway.web.requests import parse_query
 
 api = ApiRegistry(tag="usage")
 DEFAULT_PERIOD = timedelta(days=30)

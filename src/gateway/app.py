@@ -26,19 +26,19 @@ from gateway.web.appkeys import (
     TOKEN_CACHE,
 )
 from gateway.web.auth import TokenCache, gateway_middleware
-from gateway.store.change_log import change_log_ctx
+from gateway.web.changes import change_log_ctx
 from gateway.store.changes import ChangeBus
 from gateway.configurations.crud import Policy
 from gateway.crypto.keyring import KeyRing
 from gateway.store.db import make_engine, make_sessionmaker
 from gateway.web.health import healthz, readyz
-from gateway.legacy.migration import legacy_ctx, read_through_middleware
+from gateway.web.legacy import legacy_ctx, read_through_middleware
 from gateway.configurations.providers import ProviderCatalog
 from gateway.proxy import routes as proxy_routes
 from gateway.proxy.admission import raise_open_file_limit
 from gateway.web.ratelimit import SlidingWindowLimiter
 from gateway.settings import Settings
-from gateway.ssrf import GuardedResolver
+from gateway.web.resolver import GuardedResolver
 from gateway.templates.catalog import TemplateCatalog
 
 

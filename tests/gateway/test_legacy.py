@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 from gateway.web.appkeys import KEYRING, POLICY, SESSIONMAKER
 from gateway.configurations.crud import decrypt_key
 from gateway.legacy.source import FileSource, classify, join_model, open_source, split_model
-from gateway.legacy.migration import MigrationReport, app_migrator, run_migration, source_ref
+from gateway.legacy.migration import MigrationReport, run_migration, source_ref
+from gateway.web.legacy import app_migrator
 from gateway.store.models import AuditEvent, LLMConfiguration, User
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import make_configuration, make_user

@@ -6,29 +6,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from aiohttp import web
-from aiohttp.helpers import ChainMapProxy
 from pydantic import BaseModel, Field
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.accounts import audit
-from gateway.web.appkeys import CHANGES, KEYRING, LEGACY_SOURCE, POLICY, READ_THROUGH, SESSIONMAKER, SETTINGS
-from gateway.web.auth import CALLER
 from gateway.store.changes import Change, ChangeBus
 from gateway.configurations.crud import Policy, check_provider_and_url, create_configuration
 from gateway.crypto.keyring import KeyRing
-from gateway.errors import GatewayError, Handler
+from gateway.errors import GatewayError
 from gateway.legacy.source import (
     USER_NAME_RE,
     LegacyRecord,
     LegacySource,
     LegacySourceError,
     classify,
-    configured_source,
     split_model,
 )
 from gateway.store.models import AuditEvent, LLMConfiguration, User
@@ -245,29 +239,3 @@ class ReadThrough:
                 if report.errors:
                     log.warning("legacy read-through for a user failed: %s", report.errors[0].reason)
         self._checked.add(user_id)
-
-
-def app_migrator(config: web.Application | ChainMapProxy) -> Migrator:
-    """The migrator built from an application's shared resources (an app or a request's config_dict)."""
-    return Migrator(sessionmaker=config[SESSIONMAKER], keyring=config[KEYRING], policy=config[POLICY],
-                    bus=config[CHANGES])
-
-
-async def legacy_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The configured legacy source (if any) and its read-through, closed on shutdown."""
-    source = configured_source(app[SETTINGS])
-    app[LEGACY_SOURCE] = source
-    app[READ_THROUGH] = ReadThrough(source) if source is not None else None
-    yield
-    if source is not None:
-        await source.close()
-
-
-@web.middleware
-async def read_through_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Before a user's first request is served, migrate their legacy settings if they have no configuration."""
-    read_through = request.config_dict[READ_THROUGH]
-    caller = request.get(CALLER)
-    if read_through is not None and caller is not None and caller.user_id is not None:
-        await read_through.ensure(app_migrator(request.config_dict), user_id=caller.user_id, user=caller.user_name)
-    return await handler(request)

@@ -16,7 +16,7 @@ from gateway.proxy.translation import Translator
 from gateway.proxy.cache import ConfigurationCache
 from gateway.proxy.exchange import proxy
 from gateway.proxy.failover import Cooldowns
-from gateway.store.listener import listener_ctx
+from gateway.web.changes import listener_ctx
 from gateway.proxy.metrics import ProxyMetrics, metrics_handler
 from gateway.proxy.usage import usage_ctx
 

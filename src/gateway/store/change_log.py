@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 
-from aiohttp import web
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.web.appkeys import CHANGES, METRICS, SESSIONMAKER, SETTINGS
 from gateway.store.changes import Change, ChangeBus
 from gateway.store.models import ChangeLog, utcnow
-from gateway.background import running
 
 POLL_INTERVAL_S = 0.25
 KEEP_FOR = timedelta(minutes=10)
@@ -53,25 +50,18 @@ class ChangePoller:
             if origin != self.bus.origin:
                 self.bus.emit_local(Change(kind, user_id))
 
+    async def run(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        """Poll until cancelled."""
+        while True:
+            await asyncio.sleep(POLL_INTERVAL_S)
+            try:
+                async with sessionmaker() as session:
+                    await self.poll_once(session)
+            except (SQLAlchemyError, OSError) as exc:
+                # A busy or briefly unavailable file: try again next round, nothing is lost (ids only grow).
+                log.warning("change log poll failed: %s", exc.__class__.__name__)
 
-async def _poll(poller: ChangePoller, app: web.Application) -> None:
-    while True:
-        await asyncio.sleep(POLL_INTERVAL_S)
-        try:
-            async with app[SESSIONMAKER]() as session:
-                await poller.poll_once(session)
-        except (SQLAlchemyError, OSError) as exc:
-            # A busy or briefly unavailable file: try again next round, nothing is lost (ids only grow).
-            log.warning("change log poll failed: %s", exc.__class__.__name__)
 
-
-async def change_log_ctx(app: web.Application) -> AsyncIterator[None]:
-    """On SQLite, poll change_log for the life of the app (after the database context)."""
-    if not app[SETTINGS].is_sqlite:
-        yield
-        return
-    async with app[SESSIONMAKER]() as session:
-        last_id = (await session.execute(select(func.coalesce(func.max(ChangeLog.id), 0)))).scalar_one()
-    poller = ChangePoller(app[CHANGES], last_id)
-    async with running(lambda: _poll(poller, app), name="change-log-poller", crashes=app[METRICS].task_crashes):
-        yield
+async def last_change_id(session: AsyncSession) -> int:
+    """The newest change_log id (0 when empty): a new poller starts after it."""
+    return (await session.execute(select(func.coalesce(func.max(ChangeLog.id), 0)))).scalar_one()

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
-from gateway.web.appkeys import CHANGES, METRICS, SETTINGS
 from gateway.store.changes import CHANNEL, Change, ChangeBus
-from gateway.background import running
 
 log = logging.getLogger("gateway.listener")
 PING_INTERVAL_S = 15.0
@@ -77,18 +73,3 @@ class ChangeListener:
             except TimeoutError:
                 # A silent network drop sends no FIN: only a round trip tells.
                 await conn.execute("SELECT 1", timeout=PING_INTERVAL_S)
-
-
-async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
-    """On PostgreSQL, a LISTEN task for the life of the app; startup waits briefly for its first connection."""
-    settings = app[SETTINGS]
-    if settings.is_sqlite:
-        yield
-        return
-    listener = ChangeListener(asyncpg_dsn(settings.database_url), app[CHANGES])
-    async with running(listener.run, name="change-listener", crashes=app[METRICS].task_crashes):
-        try:
-            await asyncio.wait_for(listener.connected.wait(), STARTUP_WAIT_S)
-        except TimeoutError:
-            log.warning("change listener not connected yet; this process relies on local changes until it is")
-        yield

@@ -14,7 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.web.appkeys import SESSIONMAKER
 from gateway.store.changes import Change
-from gateway.errors import Forbidden, Handler, ServiceUnavailable, Unauthorized, error_answer
+from gateway.errors import Forbidden, ServiceUnavailable, Unauthorized
+from gateway.web.responses import Handler, error_answer
 from gateway.settings import Settings
 from gateway.accounts.tokens import hash_token, is_well_formed
 from gateway.accounts.users import find_token
