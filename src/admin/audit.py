@@ -11,8 +11,8 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import Public, json_response, optional, printable
-from gateway.web.appkeys import SESSIONMAKER
 from gateway.accounts.audit import list_events
+from gateway.web.appkeys import SESSIONMAKER
 from gateway.web.auth import caller_of
 from gateway.web.requests import parse_query
 

@@ -12,12 +12,12 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin.registry import ID, ApiRegistry
-from admin.testing import run_test_on_save
 from admin.schemas import Public, StrictBody, optional, printable, json_response
-from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
+from admin.testing import run_test_on_save
 from gateway.accounts.audit import record
-from gateway.web.auth import caller_of
 from gateway.store.changes import Change
+from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
+from gateway.web.auth import caller_of
 from gateway.configurations.crud import (
     configuration_names,
     configuration_stats,

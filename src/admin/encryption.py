@@ -7,8 +7,8 @@ from pydantic import Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import StrictBody, json_response
-from gateway.web.appkeys import CHANGES, KEYRING, SESSIONMAKER, SETTINGS
 from gateway.crypto.rotation import EncryptionStatus, RotationReport, encryption_status, rotate_keys
+from gateway.web.appkeys import CHANGES, KEYRING, SESSIONMAKER, SETTINGS
 from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="encryption")

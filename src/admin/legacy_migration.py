@@ -9,13 +9,13 @@ from pydantic import Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import StrictBody, json_response
+from gateway.errors import BadRequest, Unprocessable
+from gateway.legacy.migration import MigrationReport, MigrationStatus, migration_status, run_migration
+from gateway.legacy.source import LegacySource, LegacySourceError, open_source
+from gateway.settings import TABLE_RE
 from gateway.web.appkeys import LEGACY_SOURCE, SESSIONMAKER
 from gateway.web.auth import caller_of
-from gateway.errors import BadRequest, Unprocessable
-from gateway.legacy.source import LegacySource, LegacySourceError, open_source
-from gateway.legacy.migration import MigrationReport, MigrationStatus, migration_status, run_migration
 from gateway.web.legacy import app_migrator
-from gateway.settings import TABLE_RE
 from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="migrations")

@@ -5,11 +5,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from admin.registry import ApiRegistry
-from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
 from admin.schemas import json_response
-from gateway.web.auth import caller_of
 from gateway.store.changes import Change
-from gateway.legacy.compat import LegacySettings, LegacySettingsUpdate, default_configuration, settings_view, write_settings
+from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
+from gateway.web.auth import caller_of
+from gateway.legacy.compat import (
+    LegacySettings,
+    LegacySettingsUpdate,
+    default_configuration,
+    settings_view,
+    write_settings,
+)
 from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="compatibility")

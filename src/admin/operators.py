@@ -10,9 +10,9 @@ from pydantic import Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody, json_response
-from gateway.web.appkeys import CHANGES, SESSIONMAKER
-from gateway.store.changes import Change
 from gateway.errors import NotFound
+from gateway.store.changes import Change
+from gateway.web.appkeys import CHANGES, SESSIONMAKER
 from gateway.accounts.users import (
     UserName,
     create_user,

@@ -12,14 +12,14 @@ from pydantic import AfterValidator, Field
 from admin.configurations import ConfigurationPublic, to_public
 from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody, json_response, printable
-from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, TEMPLATES
 from gateway.accounts.audit import record
-from gateway.web.auth import caller_of
-from gateway.store.changes import Change
-from gateway.checks.runs import SavedTestResult, Checker
+from gateway.checks.runs import Checker, SavedTestResult
 from gateway.errors import NotFound
+from gateway.store.changes import Change
 from gateway.templates.apply import apply_template
 from gateway.templates.catalog import Template
+from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, TEMPLATES
+from gateway.web.auth import caller_of
 from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="templates")

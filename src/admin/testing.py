@@ -7,11 +7,11 @@ from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin.registry import ApiRegistry
-from admin.schemas import Public, StrictBody
-from gateway.web.auth import caller_of
-from gateway.checks.runs import SavedTestResult, Checker
-from gateway.store.models import LLMConfiguration
+from admin.schemas import Public, StrictBody, json_response
 from gateway.checks.probe import STATUSES, TestResult
+from gateway.checks.runs import Checker, SavedTestResult
+from gateway.store.models import LLMConfiguration
+from gateway.web.auth import caller_of
 from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="configuration tests")
@@ -41,9 +41,6 @@ class TestAllResult(Public):
     summary: TestSummary
 
 
-def _json(model: Public | TestResult) -> web.Response:
-    return web.Response(text=model.model_dump_json(), content_type="application/json")
-
 
 def summarise(results: list[SavedTestResult]) -> TestSummary:
     """Counts per verdict class."""
@@ -60,7 +57,7 @@ async def test_unsaved_handler(request: web.Request) -> web.Response:
     result = await Checker.of(request.config_dict).test_unsaved(
         user_id=user_id, provider=body.provider, model=body.model, api_key=body.api_key, base_url=body.base_url
     )
-    return _json(result)
+    return json_response(result)
 
 
 @api.route("POST", "/llm-configurations/test-all", summary="Test every active configuration of the caller",
@@ -68,7 +65,7 @@ async def test_unsaved_handler(request: web.Request) -> web.Response:
 async def test_all_handler(request: web.Request) -> web.Response:
     caller = caller_of(request)
     results = await Checker.of(request.config_dict).test_all(user_id=caller.require_user(), actor=caller.user_name)
-    return _json(TestAllResult(results=results, summary=summarise(results)))
+    return json_response(TestAllResult(results=results, summary=summarise(results)))
 
 
 @api.route("POST", "/llm-configurations/{id}/test", summary="Test a saved configuration and store the result",
@@ -78,7 +75,7 @@ async def test_saved_handler(request: web.Request) -> web.Response:
     result = await Checker.of(request.config_dict).test_saved(
         user_id=caller.require_user(), configuration_id=request.match_info["id"], actor=caller.user_name
     )
-    return _json(result)
+    return json_response(result)
 
 
 async def run_test_on_save(request: web.Request, session: AsyncSession, config: LLMConfiguration) -> SavedTestResult:

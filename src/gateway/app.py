@@ -25,21 +25,21 @@ from gateway.web.appkeys import (
     TEST_LIMITER,
     TOKEN_CACHE,
 )
-from gateway.web.auth import TokenCache, gateway_middleware
-from gateway.web.changes import change_log_ctx
-from gateway.store.changes import ChangeBus
 from gateway.configurations.crud import Policy
-from gateway.crypto.keyring import KeyRing
-from gateway.store.db import make_engine, make_sessionmaker
-from gateway.web.health import healthz, readyz
-from gateway.web.legacy import legacy_ctx, read_through_middleware
 from gateway.configurations.providers import ProviderCatalog
+from gateway.crypto.keyring import KeyRing
 from gateway.proxy import routes as proxy_routes
 from gateway.proxy.admission import raise_open_file_limit
-from gateway.web.ratelimit import SlidingWindowLimiter
 from gateway.settings import Settings
-from gateway.web.resolver import GuardedResolver
+from gateway.store.changes import ChangeBus
+from gateway.store.db import make_engine, make_sessionmaker
 from gateway.templates.catalog import TemplateCatalog
+from gateway.web.auth import TokenCache, gateway_middleware
+from gateway.web.changes import change_log_ctx
+from gateway.web.health import healthz, readyz
+from gateway.web.legacy import legacy_ctx, read_through_middleware
+from gateway.web.ratelimit import SlidingWindowLimiter
+from gateway.web.resolver import GuardedResolver
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

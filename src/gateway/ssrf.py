@@ -11,8 +11,9 @@ Two layers, because a hostname that was public when saved can resolve to 127.0.0
   only allowed addresses and raises when none is left, so a connection only ever opens to a checked address.
 
 Each request is sent with ``allow_redirects=False`` (a redirect could point anywhere). On refusal the caller
-sees ``UnsafeURLError`` itself, unwrapped: it is a ``ValueError``, not an ``aiohttp.ClientError``, so the upstream error boundary needs its own ``except UnsafeURLError`` next to the
-``ClientError`` → 502 branch, answering with a message naming the policy (``str(exc)``), never a 500.
+sees ``UnsafeURLError`` itself, unwrapped: it is a ``ValueError``, not an ``aiohttp.ClientError``, so the
+upstream error boundary needs its own ``except UnsafeURLError`` next to the ``ClientError`` → 502 branch,
+answering with a message naming the policy (``str(exc)``), never a 500.
 ``exc.category`` says which rule ("loopback", "private", "metadata", "link-local", "scheme", "host"...).
 """
 

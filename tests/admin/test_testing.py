@@ -15,9 +15,9 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from admin.testing import run_test_on_save
-from gateway.web.appkeys import SESSIONMAKER
 from gateway.configurations.crud import get_configuration
 from gateway.store.models import AuditEvent, LLMConfiguration, UsageRecord
+from gateway.web.appkeys import SESSIONMAKER
 from tests.factories import TestUser, make_configuration, make_user
 from tests.fakes.anthropic_upstream import DEFAULT_ANTHROPIC_KEY, FakeAnthropic, start_anthropic_upstream
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import migrate
 from gateway.crypto.keyring import generate_key_entry
+from gateway.settings import parse_key_ring
+from gateway.store import migrate
 from gateway.store.db import make_engine, make_sessionmaker
 from gateway.store.models import LLMConfiguration, User
-from gateway.settings import parse_key_ring
 
 
 def _env(**extra: str) -> dict[str, str]:

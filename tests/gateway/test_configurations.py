@@ -18,8 +18,8 @@ from gateway.configurations.crud import (
     set_default,
     update_configuration,
 )
-from gateway.errors import Conflict, NotFound, Unprocessable
 from gateway.crypto.masking import is_placeholder, mask_key
+from gateway.errors import Conflict, NotFound, Unprocessable
 from gateway.store.models import LLMConfiguration
 from tests.factories import make_configuration, make_user
 

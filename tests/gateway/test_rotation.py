@@ -15,14 +15,14 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from gateway.web.appkeys import CHANGES, KEYRING, SESSIONMAKER
 from gateway.cli.bootstrap import check_database
-from gateway.store.changes import Change
 from gateway.configurations.crud import decrypt_key
 from gateway.crypto.keyring import KeyRing, generate_key_entry, row_binding
-from gateway.store.models import LLMConfiguration
 from gateway.crypto.rotation import rotate_keys
 from gateway.settings import Settings, parse_key_ring
+from gateway.store.changes import Change
+from gateway.store.models import LLMConfiguration
+from gateway.web.appkeys import CHANGES, KEYRING, SESSIONMAKER
 from tests.factories import make_configuration, make_user
 
 

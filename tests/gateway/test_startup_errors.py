@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway import __version__
-from gateway.store import migrate
 from gateway.crypto.keyring import generate_key_entry
+from gateway.store import migrate
 from tests.gateway.test_cli import _env, cli, free_port, start, stop, wait_healthy
 
 

@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from pydantic import Field, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.accounts.tokens import display_prefix, hash_token, new_token
 from gateway.errors import Conflict, Unprocessable
 from gateway.store.models import ApiToken, User, utcnow
-from gateway.accounts.tokens import display_prefix, hash_token, new_token
 
 # One rule for user names on every path (admin API, CLI, first start).
 UserName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")]

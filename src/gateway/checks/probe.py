@@ -20,8 +20,8 @@ import aiohttp
 import orjson
 from pydantic import BaseModel
 
-from gateway.errors import UpstreamError, UpstreamTimeout, parse_error_body
 from gateway.crypto.masking import scrub
+from gateway.errors import UpstreamError, UpstreamTimeout, parse_error_body
 from gateway.ssrf import UnsafeURLError
 
 Status = Literal["success", "failed", "rate_limited", "timeout", "unreachable"]

@@ -13,13 +13,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from gateway.store import migrate
-from gateway.crypto.keyring import generate_key_entry
-from gateway.store.db import make_engine, make_sessionmaker
-from gateway.errors import Conflict
-from gateway.store.models import LLMConfiguration
-from gateway.settings import Settings, sqlite_file
 from gateway.accounts.users import count_users, create_user, issue_token
+from gateway.crypto.keyring import generate_key_entry
+from gateway.errors import Conflict
+from gateway.settings import Settings, sqlite_file
+from gateway.store import migrate
+from gateway.store.db import make_engine, make_sessionmaker
+from gateway.store.models import LLMConfiguration
 
 KEY_FILE = "encryption.key"
 

@@ -28,16 +28,16 @@ from gateway.cli.bootstrap import (
     require_schema,
     sqlite_path,
 )
-from gateway.store.changes import Change, ChangeBus
 from gateway.configurations.crud import Policy
-from gateway.crypto.keyring import KeyRing, generate_key_entry
-from gateway.store.db import make_engine, make_sessionmaker
-from gateway.errors import GatewayError
-from gateway.legacy.source import LegacySourceError, open_source
-from gateway.legacy.migration import MigrationReport, Migrator, run_migration
 from gateway.configurations.providers import ProviderCatalog
+from gateway.crypto.keyring import KeyRing, generate_key_entry
 from gateway.crypto.rotation import RotationReport, rotate_keys
+from gateway.errors import GatewayError
+from gateway.legacy.migration import MigrationReport, Migrator, run_migration
+from gateway.legacy.source import LegacySourceError, open_source
 from gateway.settings import TABLE_RE, ConfigFileError, Settings, describe_settings_error
+from gateway.store.changes import Change, ChangeBus
+from gateway.store.db import make_engine, make_sessionmaker
 from gateway.accounts.users import (
     create_user,
     delete_user,

@@ -6,7 +6,6 @@ by editing the file. Import merges by name."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import uuid
 from datetime import datetime
@@ -29,7 +28,7 @@ from gateway.configurations.crud import (
     moves_key,
     update_configuration,
 )
-from gateway.crypto.keyring import KeyRing
+from gateway.crypto.keyring import KeyRing, b64url_decode, b64url_encode
 from gateway.errors import Unprocessable
 from gateway.store.models import utcnow
 from gateway.validation import MAX_MODEL, MAX_NAME, printable
@@ -114,14 +113,6 @@ class ImportReport(BaseModel):
     errors: list[dict[str, str]] = Field(default_factory=list)
 
 
-def _b64e(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _b64d(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def check_passphrase(passphrase: str) -> str:
     """At least MIN_PASSPHRASE characters (422 naming `passphrase` otherwise)."""
     if len(passphrase) < MIN_PASSPHRASE:
@@ -132,7 +123,7 @@ def check_passphrase(passphrase: str) -> str:
 async def derive(passphrase: str, sealing: Sealing) -> AESGCM:
     """The AES-GCM cipher for a passphrase (scrypt runs in a thread: it is slow on purpose)."""
     try:
-        salt = _b64d(sealing.salt)
+        salt = b64url_decode(sealing.salt)
     except (ValueError, TypeError):
         raise Unprocessable("Invalid 'data.encryption.salt': not base64url", param="data.encryption.salt") from None
     kdf = Scrypt(salt=salt, length=32, n=sealing.n, r=sealing.r, p=sealing.p)
@@ -147,13 +138,13 @@ def _aad(entry: ExportedConfiguration) -> bytes:
 def seal(cipher: AESGCM, entry: ExportedConfiguration, plaintext: str) -> str:
     """One key sealed for one entry, bound to its name, provider and base URL."""
     nonce = os.urandom(12)
-    return _b64e(nonce + cipher.encrypt(nonce, plaintext.encode("utf-8"), _aad(entry)))
+    return b64url_encode(nonce + cipher.encrypt(nonce, plaintext.encode("utf-8"), _aad(entry)))
 
 
 def unseal(cipher: AESGCM, entry: ExportedConfiguration) -> str:
     """The key of one entry; a wrong passphrase (or a tampered file) is a 422 naming `passphrase`."""
     try:
-        raw = _b64d(entry.api_key_sealed or "")
+        raw = b64url_decode(entry.api_key_sealed or "")
         return cipher.decrypt(raw[:12], raw[12:], _aad(entry)).decode("utf-8")
     except (InvalidTag, ValueError, TypeError):
         raise Unprocessable("Wrong passphrase or edited file: the keys in this export cannot be opened with it",
@@ -167,7 +158,7 @@ async def export_configurations(session: AsyncSession, *, keyring: KeyRing, user
     names = {str(c.id): c.name for c in configs}
     sealing = cipher = None
     if passphrase is not None:
-        sealing = Sealing(salt=_b64e(os.urandom(16)))
+        sealing = Sealing(salt=b64url_encode(os.urandom(16)))
         cipher = await derive(check_passphrase(passphrase), sealing)
     entries = []
     for c in configs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -13,12 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from yarl import URL
 
-from gateway.crypto.keyring import KeyRing, row_binding
-from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
-from gateway.crypto.masking import is_placeholder, mask_key
-from gateway.store.models import LLMConfiguration, User, utcnow
 from gateway.configurations.providers import ProviderCatalog
+from gateway.crypto.keyring import KeyRing, row_binding
+from gateway.crypto.masking import is_placeholder, mask_key
+from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.ssrf import UnsafeURLError, check_base_url
+from gateway.store.models import LLMConfiguration, User, utcnow
 from gateway.validation import MAX_MODEL, MAX_NAME, check_text
 
 MAX_KEY_LENGTH = 4096
@@ -34,14 +34,6 @@ class Policy:
     catalog: ProviderCatalog
     allow_private_base_urls: bool = False
     max_per_user: int = 100
-
-
-@dataclass
-class Changes:
-    """Fields an update sets; `api_key` None means keep the stored key."""
-
-    values: dict[str, Any] = field(default_factory=dict)
-    api_key: str | None = None
 
 
 def decrypt_key(keyring: KeyRing, configuration: LLMConfiguration) -> str:
@@ -387,14 +379,13 @@ async def set_default(session: AsyncSession, *, user_id: uuid.UUID, configuratio
 
 
 async def configuration_names(
-    session: AsyncSession, *, user_id: uuid.UUID, ids: Sequence[uuid.UUID]
+    session: AsyncSession, *, user_id: uuid.UUID, ids: Sequence[uuid.UUID] | None = None
 ) -> dict[uuid.UUID, str]:
-    """id → name of the caller's configurations among `ids` (others' ids are simply absent)."""
-    rows = await session.execute(
-        select(LLMConfiguration.id, LLMConfiguration.name)
-        .where(LLMConfiguration.user_id == user_id, LLMConfiguration.id.in_(list(ids)))
-    )
-    return {row.id: row.name for row in rows}
+    """id → name of the caller's configurations (among `ids` when given; others' ids are simply absent)."""
+    query = select(LLMConfiguration.id, LLMConfiguration.name).where(LLMConfiguration.user_id == user_id)
+    if ids is not None:
+        query = query.where(LLMConfiguration.id.in_(list(ids)))
+    return {row.id: row.name for row in await session.execute(query)}
 
 
 async def delete_configurations(session: AsyncSession, *, user_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:

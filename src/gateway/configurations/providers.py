@@ -4,9 +4,9 @@ The catalog ships as package data (``gateway/data/providers.toml``) so an instal
 file; ``ProviderCatalog.load(path)`` merges an operator's file (``LLM_GATEWAY_PROVIDERS_FILE``, example in
 ``config/providers.toml``) over it, table by table and field by field.
 
-Model lists come from litellm's bundled JSON (``gateway.configurations.model_catalog``) without importing litellm; litellm
-itself is imported only by ``infer_provider()`` when a legacy model string has no provider prefix: it takes
-seconds to import and has no place on the web page's or the OpenAI-compatible hot path.
+Model lists come from litellm's bundled JSON (``gateway.configurations.model_catalog``) without importing
+litellm; litellm itself is imported only by ``ProviderCatalog.infer_provider()`` when a legacy model string has
+no provider prefix: it takes seconds to import and has no place on the web page's or the OpenAI-compatible hot path.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from gateway.configurations.model_catalog import models_of
 
-__all__ = ["CatalogError", "Provider", "ProviderCatalog", "infer_provider"]
+__all__ = ["CatalogError", "Provider", "ProviderCatalog"]
 
 WIRE_OPENAI = "openai"
 FALLBACK_PROVIDER = "openai"
@@ -196,8 +196,3 @@ class ProviderCatalog:
             if model.lower().startswith(provider.bare_model_prefixes):
                 return provider.id
         return FALLBACK_PROVIDER
-
-
-def infer_provider(model: str, catalog: ProviderCatalog | None = None) -> str:
-    """The provider id for a legacy model string such as "anthropic/claude-3-5-sonnet" or "gpt-4o"."""
-    return (catalog or ProviderCatalog.load()).infer_provider(model)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.store.models import LLMConfiguration, UsageRecord
+from gateway.store.models import UsageRecord
 
 GROUPS = ("configuration", "day")
 
@@ -70,9 +70,3 @@ async def usage_rows(
                              round(float(latency), 1)))
     return rows
 
-
-async def configuration_names(session: AsyncSession, *, user_id: uuid.UUID) -> dict[str, str]:
-    """id → name of the user's configurations (groups of deleted ones keep only their id)."""
-    result = await session.execute(
-        select(LLMConfiguration.id, LLMConfiguration.name).where(LLMConfiguration.user_id == user_id))
-    return {str(cid): name for cid, name in result.all()}

@@ -41,18 +41,20 @@ class DecryptionFailed(CryptoError):
     """Authentication failed: tampered, truncated, or bound to another row."""
 
 
-def _b64e(raw: bytes) -> str:
+def b64url_encode(raw: bytes) -> str:
+    """base64url without padding."""
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def _b64d(text: str) -> bytes:
+def b64url_decode(text: str) -> bytes:
+    """base64url, padding optional."""
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def generate_key_entry(key_id: str | None = None) -> str:
     """A new ring entry `key_id:base64url(32 random bytes)`."""
     key_id = key_id or "k" + secrets.token_hex(4)
-    return f"{key_id}:{_b64e(AESGCM.generate_key(bit_length=256))}"
+    return f"{key_id}:{b64url_encode(AESGCM.generate_key(bit_length=256))}"
 
 
 def row_binding(configuration_id: uuid.UUID | str, user_id: uuid.UUID | str) -> bytes:
@@ -66,7 +68,7 @@ def split_stored(value: str) -> tuple[str, bytes]:
     if len(parts) != 3 or parts[0] != VERSION or not parts[1]:
         raise MalformedCiphertext("stored key is not a v1 ciphertext")
     try:
-        payload = _b64d(parts[2])
+        payload = b64url_decode(parts[2])
     except (ValueError, TypeError):
         raise MalformedCiphertext("stored key payload is not base64url") from None
     if len(payload) < NONCE_BYTES + TAG_BYTES + 1:
@@ -118,7 +120,7 @@ class KeyRing:
         key_id = self.primary_id
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._cipher(key_id).encrypt(nonce, plaintext.encode("utf-8"), binding + b"|key=" + key_id.encode())
-        return f"{VERSION}.{key_id}.{_b64e(nonce + sealed)}"
+        return f"{VERSION}.{key_id}.{b64url_encode(nonce + sealed)}"
 
     def decrypt(self, stored: str, *, binding: bytes) -> str:
         """Decrypt a stored value, or raise a CryptoError; never returns anything unauthenticated."""
@@ -136,10 +138,6 @@ class KeyRing:
         except InvalidTag:
             raise DecryptionFailed("stored key failed authentication") from None
         return plain.decode("utf-8")
-
-    def needs_rotation(self, stored: str) -> bool:
-        """True when the value is not under the primary key."""
-        return split_stored(stored)[0] != self.primary_id
 
     def reencrypt(self, stored: str, *, binding: bytes) -> str:
         """Re-encrypt a stored value under the primary key (rotation)."""

@@ -16,8 +16,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.store.changes import Change, ChangeBus
 from gateway.crypto.keyring import CryptoError, KeyRing, row_binding
+from gateway.store.changes import Change, ChangeBus
 from gateway.store.models import LLMConfiguration, utcnow
 
 log = logging.getLogger("gateway.rotation")

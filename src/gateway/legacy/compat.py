@@ -21,14 +21,14 @@ from gateway.configurations.crud import (
     decrypt_key,
     update_configuration,
 )
-from gateway.crypto.keyring import KeyRing, row_binding
-from gateway.errors import Unprocessable
-from gateway.crypto.masking import is_placeholder
-from gateway.legacy.source import join_model, split_model
-from gateway.validation import MAX_MODEL, check_text
-from gateway.legacy.migration import free_name
-from gateway.store.models import LLMConfiguration, utcnow
 from gateway.configurations.providers import ProviderCatalog
+from gateway.crypto.keyring import KeyRing, row_binding
+from gateway.crypto.masking import is_placeholder
+from gateway.errors import Unprocessable
+from gateway.legacy.migration import free_name
+from gateway.legacy.source import join_model, split_model
+from gateway.store.models import LLMConfiguration, utcnow
+from gateway.validation import MAX_MODEL, check_text
 
 NEW_CONFIGURATION_NAME = "Default Configuration"
 MAX_PROVIDER_PREFIX = 51  # a legacy model is "<provider>/<model>"

@@ -13,10 +13,10 @@ import orjson
 from sqlalchemy import String, cast, column, select, table
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.store.db import make_engine
-from gateway.crypto.masking import is_placeholder
 from gateway.configurations.providers import FALLBACK_PROVIDER, ProviderCatalog
+from gateway.crypto.masking import is_placeholder
 from gateway.settings import Settings, normalise_database_url
+from gateway.store.db import make_engine
 
 # The operator API's rule for user names; a legacy id that breaks it is reported, not imported.
 USER_NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,100}$")

@@ -16,8 +16,8 @@ from aiohttp import web
 from gateway.web.appkeys import (
     ADMISSION, CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRICS, SETTINGS, TRANSLATOR, USAGE,
 )
-from gateway.web.auth import caller_of
 from gateway.crypto.keyring import CryptoError
+from gateway.web.auth import caller_of
 from gateway.errors import (
     BadRequest, GatewayError, InvalidJSON, PayloadTooLarge, ServiceUnavailable, UpstreamError, UpstreamTimeout,
 )

@@ -12,13 +12,13 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.web.appkeys import SESSIONMAKER
-from gateway.store.changes import Change
-from gateway.errors import Forbidden, ServiceUnavailable, Unauthorized
-from gateway.web.responses import Handler, error_answer
-from gateway.settings import Settings
 from gateway.accounts.tokens import hash_token, is_well_formed
 from gateway.accounts.users import find_token
+from gateway.errors import Forbidden, ServiceUnavailable, Unauthorized
+from gateway.settings import Settings
+from gateway.store.changes import Change
+from gateway.web.appkeys import SESSIONMAKER
+from gateway.web.responses import Handler, error_answer
 
 # Paths that need no token: probes, the published API description, its docs page and the web page's static files.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/openapi.json", "/api/docs"})

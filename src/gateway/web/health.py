@@ -6,8 +6,8 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.web.appkeys import ADMISSION, ENGINE
 from gateway.errors import ServiceUnavailable
+from gateway.web.appkeys import ADMISSION, ENGINE
 
 
 async def healthz(request: web.Request) -> web.Response:
