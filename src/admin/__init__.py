@@ -1,4 +1,4 @@
-"""The admin API, a sub-app mounted at /api/ by the gateway."""
+"""The admin API, a sub-app mounted at /api/ by gateway.app. May import gateway; gateway never imports admin."""
 
 from __future__ import annotations
 

@@ -1,2 +1,1 @@
-"""Accounts: users, gateway tokens (hashing, display prefix) and the audit trail. Imports only the store and
-errors; never aiohttp."""
+"""Accounts: users, gateway tokens and the audit trail. May import the store and errors; never aiohttp."""

@@ -1,3 +1,2 @@
-"""Checks: probing a provider with one small request (probe.py) and test runs of saved or unsaved
-configurations with their verdicts stored (runs.py). Imports configurations, crypto, the store, the proxy's
-send_once and aiohttp's client; never admin."""
+"""Checks: the provider probe (probe.py) and configuration test runs (runs.py). May import web, proxy, configurations,
+accounts, crypto, the store; never admin."""

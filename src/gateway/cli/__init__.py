@@ -1,2 +1,2 @@
-"""The command line: `llm-gateway` and its subcommands (main.py), first-start bootstrap and serving with workers.
-Imports every room below it and gateway.app; nothing imports it."""
+"""The command line (main.py), first-start bootstrap and serve. May import gateway.app and every room;
+nothing imports it."""

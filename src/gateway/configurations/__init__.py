@@ -1,2 +1,2 @@
-"""Configurations: saving and reading them (crud.py), conversation bindings, the provider and model catalogs,
-export/import (backup.py) and usage reports. Imports the store, crypto, legacy.compat and errors; never aiohttp."""
+"""Configurations: crud, conversations, provider and model catalogs, backup, usage reports. May import crypto, the
+store, legacy.compat (backup) and errors; never aiohttp."""

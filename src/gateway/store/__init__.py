@@ -1,3 +1,2 @@
-"""Storage and change propagation: engine, models, the Alembic runner and its scripts, the change bus with its
-PostgreSQL (LISTEN/NOTIFY) and SQLite (change_log) transports. Imports settings, errors and libraries only;
-never aiohttp."""
+"""Storage and change propagation: engine, models, Alembic runner and migrations/, the change bus with its PostgreSQL
+and SQLite transports. May import libraries only; never aiohttp."""

@@ -1,3 +1,2 @@
-"""The aiohttp edge shared by the proxy, the checks and admin: typed AppKeys, token auth middleware, rendering
-errors as responses, parsing requests, health and runtime metrics, the guarded resolver, and the cleanup
-contexts that run the change-bus transports and the legacy read-through. Imports the rooms below; never admin."""
+"""The aiohttp edge shared by proxy, checks and admin: AppKeys, auth, error responses, request parsing, health,
+resolver, cleanup contexts. May import every room below it; never admin."""
