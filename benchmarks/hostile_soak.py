@@ -34,11 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from gateway.app import create_app  # noqa: E402
-from gateway.appkeys import SESSIONMAKER, USAGE  # noqa: E402
-from gateway.crypto import generate_key_entry  # noqa: E402
-from gateway.models import UsageRecord  # noqa: E402
-from gateway.serve import server_options  # noqa: E402
+from gateway.cli.serve import server_options  # noqa: E402
+from gateway.crypto.keyring import generate_key_entry  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
+from gateway.store.models import UsageRecord  # noqa: E402
+from gateway.web.appkeys import SESSIONMAKER, USAGE  # noqa: E402
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI  # noqa: E402
 
 ADMIN = "hostile-soak-operator-token"

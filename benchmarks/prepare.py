@@ -20,13 +20,13 @@ from pathlib import Path
 import asyncpg
 
 from benchmarks.procs import MODEL
-from gateway import migrate
-from gateway.configurations import Policy, create_configuration
-from gateway.crypto import KeyRing, generate_key_entry
-from gateway.db import make_engine, make_sessionmaker
-from gateway.providers import ProviderCatalog
+from gateway.accounts.users import create_user, issue_token
+from gateway.configurations.crud import Policy, create_configuration
+from gateway.configurations.providers import ProviderCatalog
+from gateway.crypto.keyring import KeyRing, generate_key_entry
 from gateway.settings import parse_key_ring
-from gateway.users import create_user, issue_token
+from gateway.store import migrate
+from gateway.store.db import make_engine, make_sessionmaker
 
 
 

@@ -39,9 +39,9 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from sqlalchemy import text
 
-from gateway import migrate
-from gateway.crypto import generate_key_entry
-from gateway.db import make_engine
+from gateway.crypto.keyring import generate_key_entry
+from gateway.store import migrate
+from gateway.store.db import make_engine
 from benchmarks.procs import install_uvloop
 from tests.reliability.processes import Gateway, free_port
 

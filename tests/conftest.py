@@ -19,10 +19,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
-from gateway import migrate
 from gateway.app import create_app
-from gateway.crypto import generate_key_entry
+from gateway.crypto.keyring import generate_key_entry
 from gateway.settings import Settings
+from gateway.store import migrate
 from tests import leakwatch
 from tests.leakwatch import TABLES, LeakWatch
 

@@ -29,10 +29,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from gateway.appkeys import KEYRING, SETTINGS
-from gateway.configurations import decrypt_key
-from gateway.crypto import CryptoError, KeyRing
-from gateway.models import LLMConfiguration
+from gateway.configurations.crud import decrypt_key
+from gateway.crypto.keyring import CryptoError, KeyRing
+from gateway.store.models import LLMConfiguration
+from gateway.web.appkeys import KEYRING, SETTINGS
 from tests.fakes.anthropic_upstream import DEFAULT_ANTHROPIC_KEY
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from gateway.db import make_engine
+from gateway.store.db import make_engine
 from tests.leakwatch import LeakWatch, watched
 
 REAL_KEYS = {"alice": "sk-ant-alice-real-key-0123456789", "gina": "sk-proj-gina-real-key-9876543210"}

@@ -30,10 +30,10 @@ import uuid
 import pytest
 from aiohttp import web
 
+from gateway.accounts.audit import record
 from gateway.app import create_app
-from gateway.appkeys import SESSIONMAKER
-from gateway.audit import record
-from gateway.models import UsageRecord
+from gateway.store.models import UsageRecord
+from gateway.web.appkeys import SESSIONMAKER
 from tests.factories import make_user
 from tests.leakwatch import watched
 

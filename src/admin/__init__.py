@@ -1,4 +1,4 @@
-"""The admin API, a sub-app mounted at /api/ by the gateway."""
+"""The admin API, a sub-app mounted at /api/ by gateway.app. May import gateway; gateway never imports admin."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from aiohttp import web
 from admin import (
     audit,
     backup,
-    compat,
     configurations,
     conversations,
     encryption,
-    migrations,
+    legacy_migration,
+    legacy_settings,
     operators,
     providers_api,
     templates,
@@ -22,14 +22,15 @@ from admin.docs import setup_docs
 from admin.openapi import openapi_registry
 from admin.providers_api import ProviderListing
 from admin.registry import ApiRegistry
-from gateway.appkeys import PROVIDER_LISTING
+from gateway.web.appkeys import PROVIDER_LISTING
 
 # Each admin module owns one registry; the OpenAPI document covers all of them.
 # Fixed paths before the configuration CRUD module's {id}: testing (/llm-configurations/test-all) and backup
 # (/llm-configurations/export, /import) must never be read as a configuration id.
-REGISTRIES: list[ApiRegistry] = [backup.api, compat.api, migrations.api, encryption.api, operators.api, testing.api,
-                                 conversations.api, usage.api, configurations.api, providers_api.api, audit.api,
-                                 templates.api]
+REGISTRIES: list[ApiRegistry] = [
+    backup.api, legacy_settings.api, legacy_migration.api, encryption.api, operators.api, testing.api,
+    conversations.api, usage.api, configurations.api, providers_api.api, audit.api, templates.api,
+]
 
 
 def create_admin_app() -> web.Application:

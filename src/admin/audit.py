@@ -11,10 +11,10 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import Public, json_response, optional, printable
-from gateway.appkeys import SESSIONMAKER
-from gateway.audit import list_events
-from gateway.auth import caller_of
-from gateway.validation import parse_query
+from gateway.accounts.audit import list_events
+from gateway.web.appkeys import SESSIONMAKER
+from gateway.web.auth import caller_of
+from gateway.web.requests import parse_query
 
 api = ApiRegistry(tag="audit")
 

@@ -10,12 +10,12 @@ from pydantic import BaseModel, Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import StrictBody, json_response
-from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER
-from gateway.auth import caller_of
-from gateway.backup import ExportDocument, ImportReport, export_configurations, import_configurations
-from gateway.changes import Change
+from gateway.configurations.backup import ExportDocument, ImportReport, export_configurations, import_configurations
 from gateway.errors import Forbidden
-from gateway.validation import parse_body, parse_query
+from gateway.store.changes import Change
+from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER
+from gateway.web.auth import caller_of
+from gateway.web.requests import parse_body, parse_query
 
 api = ApiRegistry(tag="backup")
 # An export with keys must not sit in a browser or proxy cache.

@@ -12,13 +12,13 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin.registry import ID, ApiRegistry
-from admin.testing import run_test_on_save
 from admin.schemas import Public, StrictBody, optional, printable, json_response
-from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
-from gateway.audit import record
-from gateway.auth import caller_of
-from gateway.changes import Change
-from gateway.configurations import (
+from admin.testing import run_test_on_save
+from gateway.accounts.audit import record
+from gateway.store.changes import Change
+from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
+from gateway.web.auth import caller_of
+from gateway.configurations.crud import (
     configuration_names,
     configuration_stats,
     create_configuration,
@@ -30,10 +30,10 @@ from gateway.configurations import (
     set_default,
     update_configuration,
 )
-from gateway.crypto import KeyRing
+from gateway.crypto.keyring import KeyRing
 from gateway.errors import NotFound
-from gateway.models import LLMConfiguration
-from gateway.validation import parse_body, parse_query
+from gateway.store.models import LLMConfiguration
+from gateway.web.requests import parse_body, parse_query
 
 api = ApiRegistry(tag="configurations")
 BASE = "/llm-configurations"

@@ -9,13 +9,13 @@ from aiohttp import web
 from pydantic import Field
 
 from admin.registry import ApiRegistry
-from admin.schemas import Public, StrictBody
-from gateway.appkeys import CHANGES, SESSIONMAKER
-from gateway.auth import caller_of
-from gateway.changes import Change
-from gateway.conversations import bind, get_binding, unbind
+from admin.schemas import Public, StrictBody, json_response
+from gateway.configurations.conversations import bind, get_binding, unbind
 from gateway.errors import BadRequest, NotFound
-from gateway.validation import parse_body
+from gateway.store.changes import Change
+from gateway.web.appkeys import CHANGES, SESSIONMAKER
+from gateway.web.auth import caller_of
+from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="conversations")
 PATH = "/conversations/{conversation_id}/llm-configuration"
@@ -40,9 +40,6 @@ def _conversation_id(request: web.Request) -> str:
     return value
 
 
-def _json(model: Public) -> web.Response:
-    return web.Response(text=model.model_dump_json(), content_type="application/json")
-
 
 @api.route("GET", PATH, summary="The configuration a conversation is bound to", response=BindingPublic,
            errors=(400, 404))
@@ -52,7 +49,7 @@ async def get_binding_handler(request: web.Request) -> web.Response:
         binding = await get_binding(session, user_id=user_id, conversation_id=conversation_id)
     if binding is None:
         raise NotFound("This conversation is not bound to a configuration", param="conversation_id")
-    return _json(BindingPublic.model_validate(binding))
+    return json_response(BindingPublic.model_validate(binding))
 
 
 @api.route("PUT", PATH, summary="Bind a conversation to one of your configurations", body=BindingUpdate,
@@ -65,7 +62,7 @@ async def put_binding_handler(request: web.Request) -> web.Response:
                              configuration_id=body.configuration_id)
         public = BindingPublic.model_validate(binding)
         await request.config_dict[CHANGES].commit(session, Change("conversations", str(user_id)))
-    return _json(public)
+    return json_response(public)
 
 
 @api.route("DELETE", PATH, summary="Remove a conversation's binding", status=204, errors=(400, 404))

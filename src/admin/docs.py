@@ -16,7 +16,7 @@ SERVED = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "docs.js"})
 
 
 def setup_docs(app: web.Application) -> None:
-    """Add GET /docs and /docs/<file> to the admin sub-app (both public, see gateway.auth.PUBLIC_PATHS)."""
+    """Add GET /docs and /docs/<file> to the admin sub-app (both public, see gateway.web.auth.PUBLIC_PATHS)."""
     # Read on first use: 2 MB that most processes never serve stay out of memory and out of start-up.
     assets: dict[str, Asset] = {}
 

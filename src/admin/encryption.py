@@ -7,9 +7,9 @@ from pydantic import Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import StrictBody, json_response
-from gateway.appkeys import CHANGES, KEYRING, SESSIONMAKER, SETTINGS
-from gateway.rotation import EncryptionStatus, RotationReport, encryption_status, rotate_keys
-from gateway.validation import parse_body
+from gateway.crypto.rotation import EncryptionStatus, RotationReport, encryption_status, rotate_keys
+from gateway.web.appkeys import CHANGES, KEYRING, SESSIONMAKER, SETTINGS
+from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="encryption")
 

@@ -10,10 +10,10 @@ from pydantic import Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody, json_response
-from gateway.appkeys import CHANGES, SESSIONMAKER
-from gateway.changes import Change
 from gateway.errors import NotFound
-from gateway.users import (
+from gateway.store.changes import Change
+from gateway.web.appkeys import CHANGES, SESSIONMAKER
+from gateway.accounts.users import (
     UserName,
     create_user,
     delete_user,
@@ -24,7 +24,7 @@ from gateway.users import (
     revoke_token,
     set_disabled,
 )
-from gateway.validation import parse_body
+from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="operators")
 OPERATOR_ERRORS = (403,)

@@ -8,8 +8,8 @@ from aiohttp import web
 
 from admin.registry import ApiRegistry
 from admin.schemas import Public
-from gateway.appkeys import PROVIDER_LISTING, PROVIDERS
-from gateway.providers import ProviderCatalog
+from gateway.configurations.providers import ProviderCatalog
+from gateway.web.appkeys import PROVIDER_LISTING, PROVIDERS
 
 api = ApiRegistry(tag="providers")
 

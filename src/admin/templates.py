@@ -12,15 +12,15 @@ from pydantic import AfterValidator, Field
 from admin.configurations import ConfigurationPublic, to_public
 from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody, json_response, printable
-from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, TEMPLATES
-from gateway.audit import record
-from gateway.auth import caller_of
-from gateway.changes import Change
-from gateway.configuration_tests import SavedTestResult, Tester
+from gateway.accounts.audit import record
+from gateway.checks.runs import Checker, SavedTestResult
 from gateway.errors import NotFound
+from gateway.store.changes import Change
 from gateway.templates.apply import apply_template
 from gateway.templates.catalog import Template
-from gateway.validation import parse_body
+from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER, TEMPLATES
+from gateway.web.auth import caller_of
+from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="templates")
 ITEM = "/templates/{id}"
@@ -119,6 +119,6 @@ async def apply_template_handler(request: web.Request) -> web.Response:
             record(session, user_id=user_id, actor=caller.user_name, action="create", configuration_id=row.id,
                    details={"name": row.name, "provider": row.provider, "model": row.model, "template": template.id})
         await request.config_dict[CHANGES].commit(session, Change("configurations", str(user_id)))
-        tester = Tester.of(request.config_dict)
+        tester = Checker.of(request.config_dict)
         tests = [await tester.test_on_save(session, row, actor=caller.user_name) for row in rows] if body.test else []
     return json_response(TemplateApplied(configurations=[to_public(keyring, row) for row in rows], tests=tests), 201)

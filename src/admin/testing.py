@@ -7,12 +7,12 @@ from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin.registry import ApiRegistry
-from admin.schemas import Public, StrictBody
-from gateway.auth import caller_of
-from gateway.configuration_tests import SavedTestResult, Tester
-from gateway.models import LLMConfiguration
-from gateway.probe import STATUSES, TestResult
-from gateway.validation import parse_body
+from admin.schemas import Public, StrictBody, json_response
+from gateway.checks.probe import STATUSES, TestResult
+from gateway.checks.runs import Checker, SavedTestResult
+from gateway.store.models import LLMConfiguration
+from gateway.web.auth import caller_of
+from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="configuration tests")
 TEST_ERRORS = (404, 422, 429)
@@ -41,9 +41,6 @@ class TestAllResult(Public):
     summary: TestSummary
 
 
-def _json(model: Public | TestResult) -> web.Response:
-    return web.Response(text=model.model_dump_json(), content_type="application/json")
-
 
 def summarise(results: list[SavedTestResult]) -> TestSummary:
     """Counts per verdict class."""
@@ -57,32 +54,32 @@ def summarise(results: list[SavedTestResult]) -> TestSummary:
 async def test_unsaved_handler(request: web.Request) -> web.Response:
     user_id = caller_of(request).require_user()
     body = await parse_body(request, UnsavedTest)
-    result = await Tester.of(request.config_dict).test_unsaved(
+    result = await Checker.of(request.config_dict).test_unsaved(
         user_id=user_id, provider=body.provider, model=body.model, api_key=body.api_key, base_url=body.base_url
     )
-    return _json(result)
+    return json_response(result)
 
 
 @api.route("POST", "/llm-configurations/test-all", summary="Test every active configuration of the caller",
            response=TestAllResult, errors=(429,))
 async def test_all_handler(request: web.Request) -> web.Response:
     caller = caller_of(request)
-    results = await Tester.of(request.config_dict).test_all(user_id=caller.require_user(), actor=caller.user_name)
-    return _json(TestAllResult(results=results, summary=summarise(results)))
+    results = await Checker.of(request.config_dict).test_all(user_id=caller.require_user(), actor=caller.user_name)
+    return json_response(TestAllResult(results=results, summary=summarise(results)))
 
 
 @api.route("POST", "/llm-configurations/{id}/test", summary="Test a saved configuration and store the result",
            response=SavedTestResult, errors=TEST_ERRORS)
 async def test_saved_handler(request: web.Request) -> web.Response:
     caller = caller_of(request)
-    result = await Tester.of(request.config_dict).test_saved(
+    result = await Checker.of(request.config_dict).test_saved(
         user_id=caller.require_user(), configuration_id=request.match_info["id"], actor=caller.user_name
     )
-    return _json(result)
+    return json_response(result)
 
 
 async def run_test_on_save(request: web.Request, session: AsyncSession, config: LLMConfiguration) -> SavedTestResult:
     """The create/update hook for `test_on_save`: call after the save is committed, in the same session.
 
     Stores the verdict on the row and updates `config` in place, so a response built from it shows the result."""
-    return await Tester.of(request.config_dict).test_on_save(session, config, actor=caller_of(request).user_name)
+    return await Checker.of(request.config_dict).test_on_save(session, config, actor=caller_of(request).user_name)

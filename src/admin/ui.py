@@ -17,8 +17,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.appkeys import UI_ASSETS
 from gateway.errors import NotFound
+from gateway.web.appkeys import UI_ASSETS
 
 # Routes of the single page; each answers with index.html and the page's router picks the view.
 PAGE_ROUTES = ("/ui/", "/ui/settings", "/ui/usage", "/ui/templates")

@@ -10,11 +10,11 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from admin.registry import ApiRegistry
 from admin.schemas import Public
-from gateway.appkeys import SESSIONMAKER
-from gateway.auth import caller_of
-from gateway.configurations import get_configuration
-from gateway.usage_report import UsageRow, configuration_names, usage_rows
-from gateway.validation import parse_query
+from gateway.configurations.crud import configuration_names, get_configuration
+from gateway.configurations.usage_report import UsageRow, usage_rows
+from gateway.web.appkeys import SESSIONMAKER
+from gateway.web.auth import caller_of
+from gateway.web.requests import parse_query
 
 api = ApiRegistry(tag="usage")
 DEFAULT_PERIOD = timedelta(days=30)
@@ -92,7 +92,9 @@ async def _report(request: web.Request, configuration_id: str | None) -> web.Res
         period = {"user_id": user_id, "since": query.since, "until": query.until, "configuration_id": config_uuid}
         (total,) = await usage_rows(session, **period)
         groups = await usage_rows(session, group_by=query.group_by, **period) if query.group_by else []
-        names = await configuration_names(session, user_id=user_id) if query.group_by == "configuration" else {}
+        # Groups of deleted configurations keep only their id.
+        by_id = await configuration_names(session, user_id=user_id) if query.group_by == "configuration" else {}
+    names = {str(cid): name for cid, name in by_id.items()}
     report = UsageReport(
         since=query.since, until=query.until, group_by=query.group_by, totals=UsageTotals(**_totals(total)),
         groups=[_group(g, names, query.group_by) for g in groups],

@@ -10,8 +10,8 @@ from aiohttp.abc import AbstractResolver
 
 from admin import create_admin_app
 from admin.ui import setup_ui
-from gateway import runtime_metrics
-from gateway.appkeys import (
+from gateway.web import runtime_metrics
+from gateway.web.appkeys import (
     CHANGES,
     ENGINE,
     HTTP_CLIENT,
@@ -25,21 +25,21 @@ from gateway.appkeys import (
     TEST_LIMITER,
     TOKEN_CACHE,
 )
-from gateway.auth import TokenCache, gateway_middleware
-from gateway.change_log import change_log_ctx
-from gateway.changes import ChangeBus
-from gateway.configurations import Policy
-from gateway.crypto import KeyRing
-from gateway.db import make_engine, make_sessionmaker
-from gateway.health import healthz, readyz
-from gateway.legacy_migration import legacy_ctx, read_through_middleware
-from gateway.providers import ProviderCatalog
+from gateway.configurations.crud import Policy
+from gateway.configurations.providers import ProviderCatalog
+from gateway.crypto.keyring import KeyRing
 from gateway.proxy import routes as proxy_routes
 from gateway.proxy.admission import raise_open_file_limit
-from gateway.ratelimit import SlidingWindowLimiter
 from gateway.settings import Settings
-from gateway.ssrf import GuardedResolver
+from gateway.store.changes import ChangeBus
+from gateway.store.db import make_engine, make_sessionmaker
 from gateway.templates.catalog import TemplateCatalog
+from gateway.web.auth import TokenCache, gateway_middleware
+from gateway.web.changes import change_log_ctx
+from gateway.web.health import healthz, readyz
+from gateway.web.legacy import legacy_ctx, read_through_middleware
+from gateway.web.ratelimit import SlidingWindowLimiter
+from gateway.web.resolver import GuardedResolver
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_templates(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         # Checked here so every command refuses a bad file at start-up, on one line naming file, template, field.
-        from gateway.providers import CatalogError, ProviderCatalog
+        from gateway.configurations.providers import CatalogError, ProviderCatalog
         from gateway.templates.catalog import TemplateCatalog, TemplateError
 
         if value is not None:

@@ -5,30 +5,15 @@ Two layers, because a hostname that was public when saved can resolve to 127.0.0
 
 * ``check_base_url(url, allow_private=...)`` — the static check when a configuration is saved or imported;
   returns the normalised URL to store (IP literals in canonical form, no trailing slash).
-* ``GuardedResolver(allow_private)`` — the connector's resolver: resolves hostnames, keeps only allowed
-  addresses and raises when none is left, so the connection is only ever opened to a checked address.
-* ``guard_middleware(allow_private)`` — a client middleware (aiohttp >= 3.12) that runs ``guard_url`` on every
-  request the session makes, which covers IP-literal hosts (they bypass the resolver) and settings that
-  changed since the base_url was saved. ``guard_url`` can also be called directly instead.
+* ``guard_url(url, allow_private=...)`` — called by every outbound path before it sends, which covers
+  IP-literal hosts (aiohttp never resolves them) and settings that changed since the base_url was saved.
+* ``GuardedResolver`` (gateway.web.resolver) — the shared client session's resolver: resolves hostnames, keeps
+  only allowed addresses and raises when none is left, so a connection only ever opens to a checked address.
 
-The proxy's upstream session, built once per process in its cleanup_ctx::
-
-    resolver = GuardedResolver(settings.allow_private_base_urls)
-    connector = aiohttp.TCPConnector(resolver=resolver)
-    session = aiohttp.ClientSession(
-        connector=connector,
-        middlewares=(guard_middleware(settings.allow_private_base_urls),),
-        trust_env=False,  # an HTTP(S)_PROXY would make the resolver check the proxy, not the upstream
-    )
-    yield
-    await session.close()
-    await resolver.close()  # the connector does not close a resolver it was given
-
-and each request is sent with ``allow_redirects=False`` (a redirect could point anywhere).
-
-On refusal ``session.request(...)`` raises ``UnsafeURLError`` itself, unwrapped: it is a ``ValueError``, not an
-``aiohttp.ClientError``, so the upstream error boundary needs its own ``except UnsafeURLError`` next to the
-``ClientError`` → 502 branch, answering with a message naming the policy (``str(exc)``), never a 500.
+Each request is sent with ``allow_redirects=False`` (a redirect could point anywhere). On refusal the caller
+sees ``UnsafeURLError`` itself, unwrapped: it is a ``ValueError``, not an ``aiohttp.ClientError``, so the
+upstream error boundary needs its own ``except UnsafeURLError`` next to the ``ClientError`` → 502 branch,
+answering with a message naming the policy (``str(exc)``), never a 500.
 ``exc.category`` says which rule ("loopback", "private", "metadata", "link-local", "scheme", "host"...).
 """
 
@@ -36,21 +21,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
-from collections.abc import Iterable
 from functools import lru_cache
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 __all__ = [
     "UnsafeURLError",
-    "GuardedResolver",
     "check_address",
     "classify_address",
     "check_base_url",
-    "guard_middleware",
+    "check_host",
     "guard_url",
 ]
 
@@ -239,7 +219,7 @@ def _host_verdict(host: str, allow_private: bool) -> tuple[str | None, Refusal |
     return None, None
 
 
-def _check_host(host: str, *, allow_private: bool) -> str | None:
+def check_host(host: str, *, allow_private: bool) -> str | None:
     """Raise for a refused host; return its canonical form when it is an IP literal."""
     canonical, refusal = _host_verdict(host, allow_private)
     if refusal is not None:
@@ -253,7 +233,7 @@ def _check_scheme_and_host(url: URL, *, allow_private: bool) -> str | None:
         raise UnsafeURLError("base_url must use http or https", category="scheme")
     if not url.raw_host:
         raise UnsafeURLError("base_url must include a host", category="host")
-    return _check_host(url.raw_host, allow_private=allow_private)
+    return check_host(url.raw_host, allow_private=allow_private)
 
 
 def check_base_url(url: str, *, allow_private: bool) -> str:
@@ -302,57 +282,3 @@ def guard_url(url: str | URL, *, allow_private: bool) -> None:
     except (ValueError, TypeError):
         raise UnsafeURLError("base_url is not a valid URL", category="syntax") from None
     _check_scheme_and_host(parsed, allow_private=allow_private)
-
-
-def guard_middleware(allow_private: bool) -> aiohttp.ClientMiddlewareType:
-    """A client-session middleware running guard_url before every request, redirects included."""
-
-    async def guard(request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
-        guard_url(request.url, allow_private=allow_private)
-        return await handler(request)
-
-    return guard
-
-
-class GuardedResolver(AbstractResolver):
-    """A resolver that only returns addresses the SSRF policy allows, refusing the lookup when none is left."""
-
-    def __init__(self, allow_private: bool, *, resolver: AbstractResolver | None = None) -> None:
-        self.allow_private = allow_private
-        # Made lazily: aiohttp's resolvers need the running loop.
-        self._resolver = resolver
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        """Resolve host and drop every address the policy refuses."""
-        _check_host(host, allow_private=self.allow_private)
-        if self._resolver is None:
-            self._resolver = aiohttp.DefaultResolver()
-        results = await self._resolver.resolve(host, port, family)
-        allowed, refusal = _filter(results, allow_private=self.allow_private)
-        if not allowed:
-            # Name the refused category, not the address: internal DNS is none of the caller's business.
-            raise refusal or UnsafeURLError("upstream host resolved to no address", category="host")
-        return allowed
-
-    async def close(self) -> None:
-        """Close the wrapped resolver."""
-        if self._resolver is not None:
-            await self._resolver.close()
-
-
-def _filter(
-    results: Iterable[ResolveResult], *, allow_private: bool
-) -> tuple[list[ResolveResult], UnsafeURLError | None]:
-    """Split resolver results into the allowed ones and the last refusal."""
-    allowed: list[ResolveResult] = []
-    refusal: UnsafeURLError | None = None
-    for result in results:
-        try:
-            check_address(result["host"], allow_private=allow_private)
-        except UnsafeURLError as exc:
-            refusal = exc
-        else:
-            allowed.append(result)
-    return allowed, refusal

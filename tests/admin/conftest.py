@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import create_app
-from gateway.appkeys import ENGINE
 from gateway.settings import Settings
+from gateway.web.appkeys import ENGINE
 from tests.conftest import TABLES
 from tests.leakwatch import KEYS, WatchHandler, new_watched_key, watched
 

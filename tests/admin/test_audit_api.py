@@ -9,9 +9,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from gateway.appkeys import SESSIONMAKER
-from gateway.audit import record
-from gateway.models import AuditEvent
+from gateway.accounts.audit import record
+from gateway.store.models import AuditEvent
+from gateway.web.appkeys import SESSIONMAKER
 from tests.admin.helpers import URL, create
 from tests.factories import make_user
 

@@ -10,9 +10,9 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from gateway.appkeys import KEYRING, SESSIONMAKER
-from gateway.configurations import decrypt_key, delete_configurations, list_user_configurations
-from gateway.models import LLMConfiguration
+from gateway.configurations.crud import decrypt_key, delete_configurations, list_user_configurations
+from gateway.store.models import LLMConfiguration
+from gateway.web.appkeys import KEYRING, SESSIONMAKER
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import TestUser, make_configuration, make_user
 

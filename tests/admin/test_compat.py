@@ -8,9 +8,9 @@ import uuid
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.appkeys import KEYRING, SESSIONMAKER
-from gateway.compat import CLEARED_KEY, default_configuration
-from gateway.configurations import decrypt_key
+from gateway.configurations.crud import decrypt_key
+from gateway.legacy.compat import CLEARED_KEY, default_configuration
+from gateway.web.appkeys import KEYRING, SESSIONMAKER
 from tests.factories import TestUser, make_configuration, make_user
 
 KEY = "sk-proj-original-key-0123456789"

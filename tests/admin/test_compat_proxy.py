@@ -8,8 +8,9 @@ from pathlib import Path
 import openai
 from aiohttp.test_utils import TestClient
 
-from gateway.legacy import FileSource
-from gateway.legacy_migration import app_migrator, run_migration
+from gateway.legacy.migration import run_migration
+from gateway.legacy.source import FileSource
+from gateway.web.legacy import app_migrator
 from tests.fakes import DEFAULT_OPENAI_KEY, start_openai_upstream
 from tests.factories import TestUser, make_configuration, make_user
 from tests.legacy_fixtures import write_legacy_files

@@ -12,9 +12,9 @@ from aiohttp.test_utils import TestClient
 
 from sqlalchemy import update
 
-from gateway.appkeys import CHANGES, KEYRING, SESSIONMAKER
-from gateway.changes import Change
-from gateway.models import LLMConfiguration
+from gateway.store.changes import Change
+from gateway.store.models import LLMConfiguration
+from gateway.web.appkeys import CHANGES, KEYRING, SESSIONMAKER
 from tests.admin.conftest import MakeClient
 from tests.admin.helpers import URL, create, defaults, mask, row, stored_key
 from tests.factories import make_user

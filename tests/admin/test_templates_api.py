@@ -15,9 +15,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from gateway.appkeys import SESSIONMAKER
-from gateway.models import AuditEvent, LLMConfiguration
+from gateway.store.models import AuditEvent, LLMConfiguration
 from gateway.templates.apply import NO_KEY
+from gateway.web.appkeys import SESSIONMAKER
 from tests.admin.conftest import MakeClient
 from tests.factories import TestUser, make_user
 from tests.fakes.anthropic_upstream import FakeAnthropic, start_anthropic_upstream

@@ -15,9 +15,9 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from admin.testing import run_test_on_save
-from gateway.appkeys import SESSIONMAKER
-from gateway.configurations import get_configuration
-from gateway.models import AuditEvent, LLMConfiguration, UsageRecord
+from gateway.configurations.crud import get_configuration
+from gateway.store.models import AuditEvent, LLMConfiguration, UsageRecord
+from gateway.web.appkeys import SESSIONMAKER
 from tests.factories import TestUser, make_configuration, make_user
 from tests.fakes.anthropic_upstream import DEFAULT_ANTHROPIC_KEY, FakeAnthropic, start_anthropic_upstream
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream
@@ -321,7 +321,7 @@ async def _on_save(client: TestClient, user: TestUser, config_id: str) -> tuple[
     """Drive the create/update hook the way the handlers do: after the commit, in the handler's session."""
     from aiohttp.test_utils import make_mocked_request
 
-    from gateway.auth import CALLER, Caller
+    from gateway.web.auth import CALLER, Caller
 
     app = client.server.app
     request = make_mocked_request("POST", "/api/llm-configurations", app=app)

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import inspect
 from sqlalchemy.pool import NullPool
 
-from gateway import migrate
-from gateway.db import make_engine
+from gateway.store import migrate
+from gateway.store.db import make_engine
 from tests.factories import make_user
 from tests.gateway.test_cli import cli, free_port, stop, wait_healthy
 from tests.gateway.test_startup_errors import one_line, serve_process

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway import migrate
-from gateway.crypto import generate_key_entry
-from gateway.db import make_engine, make_sessionmaker
-from gateway.models import LLMConfiguration, User
+from gateway.crypto.keyring import generate_key_entry
 from gateway.settings import parse_key_ring
+from gateway.store import migrate
+from gateway.store.db import make_engine, make_sessionmaker
+from gateway.store.models import LLMConfiguration, User
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -172,7 +172,7 @@ def test_serve_refuses_rows_under_a_key_the_ring_lacks(tmp_path: Path, database_
 
 def test_two_gateways_starting_on_one_empty_database_both_come_up(tmp_path: Path, postgres_url: str) -> None:
     # Both race to create the first admin; the loser must start anyway (it was a one-line exit before).
-    from gateway import bootstrap
+    from gateway.cli import bootstrap
     from gateway.settings import Settings
 
     settings = Settings(database_url=postgres_url, encryption_keys=generate_key_entry("a"))

@@ -9,8 +9,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from gateway.appkeys import KEYRING, POLICY, SESSIONMAKER
-from gateway.configurations import (
+from gateway.web.appkeys import KEYRING, POLICY, SESSIONMAKER
+from gateway.configurations.crud import (
     decrypt_key,
     delete_configurations,
     get_configuration,
@@ -18,9 +18,9 @@ from gateway.configurations import (
     set_default,
     update_configuration,
 )
+from gateway.crypto.masking import is_placeholder, mask_key
 from gateway.errors import Conflict, NotFound, Unprocessable
-from gateway.keys import is_placeholder, mask_key
-from gateway.models import LLMConfiguration
+from gateway.store.models import LLMConfiguration
 from tests.factories import make_configuration, make_user
 
 

@@ -13,11 +13,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
-from gateway.appkeys import KEYRING, POLICY, SESSIONMAKER
-from gateway.configurations import decrypt_key
-from gateway.legacy import FileSource, classify, join_model, open_source, split_model
-from gateway.legacy_migration import MigrationReport, app_migrator, run_migration, source_ref
-from gateway.models import AuditEvent, LLMConfiguration, User
+from gateway.configurations.crud import decrypt_key
+from gateway.legacy.migration import MigrationReport, run_migration, source_ref
+from gateway.legacy.source import FileSource, classify, join_model, open_source, split_model
+from gateway.store.models import AuditEvent, LLMConfiguration, User
+from gateway.web.appkeys import KEYRING, POLICY, SESSIONMAKER
+from gateway.web.legacy import app_migrator
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import make_configuration, make_user
 from tests.legacy_fixtures import (

@@ -18,10 +18,10 @@ import asyncio, sys, uuid
 from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
-from gateway import migrate
 from gateway.app import create_app
-from gateway.crypto import generate_key_entry
+from gateway.crypto.keyring import generate_key_entry
 from gateway.settings import Settings
+from gateway.store import migrate
 from tests.fakes.openai_upstream import FakeOpenAI
 
 ADMIN = "lazy-operator-token-" + uuid.uuid4().hex

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from gateway import logs
-from gateway.tokens import hash_token
+from gateway.accounts.tokens import hash_token
 from tests.gateway.live import Gateway, start_fake, stop_fake
 from tests.factories import make_configuration, make_user
 from tests.fakes.openai_upstream import start_openai_upstream

@@ -10,9 +10,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.pool import NullPool
 
-from gateway import migrate
-from gateway.db import make_engine
-from gateway.models import Base
+from gateway.store import migrate
+from gateway.store.db import make_engine
+from gateway.store.models import Base
 
 
 def _tables(url: str) -> set[str]:

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from gateway.errors import UpstreamError, UpstreamTimeout
-from gateway.probe import (
+from gateway.checks.probe import (
     STORED_STATUS,
     classify_error,
     classify_reply,

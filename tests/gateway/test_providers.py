@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.providers import CatalogError, Provider, ProviderCatalog, infer_provider
+from gateway.configurations.providers import CatalogError, Provider, ProviderCatalog
 from gateway.ssrf import check_base_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,7 +110,7 @@ def test_models_cached_and_copied(catalog: ProviderCatalog, monkeypatch: pytest.
     def no_second_merge(*args: object) -> frozenset[str]:
         raise AssertionError("models() merged litellm's list twice")
 
-    monkeypatch.setattr("gateway.providers.models_of", no_second_merge)
+    monkeypatch.setattr("gateway.configurations.providers.models_of", no_second_merge)
     assert catalog.models("openai") == first[:-1]
 
 
@@ -151,9 +151,6 @@ def test_infer_provider(catalog: ProviderCatalog, model: str, expected: str) -> 
     assert catalog.infer_provider(model) == expected
 
 
-def test_infer_provider_module_function() -> None:
-    assert infer_provider("anthropic/claude-3-opus") == "anthropic"
-    assert infer_provider("gpt-4o", ProviderCatalog.load()) == "openai"
 
 
 def test_override_file_merges_over_shipped(tmp_path: Path) -> None:
@@ -212,13 +209,13 @@ LAZY_IMPORT_SCRIPT = """
 import os, sys
 os.environ.pop("LITELLM_LOCAL_MODEL_COST_MAP", None)
 os.environ.pop("LITELLM_TELEMETRY", None)
-from gateway.providers import ProviderCatalog, infer_provider
+from gateway.configurations.providers import ProviderCatalog
 catalog = ProviderCatalog.load()
 catalog.get("openai"); catalog.ids(); catalog.is_openai_compatible("anthropic"); catalog.default_base_url("groq")
-assert infer_provider("anthropic/claude-3-opus", catalog) == "anthropic"
+assert catalog.infer_provider("anthropic/claude-3-opus") == "anthropic"
 assert "gpt-4o" in catalog.models("openai") and "claude-sonnet-4-5" in catalog.models("anthropic")
 assert "litellm" not in sys.modules, "model lists imported litellm"
-assert infer_provider("gpt-4o", catalog) == "openai"  # a bare legacy name asks litellm itself
+assert catalog.infer_provider("gpt-4o") == "openai"  # a bare legacy name asks litellm itself
 assert "litellm" in sys.modules
 assert os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
 assert os.environ["LITELLM_TELEMETRY"] == "False"

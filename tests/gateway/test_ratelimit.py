@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import RateLimited
-from gateway.ratelimit import SlidingWindowLimiter
+from gateway.web.ratelimit import SlidingWindowLimiter
 
 
 class Clock:

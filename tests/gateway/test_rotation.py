@@ -15,14 +15,14 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from gateway.appkeys import CHANGES, KEYRING, SESSIONMAKER
-from gateway.bootstrap import check_database
-from gateway.changes import Change
-from gateway.configurations import decrypt_key
-from gateway.crypto import KeyRing, generate_key_entry, row_binding
-from gateway.models import LLMConfiguration
-from gateway.rotation import rotate_keys
+from gateway.cli.bootstrap import check_database
+from gateway.configurations.crud import decrypt_key
+from gateway.crypto.keyring import KeyRing, generate_key_entry, row_binding
+from gateway.crypto.rotation import rotate_keys
 from gateway.settings import Settings, parse_key_ring
+from gateway.store.changes import Change
+from gateway.store.models import LLMConfiguration
+from gateway.web.appkeys import CHANGES, KEYRING, SESSIONMAKER
 from tests.factories import make_configuration, make_user
 
 
@@ -159,8 +159,8 @@ def test_cli_rotate_then_retire(tmp_path: Path) -> None:
     assert cli("db", "upgrade", keys=old).returncode == 0
 
     async def seed() -> None:
-        from gateway.db import make_engine, make_sessionmaker
-        from gateway.models import User
+        from gateway.store.db import make_engine, make_sessionmaker
+        from gateway.store.models import User
 
         engine = make_engine(url)
         ring = KeyRing.from_entries(parse_key_ring(old))

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import gateway
-from gateway.crypto import generate_key_entry
+from gateway.crypto.keyring import generate_key_entry
 from tests.gateway.test_cli import _env, free_port, wait_healthy
 
 LISTEN, ESTABLISHED = "0A", "01"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateway.crypto import generate_key_entry
+from gateway.crypto.keyring import generate_key_entry
 from gateway.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "gateway.example.toml"

@@ -1,4 +1,4 @@
-"""The base_url policy: static checks at save time, resolver and middleware checks at connect time."""
+"""The base_url policy: static checks at save time, resolver and guard_url checks at connect time."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from gateway.ssrf import GuardedResolver, UnsafeURLError, check_address, check_base_url, guard_middleware, guard_url
+from gateway.ssrf import UnsafeURLError, check_address, check_base_url, guard_url
+from gateway.web.resolver import GuardedResolver
 
 ALWAYS_REFUSED = [
     # (url, category)
@@ -264,11 +265,10 @@ DNS = {
 CLOUD_METADATA = ["168.63.129.16", "fd20:ce::254", "fd00:ec2::254", "100.100.100.200", "192.0.0.192"]
 
 
-async def fetch(url: str, *, allow_private: bool, middleware: bool = False) -> int:
+async def fetch(url: str, *, allow_private: bool) -> int:
     resolver = GuardedResolver(allow_private, resolver=MapResolver(DNS))
-    middlewares = (guard_middleware(allow_private),) if middleware else ()
     connector = aiohttp.TCPConnector(resolver=resolver)
-    async with aiohttp.ClientSession(connector=connector, middlewares=middlewares) as session:
+    async with aiohttp.ClientSession(connector=connector) as session:
         async with session.get(url, allow_redirects=False) as response:
             return response.status
 
@@ -328,14 +328,9 @@ async def test_default_resolver_connects_to_localhost_when_allowed(upstream: int
     await resolver.close()
 
 
-async def test_ip_literal_bypasses_resolver_but_not_middleware(upstream: int) -> None:
-    # TCPConnector never consults its resolver for IP literals: only the middleware catches them.
+async def test_ip_literal_bypasses_resolver_but_not_guard_url(upstream: int) -> None:
+    # TCPConnector never consults its resolver for IP literals: guard_url, called before every send, catches them.
     assert await fetch(f"http://127.0.0.1:{upstream}/", allow_private=False) == 200
     with pytest.raises(UnsafeURLError):
-        await fetch(f"http://127.0.0.1:{upstream}/", allow_private=False, middleware=True)
-    assert await fetch(f"http://127.0.0.1:{upstream}/", allow_private=True, middleware=True) == 200
-
-
-async def test_middleware_with_resolver_refuses_rebinding(upstream: int) -> None:
-    with pytest.raises(UnsafeURLError):
-        await fetch(f"http://rebind.test:{upstream}/", allow_private=False, middleware=True)
+        guard_url(f"http://127.0.0.1:{upstream}/", allow_private=False)
+    guard_url(f"http://127.0.0.1:{upstream}/", allow_private=True)

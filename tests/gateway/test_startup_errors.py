@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import __version__, migrate
-from gateway.crypto import generate_key_entry
+from gateway import __version__
+from gateway.crypto.keyring import generate_key_entry
+from gateway.store import migrate
 from tests.gateway.test_cli import _env, cli, free_port, start, stop, wait_healthy
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.providers import ProviderCatalog
+from gateway.configurations.providers import ProviderCatalog
 from gateway.templates.catalog import TemplateCatalog, TemplateError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,9 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.appkeys import CONFIG_CACHE
 from gateway.app import create_app
 from gateway.settings import Settings
+from gateway.web.appkeys import CONFIG_CACHE
 from tests.factories import TestUser, make_user
 from tests.fakes.openai_upstream import FakeOpenAI
 

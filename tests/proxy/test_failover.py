@@ -12,8 +12,8 @@ import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.appkeys import COOLDOWNS
 from gateway.settings import Settings
+from gateway.web.appkeys import COOLDOWNS
 from tests.factories import TestUser
 from tests.waiting import settled
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream

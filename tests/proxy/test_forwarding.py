@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.appkeys import SETTINGS, USAGE
+from gateway.web.appkeys import SETTINGS, USAGE
 from tests.factories import TestUser
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI
 

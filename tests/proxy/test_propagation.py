@@ -18,11 +18,11 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from gateway.appkeys import KEYRING, POLICY, SESSIONMAKER
-from gateway.configurations import update_configuration
-from gateway.proxy.listener import asyncpg_dsn
-from gateway.settings import Settings
 from gateway.app import create_app
+from gateway.configurations.crud import update_configuration
+from gateway.settings import Settings
+from gateway.store.listener import asyncpg_dsn
+from gateway.web.appkeys import KEYRING, POLICY, SESSIONMAKER
 from tests.conftest import ADMIN_TOKEN
 from tests.fakes.openai_upstream import FakeOpenAI, start_openai_upstream
 

@@ -110,13 +110,13 @@ PROBE = '''
 import asyncio, os, sys, uuid
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
-from gateway import migrate
+from gateway.accounts.users import create_user, issue_token
 from gateway.app import create_app
-from gateway.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
-from gateway.changes import Change
-from gateway.configurations import create_configuration
+from gateway.configurations.crud import create_configuration
 from gateway.settings import Settings
-from gateway.users import create_user, issue_token
+from gateway.store import migrate
+from gateway.store.changes import Change
+from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI
 import aiohttp
 

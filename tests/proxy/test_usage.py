@@ -12,9 +12,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from gateway.appkeys import SESSIONMAKER
-from gateway.models import LLMConfiguration, UsageRecord
 from gateway.proxy.usage import cost_usd, load_price_list
+from gateway.store.models import LLMConfiguration, UsageRecord
+from gateway.web.appkeys import SESSIONMAKER
 from tests.factories import TestUser, make_user
 from tests.fakes.openai_upstream import FakeOpenAI
 

@@ -13,9 +13,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from gateway.appkeys import METRICS, SESSIONMAKER, USAGE
-from gateway.models import UsageRecord
-from gateway.proxy.background import running
+from gateway.background import running
+from gateway.store.models import UsageRecord
+from gateway.web.appkeys import METRICS, SESSIONMAKER, USAGE
 from tests.factories import TestUser, make_user
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.waiting import settled

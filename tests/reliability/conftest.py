@@ -18,9 +18,9 @@ import httpx
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway import migrate
-from gateway.appkeys import HTTP_CLIENT
 from gateway.settings import Settings
+from gateway.store import migrate
+from gateway.web.appkeys import HTTP_CLIENT
 from tests.conftest import ADMIN_TOKEN
 from tests.leakwatch import watched
 from tests.proxy.conftest import client, fake, no_key_anywhere, responses, user

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway import migrate
+from gateway.store import migrate
 from tests.conftest import ADMIN_TOKEN
 from tests.proxy.conftest import MESSAGES
 from tests.proxy.test_admission import HELD, GatedOpenAI

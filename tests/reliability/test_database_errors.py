@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from gateway.app import create_app
-from gateway.appkeys import ENGINE
 from gateway.settings import Settings
+from gateway.web.appkeys import ENGINE
 from tests.conftest import ADMIN_TOKEN
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.appkeys import USAGE
+from gateway.web.appkeys import USAGE
 from tests.factories import TestUser
 from tests.fakes.openai_upstream import FakeOpenAI, start_openai_upstream
 from tests.proxy.conftest import MESSAGES, openai_config

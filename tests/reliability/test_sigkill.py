@@ -18,7 +18,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from gateway.crypto import KeyRing, generate_key_entry, row_binding
+from gateway.crypto.keyring import KeyRing, generate_key_entry, row_binding
 from gateway.settings import parse_key_ring
 from tests.conftest import ADMIN_TOKEN
 from tests.reliability.processes import ROOT, Gateway

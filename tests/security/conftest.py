@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import create_app
-from gateway.appkeys import ENGINE
 from gateway.settings import Settings
+from gateway.web.appkeys import ENGINE
 
 # The admin tests' watch, its client and key maker, here fed by this package's own make_client.
 from tests.admin.conftest import LeakWatch, _watching, client, leak_watch, new_key

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import text
 
-from gateway.appkeys import ENGINE
+from gateway.web.appkeys import ENGINE
 from tests.conftest import TABLES
 from tests.factories import make_user
 from tests.security.conftest import MakeClient
@@ -22,7 +22,7 @@ SMUGGLED = {"user_id": str(uuid.uuid4()), "api_key_encrypted": "v1.t1.AAAA", "ke
 
 
 # OpenHands' settings endpoint: its clients post their whole settings object back, so fields the gateway does
-# not own are ignored there (documented in gateway/compat.py) — ignored must still mean nothing changes.
+# not own are ignored there (documented in gateway/legacy/compat.py) — ignored must still mean nothing changes.
 LENIENT = {"POST /api/settings"}
 
 

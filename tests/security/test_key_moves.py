@@ -12,9 +12,9 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from gateway.appkeys import KEYRING, SESSIONMAKER
-from gateway.configurations import decrypt_key
-from gateway.models import LLMConfiguration
+from gateway.configurations.crud import decrypt_key
+from gateway.store.models import LLMConfiguration
+from gateway.web.appkeys import KEYRING, SESSIONMAKER
 from tests.factories import TestUser, make_user
 from tests.fakes.openai_upstream import FakeOpenAI, start_openai_upstream
 from tests.security.conftest import MakeClient

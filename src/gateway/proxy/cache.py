@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.changes import Change
-from gateway.configurations import list_user_configurations
-from gateway.crypto import row_binding
-from gateway.conversations import bound_configuration_id
-from gateway.models import LLMConfiguration
-from gateway.providers import ProviderCatalog
+from gateway.configurations.conversations import bound_configuration_id
+from gateway.configurations.crud import list_user_configurations
+from gateway.configurations.providers import ProviderCatalog
+from gateway.crypto.keyring import row_binding
 from gateway.ssrf import UnsafeURLError, guard_url
+from gateway.store.changes import Change
+from gateway.store.models import LLMConfiguration
 
 WIRE_UNKNOWN = "unknown"
 # What one binding costs besides its conversation id's string: the key tuple, the entry tuple, the dict and set

@@ -13,11 +13,11 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import (
+from gateway.web.appkeys import (
     ADMISSION, CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRICS, SETTINGS, TRANSLATOR, USAGE,
 )
-from gateway.auth import caller_of
-from gateway.crypto import CryptoError
+from gateway.crypto.keyring import CryptoError
+from gateway.web.auth import caller_of
 from gateway.errors import (
     BadRequest, GatewayError, InvalidJSON, PayloadTooLarge, ServiceUnavailable, UpstreamError, UpstreamTimeout,
 )

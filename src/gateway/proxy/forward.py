@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
+from gateway.configurations.providers import WIRE_OPENAI
+from gateway.crypto.masking import scrub
 from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout, parse_error_body
-from gateway.keys import scrub
 from gateway.proxy.cache import CachedConfiguration
 from gateway.ssrf import UnsafeURLError, guard_url
 
 if TYPE_CHECKING:
     from gateway.proxy.translation import Translator
 
-WIRE_OPENAI = "openai"
 MAX_ERROR_BODY = 64 * 1024
 LARGE_BODY = 1024 * 1024
 MAX_ERROR_MESSAGE = 2000

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from gateway.appkeys import METRICS, USAGE
+from gateway.web.appkeys import METRICS, USAGE
 
 ATTEMPT_OUTCOMES = ("ok", "failed", "client_error", "key_error")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)

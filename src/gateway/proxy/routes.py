@@ -7,18 +7,18 @@ from collections.abc import AsyncIterator
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import (
+from gateway.web.appkeys import (
     ADMISSION, CHANGES, CONFIG_CACHE, COOLDOWNS, METRICS, PROVIDERS, SESSIONMAKER, SETTINGS, TRANSLATOR,
 )
-from gateway.auth import caller_of
 from gateway.proxy.admission import Admission
-from gateway.proxy.translation import Translator
 from gateway.proxy.cache import ConfigurationCache
 from gateway.proxy.exchange import proxy
 from gateway.proxy.failover import Cooldowns
-from gateway.proxy.listener import listener_ctx
 from gateway.proxy.metrics import ProxyMetrics, metrics_handler
+from gateway.proxy.translation import Translator
 from gateway.proxy.usage import usage_ctx
+from gateway.web.auth import caller_of
+from gateway.web.changes import listener_ctx
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

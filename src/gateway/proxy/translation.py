@@ -21,9 +21,9 @@ import httpx
 import orjson
 from yarl import URL
 
+from gateway.configurations.providers import _litellm as import_litellm
 from gateway.errors import BadRequest, UpstreamError
 from gateway.proxy.forward import Target, UpstreamResult, error_from_answer, transport_error
-from gateway.providers import _litellm as import_litellm
 from gateway.ssrf import UnsafeURLError, guard_url
 
 # OpenAI chat parameters a client may send; anything else would reach litellm's own options (headers,
@@ -114,11 +114,6 @@ class Translator:
         self._module: ModuleType | None = None
         self._handler: Any = None
         self._lock = asyncio.Lock()
-
-    @property
-    def loaded(self) -> bool:
-        """Whether litellm has been imported by this translator."""
-        return self._module is not None
 
     async def ready(self, http: aiohttp.ClientSession) -> tuple[ModuleType, Any]:
         """litellm and its handler; the first call imports litellm off the event loop."""

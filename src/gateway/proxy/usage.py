@@ -17,13 +17,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.appkeys import METRICS, SESSIONMAKER, SETTINGS, USAGE
-from gateway.model_catalog import model_data
-from gateway.models import LLMConfiguration, UsageRecord
-from gateway.proxy.background import running
+from gateway.background import running
+from gateway.configurations.model_catalog import model_data
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.metrics import ProxyMetrics
 from gateway.proxy.relay import usage_of_body
+from gateway.store.models import LLMConfiguration, UsageRecord
+from gateway.web.appkeys import METRICS, SESSIONMAKER, SETTINGS, USAGE
 
 log = logging.getLogger("gateway.usage")
 access_log = logging.getLogger("gateway.access")
@@ -54,7 +54,7 @@ UsageEvent = tuple[str, uuid.UUID, CachedConfiguration | None, str | None, str, 
 
 
 def load_price_list() -> Mapping[str, Any]:
-    """litellm's bundled price list (gateway.model_catalog): read as JSON, litellm itself never imported."""
+    """litellm's bundled price list (gateway.configurations.model_catalog): read as JSON, litellm itself never imported."""
     return model_data()
 
 

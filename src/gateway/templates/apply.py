@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.configurations import Policy, check_api_key, check_provider_and_url, create_configuration, lock_user
-from gateway.crypto import KeyRing
+from gateway.configurations.crud import Policy, check_api_key, check_provider_and_url, create_configuration, lock_user
+from gateway.crypto.keyring import KeyRing
 from gateway.errors import Conflict, Unprocessable
-from gateway.models import LLMConfiguration
+from gateway.store.models import LLMConfiguration
 from gateway.templates.catalog import Template, TemplateConfiguration
 from gateway.validation import MAX_MODEL, MAX_NAME, check_text
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from gateway.providers import ProviderCatalog
+from gateway.configurations.providers import ProviderCatalog
 
 BUILTIN_SOURCE = "gateway/templates/builtin.toml"
 

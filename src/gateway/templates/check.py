@@ -1,6 +1,6 @@
 """`llm-gateway templates check`: every template model must still be in litellm's model catalog.
 
-The catalog is the JSON file litellm ships (gateway.model_catalog): importing litellm takes seconds and is not
+The catalog is the JSON file litellm ships (gateway.configurations.model_catalog): importing litellm takes seconds and is not
 needed to read a file."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.model_catalog import model_data
-from gateway.providers import ProviderCatalog
+from gateway.configurations.model_catalog import model_data
+from gateway.configurations.providers import ProviderCatalog
 from gateway.templates.catalog import TemplateCatalog
 
 

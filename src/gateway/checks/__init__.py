@@ -1,0 +1,2 @@
+"""Checks: the provider probe (probe.py) and configuration test runs (runs.py). May import web, proxy, configurations,
+accounts, crypto, the store; never admin."""

@@ -1,0 +1,72 @@
+"""Usage totals over a period, for the whole of a user's traffic or one configuration, optionally grouped."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.store.models import UsageRecord
+
+GROUPS = ("configuration", "day")
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """Totals of one group (or of everything; key None, also for requests that never reached a configuration)."""
+
+    key: str | None
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    avg_latency_ms: float
+
+
+def _day(session: AsyncSession) -> Any:
+    column = UsageRecord.created_at
+    if session.bind.dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.strftime("%Y-%m-%d", column)  # SQLite holds the UTC timestamp as text
+
+
+async def usage_rows(
+    session: AsyncSession, *, user_id: uuid.UUID, since: datetime, until: datetime, group_by: str | None = None,
+    configuration_id: uuid.UUID | None = None,
+) -> list[UsageRow]:
+    """Totals per group in [since, until); one row with key None when not grouped."""
+    measures = (
+        func.count(),
+        func.coalesce(func.sum(case((UsageRecord.status >= 400, 1), else_=0)), 0),
+        func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
+        func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
+        func.coalesce(func.sum(UsageRecord.cost_usd), 0.0),
+        func.coalesce(func.avg(UsageRecord.latency_ms), 0.0),
+    )
+    key: Any = None
+    if group_by == "configuration":
+        key = UsageRecord.configuration_id
+    elif group_by == "day":
+        key = _day(session)
+    query = select(*([key] if key is not None else []), *measures).where(
+        UsageRecord.user_id == user_id, UsageRecord.created_at >= since, UsageRecord.created_at < until)
+    if configuration_id is not None:
+        query = query.where(UsageRecord.configuration_id == configuration_id)
+    if key is not None:
+        query = query.group_by(key).order_by(key)
+    rows = []
+    for row in (await session.execute(query)).all():
+        values = list(row)
+        # Requests refused before a configuration was chosen have none: their group's key is None too.
+        raw_key = values.pop(0) if key is not None else None
+        group = str(raw_key) if raw_key is not None else None
+        requests, errors, prompt, completion, cost, latency = values
+        rows.append(UsageRow(group, int(requests), int(errors), int(prompt), int(completion), float(cost),
+                             round(float(latency), 1)))
+    return rows
+

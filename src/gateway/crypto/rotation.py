@@ -1,0 +1,133 @@
+"""Key rotation: re-encrypt every configuration still under an old key id, in batches of one transaction each.
+
+Safe to interrupt (each batch commits; what is done is not selected again) and to run beside another rotation
+or a serving gateway: on PostgreSQL a batch locks its rows with FOR UPDATE SKIP LOCKED, so two rotations take
+different rows; on SQLite the database lock serialises writers. Every update is conditional on the stored value
+being the one that was read, so a key changed meanwhile by a user is left to that user's write."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.crypto.keyring import CryptoError, KeyRing, row_binding
+from gateway.store.changes import Change, ChangeBus
+from gateway.store.models import LLMConfiguration, utcnow
+
+log = logging.getLogger("gateway.rotation")
+SQLITE_BUSY_RETRIES = 5
+
+
+class RotationReport(BaseModel):
+    """What one rotation run did."""
+
+    primary_key_id: str
+    rotated: int = 0
+    batches: int = 0
+    failed: list[uuid.UUID] = Field(default_factory=list, description="rows whose key could not be decrypted")
+    remaining: int = 0
+
+
+class KeyIdCount(BaseModel):
+    """How many configurations are stored under one key id."""
+
+    key_id: str
+    rows: int
+    in_ring: bool
+    primary: bool
+
+
+class EncryptionStatus(BaseModel):
+    """Rows per key id, and whether the ring can read them all."""
+
+    primary_key_id: str
+    ring_key_ids: list[str]
+    key_ids: list[KeyIdCount]
+    needs_rotation: int
+    all_in_ring: bool
+    missing_key_ids: list[str]
+
+
+async def encryption_status(session: AsyncSession, *, keyring: KeyRing) -> EncryptionStatus:
+    """Count configurations per key id."""
+    rows = (await session.execute(
+        select(LLMConfiguration.key_id, func.count())
+        .group_by(LLMConfiguration.key_id)
+        .order_by(LLMConfiguration.key_id)
+    )).all()
+    counts = [KeyIdCount(key_id=k, rows=n, in_ring=k in keyring.key_ids, primary=k == keyring.primary_id)
+              for k, n in rows]
+    missing = [c.key_id for c in counts if not c.in_ring]
+    return EncryptionStatus(
+        primary_key_id=keyring.primary_id, ring_key_ids=list(keyring.key_ids), key_ids=counts,
+        needs_rotation=sum(c.rows for c in counts if not c.primary), all_in_ring=not missing, missing_key_ids=missing,
+    )
+
+
+async def _rotate_batch(session: AsyncSession, *, keyring: KeyRing, bus: ChangeBus, batch_size: int,
+                        failed: list[uuid.UUID]) -> tuple[int, int]:
+    """Re-encrypt up to batch_size rows in this session's transaction; (rows seen, rows rotated)."""
+    query = (
+        select(LLMConfiguration.id, LLMConfiguration.user_id, LLMConfiguration.api_key_encrypted)
+        .where(LLMConfiguration.key_id != keyring.primary_id)
+        .order_by(LLMConfiguration.id)
+        .limit(batch_size)
+    )
+    if failed:
+        query = query.where(LLMConfiguration.id.not_in(failed))
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    else:
+        # Take SQLite's write lock before reading, so the read and the writes are one serialised unit.
+        await session.execute(update(LLMConfiguration).where(LLMConfiguration.id.is_(None)).values(key_id=""))
+    rows = (await session.execute(query)).all()
+    users: set[str] = set()
+    rotated = 0
+    for config_id, user_id, stored in rows:
+        try:
+            fresh = keyring.reencrypt(stored, binding=row_binding(config_id, user_id))
+        except CryptoError as exc:
+            log.error("configuration %s cannot be rotated: %s", config_id, exc)
+            failed.append(config_id)
+            continue
+        result = await session.execute(
+            update(LLMConfiguration)
+            .where(LLMConfiguration.id == config_id, LLMConfiguration.api_key_encrypted == stored)
+            .values(api_key_encrypted=fresh, key_id=keyring.primary_id, updated_at=utcnow())
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            rotated += 1
+            users.add(str(user_id))
+    await bus.commit(session, *(Change("configurations", u) for u in sorted(users)))
+    return len(rows), rotated
+
+
+async def rotate_keys(sessionmaker: async_sessionmaker[AsyncSession], *, keyring: KeyRing, bus: ChangeBus,
+                      batch_size: int = 200, max_batches: int | None = None) -> RotationReport:
+    """Re-encrypt every row not under the primary key; `max_batches` stops early (run again to resume)."""
+    report = RotationReport(primary_key_id=keyring.primary_id)
+    while max_batches is None or report.batches < max_batches:
+        for attempt in range(SQLITE_BUSY_RETRIES):
+            try:
+                async with sessionmaker() as session:
+                    seen, rotated = await _rotate_batch(session, keyring=keyring, bus=bus, batch_size=batch_size,
+                                                        failed=report.failed)
+                break
+            except OperationalError:
+                # SQLite under another writer past its busy timeout: the batch rolled back, so just retry it.
+                if attempt == SQLITE_BUSY_RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.1 * (attempt + 1))
+        if seen == 0:
+            break
+        report.batches += 1
+        report.rotated += rotated
+    async with sessionmaker() as session:
+        report.remaining = (await encryption_status(session, keyring=keyring)).needs_rotation
+    return report
