@@ -1,6 +1,6 @@
 // The configurations page: stats, search and filter, the table, per-row and bulk actions.
 
-import { configurations, providers } from "./api.js";
+import { configurations, providerNames, providers } from "./api.js";
 import { clear, clearErrors, h, showError } from "./dom.js";
 import { bulkDelete, makeDefault, openWith, remove, runTest, testAll } from "./configurations/actions.js";
 import { pageNodes, pageParts } from "./configurations/layout.js";
@@ -101,7 +101,7 @@ function wireToolbar(page) {
 // The catalog can take seconds on a cold gateway: the table does not wait for it.
 function loadProviders(page) {
   providers().then((catalog) => {
-    page.providerName = Object.fromEntries(catalog.map((p) => [p.id, p.name]));
+    page.providerName = providerNames(catalog);
     page.parts.filter.append(...catalog.map((p) => h("option", { value: p.id }, p.name)));
     if (page.isCurrent()) renderRows(page);
   }).catch((error) => fail(page, new Error(`Could not load the provider list: ${error.message}`)));

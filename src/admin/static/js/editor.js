@@ -1,8 +1,8 @@
 // The add / edit dialog. On edit the key field holds the masked key; left as is, the stored key is kept.
 
 import { configurations } from "./api.js";
-import { clearErrors, field, h, showError, toast, uniqueId } from "./dom.js";
-import { describeResult } from "./status.js";
+import { clearErrors, field, h, showDialog, showError, toast, uniqueId } from "./dom.js";
+import { describeResult, withResult } from "./status.js";
 
 function fallbackPicker(others, chosen) {
   const order = [...chosen];
@@ -175,7 +175,7 @@ async function testedAfterSave(saved, current) {
   if (saved.tested_at && saved.tested_at !== current.tested_at) return saved;
   try {
     const result = await configurations.test(saved.id);
-    return { ...saved, test_status: result.status, test_message: result.message, test_latency_ms: result.latency_ms };
+    return withResult(saved, result);
   } catch (error) {
     return { ...saved, test_status: "failed", test_message: `could not run: ${error.message}`, test_latency_ms: null };
   }
@@ -217,16 +217,11 @@ async function submit(ed) {
   }
 }
 
-function wire(ed, returnFocus) {
+function wire(ed) {
   const { dialog } = ed;
   ed.reveal.addEventListener("click", () => toggleReveal(ed));
   ed.provider.addEventListener("change", () => syncProvider(ed));
   ed.cancel.addEventListener("click", () => dialog.close());
-  dialog.addEventListener("close", () => {
-    ed.apiKey.value = "";
-    dialog.remove();
-    if (returnFocus && returnFocus.isConnected) returnFocus.focus();
-  });
   ed.form.addEventListener("submit", (event) => {
     event.preventDefault();
     submit(ed);
@@ -241,10 +236,9 @@ export function openEditor({ config, catalog, others, onSaved, returnFocus }) {
   const ed = { ...editorControls(current, editing, catalog, others), current, editing, catalog, onSaved };
   Object.assign(ed, editorForm(ed, titleId));
   ed.dialog = h("dialog", { class: "dialog", "aria-labelledby": titleId }, ed.form);
-  wire(ed, returnFocus);
+  wire(ed);
   syncProvider(ed);
-  document.body.append(ed.dialog);
-  ed.dialog.showModal();
+  showDialog(ed.dialog, { returnFocus, onClose: () => { ed.apiKey.value = ""; } });
   ed.name.focus();
   return ed.dialog;
 }

@@ -1,8 +1,8 @@
 // Settings: which configuration is the default, its masked key and its live test status.
 
-import { allConfigurations, configurations, providers } from "./api.js";
+import { allConfigurations, configurations, providerNames, providers } from "./api.js";
 import { clear, field, fullTime, h, relativeTime, toast } from "./dom.js";
-import { describeResult, statusBadge } from "./status.js";
+import { describeResult, statusBadge, withResult } from "./status.js";
 
 function defaultSelect(items, chosen, providerName) {
   return h("select", { name: "default_id" },
@@ -39,7 +39,7 @@ async function runTest(view) {
   const { chosen } = view;
   try {
     const result = await configurations.test(chosen.id);
-    view.chosen = { ...chosen, test_status: result.status, test_message: result.message, test_latency_ms: result.latency_ms, tested_at: new Date().toISOString() };
+    view.chosen = { ...withResult(chosen, result), tested_at: new Date().toISOString() };
   } catch (error) {
     toast(`Could not test ${chosen.name}: ${error.message}`, "error");
   }
@@ -73,7 +73,7 @@ async function choose(view) {
 export async function renderSettings(main, { isCurrent }) {
   const [items, catalog] = await Promise.all([allConfigurations(), providers()]);
   if (!isCurrent()) return;
-  const providerName = Object.fromEntries(catalog.map((p) => [p.id, p.name]));
+  const providerName = providerNames(catalog);
   main.append(h("div", { class: "page-head" }, h("div", {}, h("h1", {}, "Settings"),
     h("p", { class: "muted" }, "The default configuration serves every request that does not name another one."))));
 
