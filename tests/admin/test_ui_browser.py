@@ -1,7 +1,8 @@
 """The web page in real Chromium against a real gateway and a fake OpenAI upstream.
 
 One scenario walks what a user does: sign in, add, test (a good key, then a bad one), set the default, search
-and filter, edit without touching the key and prove the key still works, bulk delete, sign out.
+and filter, edit without touching the key and prove the key still works, bulk delete, sign out. Another walks
+the controls it does not reach: paging, select-all, "Test all", the ?edit= and ?add= links, fallbacks.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from tests.fakes.openai_upstream import start_openai_upstream
 GOOD_KEY = "sk-ui-good-key-0123456789abcdefXYZ1"
 BAD_KEY = "sk-ui-wrong-key-9876543210fedcbaQRS2"
 COLD_CATALOG_MS = 90_000
+PAGE_ROWS = 50
+ACTIVE_ROWS = 3  # "Test all" tests the active ones; the gateway allows 30 tests a minute
 README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "configurations.png"
 
 
@@ -260,5 +263,84 @@ async def test_narrow_screen_and_keyboard(browser: Any, gateway: tuple[TestServe
     await page.keyboard.press("Escape")
     await expect(dialog).to_be_hidden()
     await expect(add).to_be_focused()
+    seen.assert_clean()
+    await context.close()
+
+
+async def test_paging_selection_test_all_links_and_the_editor(  # type: ignore[no-untyped-def]
+    browser: Any, gateway: tuple[TestServer, TestClient], aiohttp_server
+) -> None:
+    """What the scenario does not reach: paging, select-all, "Test all", ?edit= and ?add=, the key, fallbacks."""
+    from tests.factories import make_configuration
+
+    server, client = gateway
+    fake = await start_openai_upstream(aiohttp_server, keys=(GOOD_KEY,))
+    user = await make_user(client, "ui-carol")
+    made = [
+        await make_configuration(
+            client, user, name=f"cfg-{n:02d}", api_key=GOOD_KEY, base_url=fake.url, is_active=n < ACTIVE_ROWS
+        )
+        for n in range(PAGE_ROWS + 2)
+    ]
+    context, page, seen = await open_page(browser, server)
+    await sign_in(page, user.token)
+    rows = page.locator("tbody tr[data-name]")
+
+    # Fifty a page, with a pager.
+    await expect(rows).to_have_count(PAGE_ROWS)
+    pager = page.locator(".pager")
+    await expect(pager.locator(".muted")).to_have_text("1–50 of 52")
+    await expect(pager.get_by_role("button", name="Previous")).to_be_disabled()
+    await pager.get_by_role("button", name="Next").click()
+    await expect(rows).to_have_count(2)
+    await expect(pager.locator(".muted")).to_have_text("51–52 of 52")
+    await expect(pager.get_by_role("button", name="Next")).to_be_disabled()
+
+    # Select all, then one less: the bulk button counts, the header box goes indeterminate.
+    select_all = page.get_by_label("Select all configurations on this page")
+    await select_all.check()
+    await expect(page.get_by_role("button", name="Delete selected (2)")).to_be_enabled()
+    first = await rows.first.get_attribute("data-name")
+    await page.get_by_label(f"Select {first}", exact=True).uncheck()
+    await expect(page.get_by_role("button", name="Delete selected (1)")).to_be_enabled()
+    assert await select_all.evaluate("box => box.indeterminate && !box.checked")
+    await pager.get_by_role("button", name="Previous").click()
+    await expect(rows).to_have_count(PAGE_ROWS)
+    await expect(page.get_by_role("button", name="Delete selected", exact=True)).to_be_disabled()
+
+    # Test all: every active configuration (the first three, by name), one toast with the count.
+    await page.get_by_role("button", name="Test all").click()
+    await expect(page.locator("#toasts")).to_contain_text("Tested 3: 3 working, 0 not.")
+    await expect(page.locator('tbody .status[data-status="success"]')).to_have_count(ACTIVE_ROWS)
+    await expect(page.get_by_role("button", name="Test all")).to_be_enabled()
+
+    # ?edit=<id> opens that configuration; the key shows masked and can be revealed; Cancel closes.
+    await page.goto(f"/ui/?edit={made[0]['id']}")
+    dialog = page.get_by_role("dialog")
+    await expect(dialog.get_by_role("heading", name="Edit cfg-00")).to_be_visible()
+    key = dialog.get_by_label("API key", exact=True)
+    await expect(key).to_have_attribute("type", "password")
+    await dialog.get_by_role("button", name="Show API key").click()
+    await expect(key).to_have_attribute("type", "text")
+    await expect(dialog.get_by_role("button", name="Hide API key")).to_have_text("Hide")
+    await expect(key).to_have_value(f"{GOOD_KEY[:4]}...{GOOD_KEY[-4:]}")
+
+    # Fallbacks: added in order, moved up, removed.
+    adder = dialog.get_by_label("Fallbacks, in order")
+    await adder.select_option(label="cfg-01 (gpt-4o-mini)")
+    await adder.select_option(label="cfg-02 (gpt-4o-mini)")
+    order = dialog.locator(".fallback-list .fallback-name")
+    await expect(order).to_have_text(["1. cfg-01", "2. cfg-02"])
+    await dialog.get_by_role("button", name="Move cfg-02 up").click()
+    await expect(order).to_have_text(["1. cfg-02", "2. cfg-01"])
+    await dialog.get_by_role("button", name="Remove cfg-02 from fallbacks").click()
+    await expect(order).to_have_text(["1. cfg-01"])
+    await dialog.get_by_role("button", name="Cancel").click()
+    await expect(dialog).to_have_count(0)
+
+    # ?add=1 opens the empty editor.
+    await page.goto("/ui/?add=1")
+    await expect(page.get_by_role("dialog").get_by_role("heading", name="Add a configuration")).to_be_visible()
+    await expect(page.get_by_role("dialog").get_by_label("Test on save")).to_be_checked()
     seen.assert_clean()
     await context.close()

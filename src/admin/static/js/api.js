@@ -122,6 +122,9 @@ export async function allConfigurations() {
 
 let providersPromise = null;
 
+/** Provider id → the name to show, from the catalog. */
+export const providerNames = (catalog) => Object.fromEntries(catalog.map((p) => [p.id, p.name]));
+
 /** The provider catalog, fetched once per page load. */
 export function providers() {
   if (!providersPromise) {

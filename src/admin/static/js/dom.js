@@ -150,6 +150,18 @@ export function formatCost(value) {
   return `$${amount.toFixed(amount > 0 && amount < 0.01 ? 4 : 2)}`;
 }
 
+/** Show a modal <dialog>; on close it runs `onClose`, leaves the page and gives focus back to `returnFocus`. */
+export function showDialog(dialog, { onClose, returnFocus } = {}) {
+  dialog.addEventListener("close", () => {
+    if (onClose) onClose();
+    dialog.remove();
+    if (returnFocus && returnFocus.isConnected) returnFocus.focus();
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+  return dialog;
+}
+
 /** A modal confirmation built on <dialog>; resolves true when confirmed. */
 export function confirmDialog({ title, message, confirmLabel = "Delete", danger = true }) {
   return new Promise((resolve) => {
@@ -169,12 +181,7 @@ export function confirmDialog({ title, message, confirmLabel = "Delete", danger 
       answer = true;
       dialog.close();
     });
-    dialog.addEventListener("close", () => {
-      dialog.remove();
-      resolve(answer);
-    });
-    document.body.append(dialog);
-    dialog.showModal();
+    showDialog(dialog, { onClose: () => resolve(answer) });
     cancel.focus();
   });
 }

@@ -1,8 +1,8 @@
 // The add / edit dialog. On edit the key field holds the masked key; left as is, the stored key is kept.
 
 import { configurations } from "./api.js";
-import { clearErrors, field, h, showError, toast, uniqueId } from "./dom.js";
-import { describeResult } from "./status.js";
+import { clearErrors, field, h, showDialog, showError, toast, uniqueId } from "./dom.js";
+import { describeResult, withResult } from "./status.js";
 
 function fallbackPicker(others, chosen) {
   const order = [...chosen];
@@ -48,174 +48,197 @@ function fallbackPicker(others, chosen) {
   return { node: wrap, control: adder, value: () => [...order] };
 }
 
-/** Open the dialog; `config` null adds a new configuration. */
-export function openEditor({ config, catalog, others, onSaved, returnFocus }) {
-  const editing = Boolean(config);
-  const current = config || { provider: catalog[0]?.id || "openai", is_active: true, fallback_ids: [] };
-  const titleId = uniqueId("editor-title");
-
-  const name = h("input", { type: "text", name: "name", required: true, maxlength: "100", autocomplete: "off", value: current.name || "" });
-  const provider = h("select", { name: "provider", required: true }, catalog.map((p) => h("option", { value: p.id, selected: p.id === current.provider }, p.name)));
+function editorControls(current, editing, catalog, others) {
   const modelsId = uniqueId("models");
-  const model = h("input", { type: "text", name: "model", required: true, list: modelsId, autocomplete: "off", value: current.model || "" });
-  const modelOptions = h("datalist", { id: modelsId });
   const apiKey = h("input", {
     type: "password", name: "api_key", autocomplete: "off", spellcheck: "false", required: !editing,
     value: editing ? current.api_key || "" : "",
   });
-  const reveal = h("button", { type: "button", class: "btn btn-small", "aria-pressed": "false", "aria-label": "Show API key" }, "Show");
-  const baseUrl = h("input", { type: "url", name: "base_url", autocomplete: "off", spellcheck: "false", value: current.base_url || "" });
-  const active = h("input", { type: "checkbox", name: "is_active", checked: current.is_active !== false });
-  const makeDefault = h("input", { type: "checkbox", name: "is_default", checked: Boolean(current.is_default), disabled: Boolean(current.is_default) });
-  const testOnSave = h("input", { type: "checkbox", name: "test_on_save", checked: !editing });
-  const fallbacks = fallbackPicker(others.filter((c) => c.id !== current.id), current.fallback_ids || []);
-  const generalError = h("p", { class: "form-error", role: "alert", hidden: true });
-  const save = h("button", { type: "submit", class: "btn btn-primary" }, editing ? "Save changes" : "Add configuration");
-  const cancel = h("button", { type: "button", class: "btn" }, "Cancel");
+  return {
+    name: h("input", { type: "text", name: "name", required: true, maxlength: "100", autocomplete: "off", value: current.name || "" }),
+    provider: h("select", { name: "provider", required: true }, catalog.map((p) => h("option", { value: p.id, selected: p.id === current.provider }, p.name))),
+    model: h("input", { type: "text", name: "model", required: true, list: modelsId, autocomplete: "off", value: current.model || "" }),
+    modelOptions: h("datalist", { id: modelsId }),
+    apiKey,
+    reveal: h("button", { type: "button", class: "btn btn-small", "aria-pressed": "false", "aria-label": "Show API key" }, "Show"),
+    baseUrl: h("input", { type: "url", name: "base_url", autocomplete: "off", spellcheck: "false", value: current.base_url || "" }),
+    active: h("input", { type: "checkbox", name: "is_active", checked: current.is_active !== false }),
+    makeDefault: h("input", { type: "checkbox", name: "is_default", checked: Boolean(current.is_default), disabled: Boolean(current.is_default) }),
+    testOnSave: h("input", { type: "checkbox", name: "test_on_save", checked: !editing }),
+    fallbacks: fallbackPicker(others.filter((c) => c.id !== current.id), current.fallback_ids || []),
+    generalError: h("p", { class: "form-error", role: "alert", hidden: true }),
+    save: h("button", { type: "submit", class: "btn btn-primary" }, editing ? "Save changes" : "Add configuration"),
+    cancel: h("button", { type: "button", class: "btn" }, "Cancel"),
+  };
+}
 
-  const keyField = field("API key", apiKey, {
+function checkbox(input, label, extra) {
+  input.id = uniqueId("c");
+  return h("div", { class: "check", dataset: { field: input.name } },
+    input, h("label", { htmlFor: input.id }, label), extra,
+    h("p", { class: "field-error", dataset: { errorFor: input.name } }));
+}
+
+/** The form around the controls; returns it with the base URL field, whose label and hint follow the provider. */
+function editorForm(ed, titleId) {
+  const { current, editing } = ed;
+  const keyField = field("API key", ed.apiKey, {
     name: "api_key",
-    wrap: h("div", { class: "input-with-button" }, apiKey, reveal),
+    wrap: h("div", { class: "input-with-button" }, ed.apiKey, ed.reveal),
     hint: editing ? "Shown masked. Leave it as is to keep the stored key, or paste a new one." : "Stored encrypted; this page never shows it again.",
   });
-  const baseField = field("Base URL", baseUrl, { name: "base_url" });
-  const fallbackField = field("Fallbacks, in order", fallbacks.control, {
-    name: "fallback_ids", hint: "Tried in this order when this configuration fails.", wrap: fallbacks.node,
+  const baseField = field("Base URL", ed.baseUrl, { name: "base_url" });
+  const fallbackField = field("Fallbacks, in order", ed.fallbacks.control, {
+    name: "fallback_ids", hint: "Tried in this order when this configuration fails.", wrap: ed.fallbacks.node,
   });
-
-  const checkbox = (input, label, extra) => {
-    input.id = uniqueId("c");
-    return h("div", { class: "check", dataset: { field: input.name } },
-      input, h("label", { htmlFor: input.id }, label), extra,
-      h("p", { class: "field-error", dataset: { errorFor: input.name } }));
-  };
-
   const form = h(
     "form",
     { class: "editor", novalidate: true },
     h("div", { class: "dialog-head" }, h("h2", { id: titleId }, editing ? `Edit ${current.name}` : "Add a configuration")),
-    generalError,
+    ed.generalError,
     h("div", { class: "form-grid" },
-      field("Name", name, { name: "name", hint: "Clients may send it as the model to pick this configuration." }),
-      field("Provider", provider, { name: "provider" }),
-      field("Model", model, { name: "model", hint: "Pick one or type any model name." }),
+      field("Name", ed.name, { name: "name", hint: "Clients may send it as the model to pick this configuration." }),
+      field("Provider", ed.provider, { name: "provider" }),
+      field("Model", ed.model, { name: "model", hint: "Pick one or type any model name." }),
       keyField,
       baseField,
     ),
     fallbackField,
     h("div", { class: "checks" },
-      checkbox(active, "Active"),
-      checkbox(makeDefault, editing && current.is_default ? "Default (choose another to change)" : "Make this the default"),
-      checkbox(testOnSave, "Test on save")),
-    modelOptions,
-    h("div", { class: "dialog-actions" }, cancel, save),
+      checkbox(ed.active, "Active"),
+      checkbox(ed.makeDefault, editing && current.is_default ? "Default (choose another to change)" : "Make this the default"),
+      checkbox(ed.testOnSave, "Test on save")),
+    ed.modelOptions,
+    h("div", { class: "dialog-actions" }, ed.cancel, ed.save),
   );
-  const dialog = h("dialog", { class: "dialog", "aria-labelledby": titleId }, form);
+  return { form, baseField };
+}
 
-  function syncProvider() {
-    const entry = catalog.find((p) => p.id === provider.value);
-    modelOptions.replaceChildren(...((entry && entry.models) || []).map((m) => h("option", { value: m })));
-    baseUrl.placeholder = entry && entry.base_url ? entry.base_url : "https://…";
-    baseUrl.required = Boolean(entry && entry.requires_base_url);
-    baseField.querySelector("label").textContent = baseUrl.required ? "Base URL (required)" : "Base URL (optional)";
-    const hint = entry && entry.base_url ? `Leave empty for ${entry.base_url}` : "The address of your deployment's OpenAI-compatible API.";
-    let hintNode = baseField.querySelector(".hint");
-    if (!hintNode) {
-      hintNode = h("p", { class: "hint", id: `${baseUrl.id}-hint` });
-      baseField.querySelector(".field-error").before(hintNode);
-      baseUrl.setAttribute("aria-describedby", `${baseUrl.id}-error ${hintNode.id}`);
-    }
-    hintNode.textContent = hint;
+/** The chosen provider's models as suggestions, and whether (and which) base URL it needs. */
+function syncProvider({ catalog, provider, modelOptions, baseUrl, baseField }) {
+  const entry = catalog.find((p) => p.id === provider.value);
+  modelOptions.replaceChildren(...((entry && entry.models) || []).map((m) => h("option", { value: m })));
+  baseUrl.placeholder = entry && entry.base_url ? entry.base_url : "https://…";
+  baseUrl.required = Boolean(entry && entry.requires_base_url);
+  baseField.querySelector("label").textContent = baseUrl.required ? "Base URL (required)" : "Base URL (optional)";
+  const hint = entry && entry.base_url ? `Leave empty for ${entry.base_url}` : "The address of your deployment's OpenAI-compatible API.";
+  let hintNode = baseField.querySelector(".hint");
+  if (!hintNode) {
+    hintNode = h("p", { class: "hint", id: `${baseUrl.id}-hint` });
+    baseField.querySelector(".field-error").before(hintNode);
+    baseUrl.setAttribute("aria-describedby", `${baseUrl.id}-error ${hintNode.id}`);
   }
+  hintNode.textContent = hint;
+}
 
-  reveal.addEventListener("click", () => {
-    const show = apiKey.type === "password";
-    apiKey.type = show ? "text" : "password";
-    reveal.textContent = show ? "Hide" : "Show";
-    reveal.setAttribute("aria-pressed", String(show));
-    reveal.setAttribute("aria-label", show ? "Hide API key" : "Show API key");
-  });
-  provider.addEventListener("change", syncProvider);
-  cancel.addEventListener("click", () => dialog.close());
-  dialog.addEventListener("close", () => {
-    apiKey.value = "";
-    dialog.remove();
-    if (returnFocus && returnFocus.isConnected) returnFocus.focus();
-  });
+function toggleReveal({ apiKey, reveal }) {
+  const show = apiKey.type === "password";
+  apiKey.type = show ? "text" : "password";
+  reveal.textContent = show ? "Hide" : "Show";
+  reveal.setAttribute("aria-pressed", String(show));
+  reveal.setAttribute("aria-label", show ? "Hide API key" : "Show API key");
+}
 
-  function localProblem() {
-    if (!name.value.trim()) return { param: "name", message: "Give the configuration a name." };
-    if (!model.value.trim()) return { param: "model", message: "Choose or type a model." };
-    if (!editing && !apiKey.value) return { param: "api_key", message: "Paste the provider's API key." };
-    if (editing && !apiKey.value) return { param: "api_key", message: "Paste a key, or put back the masked one to keep the stored key." };
-    if (baseUrl.required && !baseUrl.value.trim()) return { param: "base_url", message: "This provider needs a base URL." };
-    return null;
+function localProblem({ name, model, apiKey, baseUrl, editing }) {
+  if (!name.value.trim()) return { param: "name", message: "Give the configuration a name." };
+  if (!model.value.trim()) return { param: "model", message: "Choose or type a model." };
+  if (!editing && !apiKey.value) return { param: "api_key", message: "Paste the provider's API key." };
+  if (editing && !apiKey.value) return { param: "api_key", message: "Paste a key, or put back the masked one to keep the stored key." };
+  if (baseUrl.required && !baseUrl.value.trim()) return { param: "base_url", message: "This provider needs a base URL." };
+  return null;
+}
+
+/** The create body, or on edit the changes (PATCH). */
+function payload(ed) {
+  const { current, editing, apiKey, makeDefault, testOnSave } = ed;
+  const values = {
+    name: ed.name.value.trim(),
+    provider: ed.provider.value,
+    model: ed.model.value.trim(),
+    is_active: ed.active.checked,
+    fallback_ids: ed.fallbacks.value(),
+  };
+  const url = ed.baseUrl.value.trim();
+  if (!editing) {
+    return { ...values, api_key: apiKey.value, base_url: url || undefined, is_default: makeDefault.checked, test_on_save: testOnSave.checked };
   }
+  values.test_on_save = testOnSave.checked;
+  // The masked value the API gave us means "keep the stored key": leave the field out.
+  if (apiKey.value !== current.api_key) values.api_key = apiKey.value;
+  values.base_url = url || null;
+  if (makeDefault.checked && !current.is_default) values.is_default = true;
+  return values;
+}
 
-  function body() {
-    const values = {
-      name: name.value.trim(),
-      provider: provider.value,
-      model: model.value.trim(),
-      is_active: active.checked,
-      fallback_ids: fallbacks.value(),
-    };
-    const url = baseUrl.value.trim();
-    if (!editing) {
-      return { ...values, api_key: apiKey.value, base_url: url || undefined, is_default: makeDefault.checked, test_on_save: testOnSave.checked };
-    }
-    values.test_on_save = testOnSave.checked;
-    // The masked value the API gave us means "keep the stored key": leave the field out.
-    if (apiKey.value !== current.api_key) values.api_key = apiKey.value;
-    values.base_url = url || null;
-    if (makeDefault.checked && !current.is_default) values.is_default = true;
-    return values;
+/** `saved` with its test verdict; a gateway that did not test on save leaves tested_at as it was: test now. */
+async function testedAfterSave(saved, current) {
+  if (saved.tested_at && saved.tested_at !== current.tested_at) return saved;
+  try {
+    const result = await configurations.test(saved.id);
+    return withResult(saved, result);
+  } catch (error) {
+    return { ...saved, test_status: "failed", test_message: `could not run: ${error.message}`, test_latency_ms: null };
   }
+}
 
-  form.addEventListener("submit", async (event) => {
+/** The toast after a save: its words and kind. */
+function savedNote(saved, { editing, testOnSave }) {
+  const words = `${editing ? "Saved" : "Added"} ${saved.name}.`;
+  if (!testOnSave.checked) return [words, "success"];
+  const verdict = describeResult(saved.test_message, saved.test_latency_ms);
+  return [`${words} Test: ${verdict}`, saved.test_status === "success" ? "success" : "error"];
+}
+
+async function submit(ed) {
+  const { form, generalError, save, editing } = ed;
+  clearErrors(form);
+  const problem = localProblem(ed);
+  if (problem) {
+    showError(form, problem, generalError);
+    return;
+  }
+  save.disabled = true;
+  save.textContent = "Saving…";
+  try {
+    const body = payload(ed);
+    let saved = editing ? await configurations.update(ed.current.id, body) : await configurations.create(body);
+    // The key goes no further than the request that carried it.
+    ed.apiKey.value = "";
+    if (ed.testOnSave.checked) saved = await testedAfterSave(saved, ed.current);
+    const [words, kind] = savedNote(saved, ed);
+    ed.dialog.close();
+    toast(words, kind);
+    await ed.onSaved(saved);
+  } catch (error) {
+    showError(form, error, generalError);
+  } finally {
+    save.disabled = false;
+    save.textContent = editing ? "Save changes" : "Add configuration";
+  }
+}
+
+function wire(ed) {
+  const { dialog } = ed;
+  ed.reveal.addEventListener("click", () => toggleReveal(ed));
+  ed.provider.addEventListener("change", () => syncProvider(ed));
+  ed.cancel.addEventListener("click", () => dialog.close());
+  ed.form.addEventListener("submit", (event) => {
     event.preventDefault();
-    clearErrors(form);
-    const problem = localProblem();
-    if (problem) {
-      showError(form, problem, generalError);
-      return;
-    }
-    save.disabled = true;
-    save.textContent = "Saving…";
-    try {
-      const payload = body();
-      let saved = editing ? await configurations.update(current.id, payload) : await configurations.create(payload);
-      // The key goes no further than the request that carried it.
-      apiKey.value = "";
-      let words = `${editing ? "Saved" : "Added"} ${saved.name}.`;
-      let kind = "success";
-      if (testOnSave.checked) {
-        // A gateway that did not test on save leaves tested_at as it was: test now instead.
-        if (!saved.tested_at || saved.tested_at === current.tested_at) {
-          try {
-            const result = await configurations.test(saved.id);
-            saved = { ...saved, test_status: result.status, test_message: result.message, test_latency_ms: result.latency_ms };
-          } catch (error) {
-            saved = { ...saved, test_status: "failed", test_message: `could not run: ${error.message}`, test_latency_ms: null };
-          }
-        }
-        words += ` Test: ${describeResult(saved.test_message, saved.test_latency_ms)}`;
-        if (saved.test_status !== "success") kind = "error";
-      }
-      dialog.close();
-      toast(words, kind);
-      await onSaved(saved);
-    } catch (error) {
-      showError(form, error, generalError);
-    } finally {
-      save.disabled = false;
-      save.textContent = editing ? "Save changes" : "Add configuration";
-    }
+    submit(ed);
   });
+}
 
-  syncProvider();
-  document.body.append(dialog);
-  dialog.showModal();
-  name.focus();
-  return dialog;
+/** Open the dialog; `config` null adds a new configuration. */
+export function openEditor({ config, catalog, others, onSaved, returnFocus }) {
+  const editing = Boolean(config);
+  const current = config || { provider: catalog[0]?.id || "openai", is_active: true, fallback_ids: [] };
+  const titleId = uniqueId("editor-title");
+  const ed = { ...editorControls(current, editing, catalog, others), current, editing, catalog, onSaved };
+  Object.assign(ed, editorForm(ed, titleId));
+  ed.dialog = h("dialog", { class: "dialog", "aria-labelledby": titleId }, ed.form);
+  wire(ed);
+  syncProvider(ed);
+  showDialog(ed.dialog, { returnFocus, onClose: () => { ed.apiKey.value = ""; } });
+  ed.name.focus();
+  return ed.dialog;
 }

@@ -20,6 +20,11 @@ export function describeResult(message, latency) {
   return parts.join(" ");
 }
 
+/** `config` with a test result's verdict, as statusBadge and describeResult read it. */
+export function withResult(config, result) {
+  return { ...config, test_status: result.status, test_message: result.message, test_latency_ms: result.latency_ms };
+}
+
 export function statusBadge(config, { running = false } = {}) {
   if (running) {
     return h("span", { class: "status status-running" }, spinner(`Testing ${config.name}`), h("span", {}, "Testing…"));

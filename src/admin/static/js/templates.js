@@ -2,8 +2,8 @@
 // and "Create and test" creates the whole failover chain and shows each configuration's test verdict.
 
 import { request } from "./api.js";
-import { clearErrors, field, h, showError, toast, uniqueId } from "./dom.js";
-import { describeResult, statusBadge } from "./status.js";
+import { clearErrors, field, h, showDialog, showError, toast, uniqueId } from "./dom.js";
+import { describeResult, statusBadge, withResult } from "./status.js";
 
 const providersOf = (template) => [...new Set(template.configurations.map((c) => c.provider))];
 const chainOf = (template) => template.configurations.map((c) => `${c.name} (${c.provider} ${c.model})`).join(" → ");
@@ -58,7 +58,7 @@ function collect(fields) {
 
 function verdictRow(config, verdict) {
   const look = verdict
-    ? { name: config.name, test_status: verdict.status, test_message: verdict.message, test_latency_ms: verdict.latency_ms }
+    ? withResult({ name: config.name }, verdict)
     : { ...config, test_status: "untested" };
   return h(
     "li",
@@ -141,13 +141,10 @@ export function openApply(template, returnFocus) {
     event.preventDefault();
     submitApply(template, parts);
   });
-  dialog.addEventListener("close", () => {
-    for (const { control } of parts.fields) control.value = "";
-    dialog.remove();
-    if (returnFocus && returnFocus.isConnected) returnFocus.focus();
+  showDialog(dialog, {
+    returnFocus,
+    onClose: () => { for (const { control } of parts.fields) control.value = ""; },
   });
-  document.body.append(dialog);
-  dialog.showModal();
   (parts.fields[0]?.control || parts.prefix).focus();
   return dialog;
 }
