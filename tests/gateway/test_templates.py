@@ -93,8 +93,8 @@ def test_templates_check_reports_a_model_litellm_does_not_know(tmp_path: Path) -
 
 
 def test_the_check_reads_litellms_catalog_without_importing_it() -> None:
-    script = ("import sys\nfrom gateway.templates.check import litellm_model_map\n"
-              "assert 'gpt-4o-mini' in litellm_model_map()\nassert 'litellm' not in sys.modules\nprint('ok')")
+    script = ("import sys\nfrom gateway.templates.check import model_data\n"
+              "assert 'gpt-4o-mini' in model_data()\nassert 'litellm' not in sys.modules\nprint('ok')")
     result = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert result.stdout.strip() == "ok", result.stderr[-2000:]

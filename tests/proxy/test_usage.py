@@ -12,7 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from gateway.proxy.usage import cost_usd, load_price_list
+from gateway.configurations.model_catalog import model_data
+from gateway.proxy.usage import cost_usd
 from gateway.store.models import LLMConfiguration, UsageRecord
 from gateway.web.appkeys import SESSIONMAKER
 from tests.factories import TestUser, make_user
@@ -64,7 +65,7 @@ async def test_usage_totals_match_the_upstream(client: TestClient, user: TestUse
     assert totals["prompt_tokens"] == 6 * PROMPT
     assert totals["completion_tokens"] == 5 * COMPLETION  # embeddings have no completion
     assert totals["errors"] == 0
-    expected_cost = cost_usd(load_price_list(), litellm_provider="custom_openai", model="gpt-4o-mini",
+    expected_cost = cost_usd(model_data(), litellm_provider="custom_openai", model="gpt-4o-mini",
                              prompt_tokens=6 * PROMPT, completion_tokens=5 * COMPLETION)
     assert expected_cost > 0
     assert totals["cost_usd"] == pytest.approx(expected_cost)

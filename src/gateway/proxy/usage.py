@@ -53,11 +53,6 @@ UsageEvent = tuple[str, uuid.UUID, CachedConfiguration | None, str | None, str, 
                    tuple[int, int] | None, bytes | None, str | None]
 
 
-def load_price_list() -> Mapping[str, Any]:
-    """litellm's bundled price list (gateway.configurations.model_catalog): read as JSON, litellm itself never imported."""
-    return model_data()
-
-
 def token_prices(prices: Mapping[str, Any], *, litellm_provider: str | None, model: str | None) -> tuple[float, float]:
     """(prompt, completion) price per token of a model; zeros for a model the list does not know."""
     if not model:
@@ -229,7 +224,7 @@ class UsageWriter:
 
     async def _write(self, batch: list[UsageEvent]) -> None:
         if self._prices is None:
-            self._prices = await asyncio.to_thread(load_price_list)
+            self._prices = await asyncio.to_thread(model_data)
         rows = self._rows(batch)
         last_used: dict[uuid.UUID, datetime] = {}
         for row in rows:

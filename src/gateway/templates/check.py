@@ -15,11 +15,6 @@ from gateway.configurations.providers import ProviderCatalog
 from gateway.templates.catalog import TemplateCatalog
 
 
-def litellm_model_map() -> Mapping[str, Any]:
-    """litellm's shipped model map (model name → details, `litellm_provider` among them)."""
-    return model_data()
-
-
 @dataclass(frozen=True)
 class ModelReport:
     """What the check found: models litellm does not know, and providers it lists no model of at all."""
@@ -55,7 +50,7 @@ def run_check(providers_file: Path | None, templates_file: Path | None) -> tuple
     """The command's output and exit status: 1 when a template model is unknown."""
     providers = ProviderCatalog.load(providers_file)
     templates = TemplateCatalog.load(providers, templates_file)
-    report = check_models(templates, providers, litellm_model_map())
+    report = check_models(templates, providers, model_data())
     lines = list(report.unknown)
     if report.unchecked_providers:
         lines.append(f"not checked (litellm lists no models of): {', '.join(report.unchecked_providers)}")
