@@ -29,7 +29,6 @@ from gateway.store import migrate
 from gateway.store.db import make_engine, make_sessionmaker
 
 
-
 @dataclass(frozen=True)
 class Prepared:
     """What the gateway process needs to serve the benchmark's caller."""

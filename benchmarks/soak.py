@@ -19,8 +19,8 @@ import asyncio
 import json
 import multiprocessing
 import os
-import resource
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,10 +39,10 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from sqlalchemy import text
 
+from benchmarks.procs import install_uvloop
 from gateway.crypto.keyring import generate_key_entry
 from gateway.store import migrate
 from gateway.store.db import make_engine
-from benchmarks.procs import install_uvloop
 from tests.reliability.processes import Gateway, free_port
 
 GAUGES = {

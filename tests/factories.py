@@ -45,9 +45,9 @@ async def make_configuration(client: TestClient, user: TestUser, **fields: Any) 
     Returns plain values: id, name, provider, model, base_url, is_default, api_key (plaintext, for assertions).
     The key is watched: it may appear in no answer, log, row or output of the test.
     """
-    from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
-    from gateway.store.changes import Change
     from gateway.configurations.crud import create_configuration
+    from gateway.store.changes import Change
+    from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
 
     app = client.server.app
     values: dict[str, Any] = {

@@ -12,12 +12,9 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin.registry import ID, ApiRegistry
-from admin.schemas import Public, StrictBody, optional, printable, json_response
+from admin.schemas import Public, StrictBody, json_response, optional, printable
 from admin.testing import run_test_on_save
 from gateway.accounts.audit import record
-from gateway.store.changes import Change
-from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
-from gateway.web.auth import caller_of
 from gateway.configurations.crud import (
     configuration_names,
     configuration_stats,
@@ -32,7 +29,10 @@ from gateway.configurations.crud import (
 )
 from gateway.crypto.keyring import KeyRing
 from gateway.errors import NotFound
+from gateway.store.changes import Change
 from gateway.store.models import LLMConfiguration
+from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
+from gateway.web.auth import caller_of
 from gateway.web.requests import parse_body, parse_query
 
 api = ApiRegistry(tag="configurations")

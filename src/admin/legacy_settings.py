@@ -6,9 +6,6 @@ from aiohttp import web
 
 from admin.registry import ApiRegistry
 from admin.schemas import json_response
-from gateway.store.changes import Change
-from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
-from gateway.web.auth import caller_of
 from gateway.legacy.compat import (
     LegacySettings,
     LegacySettingsUpdate,
@@ -16,6 +13,9 @@ from gateway.legacy.compat import (
     settings_view,
     write_settings,
 )
+from gateway.store.changes import Change
+from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
+from gateway.web.auth import caller_of
 from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="compatibility")

@@ -10,9 +10,6 @@ from pydantic import Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody, json_response
-from gateway.errors import NotFound
-from gateway.store.changes import Change
-from gateway.web.appkeys import CHANGES, SESSIONMAKER
 from gateway.accounts.users import (
     UserName,
     create_user,
@@ -24,6 +21,9 @@ from gateway.accounts.users import (
     revoke_token,
     set_disabled,
 )
+from gateway.errors import NotFound
+from gateway.store.changes import Change
+from gateway.web.appkeys import CHANGES, SESSIONMAKER
 from gateway.web.requests import parse_body
 
 api = ApiRegistry(tag="operators")

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.validation import printable
 
-__all__ = ["StrictBody", "Public", "json_response", "optional", "printable"]
+__all__ = ["Public", "StrictBody", "json_response", "optional", "printable"]
 
 
 class StrictBody(BaseModel):

@@ -10,6 +10,15 @@ from aiohttp.abc import AbstractResolver
 
 from admin import create_admin_app
 from admin.ui import setup_ui
+from gateway.configurations.crud import Policy
+from gateway.configurations.providers import ProviderCatalog
+from gateway.crypto.keyring import KeyRing
+from gateway.proxy import routes as proxy_routes
+from gateway.proxy.admission import raise_open_file_limit
+from gateway.settings import Settings
+from gateway.store.changes import ChangeBus
+from gateway.store.db import make_engine, make_sessionmaker
+from gateway.templates.catalog import TemplateCatalog
 from gateway.web import runtime_metrics
 from gateway.web.appkeys import (
     CHANGES,
@@ -25,15 +34,6 @@ from gateway.web.appkeys import (
     TEST_LIMITER,
     TOKEN_CACHE,
 )
-from gateway.configurations.crud import Policy
-from gateway.configurations.providers import ProviderCatalog
-from gateway.crypto.keyring import KeyRing
-from gateway.proxy import routes as proxy_routes
-from gateway.proxy.admission import raise_open_file_limit
-from gateway.settings import Settings
-from gateway.store.changes import ChangeBus
-from gateway.store.db import make_engine, make_sessionmaker
-from gateway.templates.catalog import TemplateCatalog
 from gateway.web.auth import TokenCache, gateway_middleware
 from gateway.web.changes import change_log_ctx
 from gateway.web.health import healthz, readyz

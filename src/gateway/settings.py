@@ -258,7 +258,7 @@ def _toml_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSe
 
 def describe_settings_error(exc: Exception) -> str:
     """One line naming the setting that failed, never its value."""
-    errors: list[dict[str, Any]] = getattr(exc, "errors", lambda: [])()
+    errors: list[dict[str, Any]] = getattr(exc, "errors", list)()
     if errors:
         first = errors[0]
         field = ".".join(str(p) for p in first.get("loc", ())) or "settings"

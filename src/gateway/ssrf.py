@@ -28,9 +28,9 @@ from yarl import URL
 __all__ = [
     "UnsafeURLError",
     "check_address",
-    "classify_address",
     "check_base_url",
     "check_host",
+    "classify_address",
     "guard_url",
 ]
 

@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient
 from gateway.legacy.migration import run_migration
 from gateway.legacy.source import FileSource
 from gateway.web.legacy import app_migrator
-from tests.fakes import DEFAULT_OPENAI_KEY, start_openai_upstream
 from tests.factories import TestUser, make_configuration, make_user
+from tests.fakes import DEFAULT_OPENAI_KEY, start_openai_upstream
 from tests.legacy_fixtures import write_legacy_files
 
 

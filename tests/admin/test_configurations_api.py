@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-
 from sqlalchemy import update
 
 from gateway.store.changes import Change

@@ -10,11 +10,11 @@ from typing import Any
 # litellm as a client must not fetch its price list from the network at import (set before any import of it).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import pytest  # noqa: E402
-from aiohttp.test_utils import TestClient  # noqa: E402
+import pytest
+from aiohttp.test_utils import TestClient
 
-from tests.factories import make_configuration, make_user  # noqa: E402
-from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream  # noqa: E402
+from tests.factories import make_configuration, make_user
+from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream
 
 CONFIGURATION = "gpt-fake"  # the configuration name clients pass as their model
 MESSAGES = [{"role": "user", "content": "Say hello"}]

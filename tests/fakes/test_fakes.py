@@ -16,9 +16,10 @@ import openai
 import orjson
 import pytest
 
+from tests.waiting import settled
+
 from .anthropic_upstream import DEFAULT_ANTHROPIC_KEY, FakeAnthropic, start_anthropic_upstream
 from .openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream
-from tests.waiting import settled
 
 KEY = DEFAULT_OPENAI_KEY
 WRONG_KEY = "sk-wrong-key-that-is-not-accepted-42"
@@ -116,10 +117,9 @@ async def test_openai_wrong_key_is_401_with_openai_envelope(aiohttp_server: Any)
     leaked = WRONG_KEY in caught.value.message
     assert not leaked, "the 401 message must mask the key like OpenAI does"
 
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{fake.url}/models") as resp:
-            assert resp.status == 401
-            error = (await resp.json())["error"]
+    async with aiohttp.ClientSession() as session, session.get(f"{fake.url}/models") as resp:
+        assert resp.status == 401
+        error = (await resp.json())["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert fake.pending_steps == 0 and len(fake.requests) == 2
 

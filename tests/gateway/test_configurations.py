@@ -9,7 +9,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from gateway.web.appkeys import KEYRING, POLICY, SESSIONMAKER
 from gateway.configurations.crud import (
     decrypt_key,
     delete_configurations,
@@ -21,6 +20,7 @@ from gateway.configurations.crud import (
 from gateway.crypto.masking import is_placeholder, mask_key
 from gateway.errors import Conflict, NotFound, Unprocessable
 from gateway.store.models import LLMConfiguration
+from gateway.web.appkeys import KEYRING, POLICY, SESSIONMAKER
 from tests.factories import make_configuration, make_user
 
 

@@ -17,9 +17,9 @@ import pytest
 
 from gateway import logs
 from gateway.accounts.tokens import hash_token
-from tests.gateway.live import Gateway, start_fake, stop_fake
 from tests.factories import make_configuration, make_user
 from tests.fakes.openai_upstream import start_openai_upstream
+from tests.gateway.live import Gateway, start_fake, stop_fake
 from tests.gateway.test_cli import _env, free_port
 
 

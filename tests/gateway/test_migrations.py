@@ -55,4 +55,4 @@ def test_head_is_single() -> None:
     assert len(script.get_heads()) == 1
     assert migrate.head_revision() == _all_revisions()[-1]
     # serve compares against this constant to avoid importing Alembic on every start.
-    assert migrate.HEAD_REVISION == migrate.head_revision()
+    assert migrate.head_revision() == migrate.HEAD_REVISION

@@ -9,7 +9,6 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.checks.probe import (
     STORED_STATUS,
     classify_error,
@@ -19,6 +18,7 @@ from gateway.checks.probe import (
     probe_request,
     retry_after_seconds,
 )
+from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.ssrf import UnsafeURLError
 
 KEY = "sk-proj-SECRETSECRET0123456789"

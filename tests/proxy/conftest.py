@@ -16,10 +16,9 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.settings import Settings
-
-from tests.leakwatch import LeakWatch
 from tests.factories import TestUser, make_configuration, make_user
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream
+from tests.leakwatch import LeakWatch
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

@@ -21,7 +21,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
 from gateway.settings import Settings
-
 from tests.factories import TestUser, make_user
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.proxy.conftest import MESSAGES, openai_config

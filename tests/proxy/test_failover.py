@@ -15,11 +15,10 @@ from aiohttp.test_utils import TestClient
 from gateway.settings import Settings
 from gateway.web.appkeys import COOLDOWNS
 from tests.factories import TestUser
-from tests.waiting import settled
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream
+from tests.waiting import settled
 
 from .conftest import MESSAGES, openai_config, sdk
-
 
 # Short enough to keep the module quick, long enough that a loaded 2-core CI still sees a cooldown before it ends
 # and an answer before the timeout. Waits for a cooldown's end watch the gateway's state, never a clock.

@@ -14,7 +14,6 @@ from aiohttp.test_utils import TestClient
 from gateway.web.appkeys import SETTINGS, USAGE
 from tests.factories import TestUser
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI
-
 from tests.waiting import settled
 
 from .conftest import MESSAGES, openai_config, sdk, sync_sdk

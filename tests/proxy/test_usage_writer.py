@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient

@@ -24,8 +24,8 @@ from gateway.web.appkeys import HTTP_CLIENT
 from tests.conftest import ADMIN_TOKEN
 from tests.leakwatch import watched
 from tests.proxy.conftest import client, fake, no_key_anywhere, responses, user
-from tests.waiting import settled
 from tests.reliability.processes import ROOT, PrivateCluster, free_port
+from tests.waiting import settled
 
 __all__ = ["Baseline", "client", "fake", "no_key_anywhere", "responses", "user"]
 

@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
+from pydantic import Field, TypeAdapter, ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from pydantic import Field, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.accounts.tokens import display_prefix, hash_token, new_token

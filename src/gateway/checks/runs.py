@@ -20,12 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from yarl import URL
 
 from gateway.accounts import audit
-from gateway.configurations.crud import Policy, check_api_key, check_provider_and_url, decrypt_key, get_configuration
-from gateway.crypto.keyring import CryptoError, KeyRing
-from gateway.errors import RateLimited, Unprocessable, UpstreamError
-from gateway.store.changes import Change, ChangeBus
-from gateway.store.models import LLMConfiguration, utcnow
-from gateway.web.appkeys import CHANGES, HTTP_CLIENT, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER, TRANSLATOR
 from gateway.checks.probe import (
     STORED_STATUS,
     TestResult,
@@ -33,9 +27,15 @@ from gateway.checks.probe import (
     classify_upstream_error,
     probe_request,
 )
+from gateway.configurations.crud import Policy, check_api_key, check_provider_and_url, decrypt_key, get_configuration
 from gateway.configurations.providers import Provider
+from gateway.crypto.keyring import CryptoError, KeyRing
+from gateway.errors import RateLimited, Unprocessable, UpstreamError
 from gateway.proxy.forward import Target, send_once
 from gateway.proxy.translation import Translator
+from gateway.store.changes import Change, ChangeBus
+from gateway.store.models import LLMConfiguration, utcnow
+from gateway.web.appkeys import CHANGES, HTTP_CLIENT, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER, TRANSLATOR
 from gateway.web.ratelimit import SlidingWindowLimiter
 
 AUDIT_ACTION = "test"  # the admin audit log's action name

@@ -17,7 +17,17 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import __version__, logs
-from gateway.store import migrate
+from gateway.accounts.users import (
+    create_user,
+    delete_user,
+    get_user_by_name,
+    issue_token,
+    list_tokens,
+    list_users,
+    revoke_token,
+    set_disabled,
+    valid_user_name,
+)
 from gateway.cli.bootstrap import (
     StartupError,
     check_database,
@@ -36,19 +46,9 @@ from gateway.errors import GatewayError
 from gateway.legacy.migration import MigrationReport, Migrator, run_migration
 from gateway.legacy.source import LegacySourceError, open_source
 from gateway.settings import TABLE_RE, ConfigFileError, Settings, describe_settings_error
+from gateway.store import migrate
 from gateway.store.changes import Change, ChangeBus
 from gateway.store.db import make_engine, make_sessionmaker
-from gateway.accounts.users import (
-    create_user,
-    delete_user,
-    get_user_by_name,
-    issue_token,
-    list_tokens,
-    list_users,
-    revoke_token,
-    set_disabled,
-    valid_user_name,
-)
 
 T = TypeVar("T")
 

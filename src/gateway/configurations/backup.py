@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.legacy.compat import clear_key, default_configuration, has_key
 from gateway.configurations.crud import (
     Policy,
     check_provider_and_url,
@@ -30,6 +29,7 @@ from gateway.configurations.crud import (
 )
 from gateway.crypto.keyring import KeyRing, b64url_decode, b64url_encode
 from gateway.errors import Unprocessable
+from gateway.legacy.compat import clear_key, default_configuration, has_key
 from gateway.store.models import utcnow
 from gateway.validation import MAX_MODEL, MAX_NAME, printable
 

@@ -13,10 +13,10 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.accounts import audit
+from gateway.accounts.users import create_user, get_user_by_name
 from gateway.configurations.crud import Policy, check_provider_and_url, create_configuration
 from gateway.crypto.keyring import KeyRing
 from gateway.errors import GatewayError
-from gateway.store.changes import Change, ChangeBus
 from gateway.legacy.source import (
     USER_NAME_RE,
     LegacyRecord,
@@ -25,7 +25,7 @@ from gateway.legacy.source import (
     classify,
     split_model,
 )
-from gateway.accounts.users import create_user, get_user_by_name
+from gateway.store.changes import Change, ChangeBus
 from gateway.store.models import AuditEvent, LLMConfiguration, User
 from gateway.validation import MAX_MODEL, check_text
 

@@ -163,7 +163,7 @@ class Admission:
 class Slot:
     """One request's hold on a slot (an async context manager)."""
 
-    __slots__ = ("admission", "request", "user_id", "stream")
+    __slots__ = ("admission", "request", "stream", "user_id")
 
     def __init__(self, admission: Admission, request: web.Request, user_id: uuid.UUID, stream: bool) -> None:
         self.admission = admission

@@ -123,7 +123,7 @@ class BindingCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, user_id: uuid.UUID, conversation_id: str) -> uuid.UUID | None | object:
+    def get(self, user_id: uuid.UUID, conversation_id: str) -> uuid.UUID | object | None:
         """The cached answer, or NOT_CACHED."""
         key = (user_id, conversation_id)
         entry = self._entries.get(key)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import random
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -13,13 +13,15 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.web.appkeys import (
-    ADMISSION, CONFIG_CACHE, COOLDOWNS, HTTP_CLIENT, KEYRING, METRICS, SETTINGS, TRANSLATOR, USAGE,
-)
 from gateway.crypto.keyring import CryptoError
-from gateway.web.auth import caller_of
 from gateway.errors import (
-    BadRequest, GatewayError, InvalidJSON, PayloadTooLarge, ServiceUnavailable, UpstreamError, UpstreamTimeout,
+    BadRequest,
+    GatewayError,
+    InvalidJSON,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
 )
 from gateway.proxy import translation
 from gateway.proxy.admission import CLIENT_CLOSED
@@ -28,6 +30,18 @@ from gateway.proxy.failover import parse_retry_after, should_fail_over
 from gateway.proxy.forward import Target, post_upstream, read_answer, read_error, relayed_headers, upstream_errors
 from gateway.proxy.relay import SSERelay, first_event_is_json
 from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
+from gateway.web.appkeys import (
+    ADMISSION,
+    CONFIG_CACHE,
+    COOLDOWNS,
+    HTTP_CLIENT,
+    KEYRING,
+    METRICS,
+    SETTINGS,
+    TRANSLATOR,
+    USAGE,
+)
+from gateway.web.auth import caller_of
 
 log = logging.getLogger("gateway.upstream")
 # Body fields that would steer routing or credentials (LiteLLM's CVE-2024-6587): the gateway's alone.
@@ -41,9 +55,26 @@ MAX_HEADER_CHARS = 256
 class Exchange:
     """The state of one proxied request."""
 
-    __slots__ = ("request", "app", "path", "started", "request_id", "user_id", "conversation_id", "body", "raw",
-                 "stream", "drop_usage_chunk", "expect_done", "configuration", "attempts", "status", "usage",
-                 "answer", "error_class")
+    __slots__ = (
+        "answer",
+        "app",
+        "attempts",
+        "body",
+        "configuration",
+        "conversation_id",
+        "drop_usage_chunk",
+        "error_class",
+        "expect_done",
+        "path",
+        "raw",
+        "request",
+        "request_id",
+        "started",
+        "status",
+        "stream",
+        "usage",
+        "user_id",
+    )
 
     def __init__(self, request: web.Request, path: str) -> None:
         self.request = request

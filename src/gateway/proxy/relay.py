@@ -88,7 +88,7 @@ class SSERelay:
     once (a partial event is not searched again from its start), and a partial event may not grow past
     `max_event_bytes`: an upstream that never ends its event cannot take the gateway's memory."""
 
-    __slots__ = ("_buffer", "_scanned", "_cr", "max_event_bytes", "drop_usage_chunk", "usage", "saw_done")
+    __slots__ = ("_buffer", "_cr", "_scanned", "drop_usage_chunk", "max_event_bytes", "saw_done", "usage")
 
     def __init__(self, *, drop_usage_chunk: bool, max_event_bytes: int) -> None:
         self._buffer = bytearray()

@@ -7,9 +7,6 @@ from collections.abc import AsyncIterator
 import orjson
 from aiohttp import web
 
-from gateway.web.appkeys import (
-    ADMISSION, CHANGES, CONFIG_CACHE, COOLDOWNS, METRICS, PROVIDERS, SESSIONMAKER, SETTINGS, TRANSLATOR,
-)
 from gateway.proxy.admission import Admission
 from gateway.proxy.cache import ConfigurationCache
 from gateway.proxy.exchange import proxy
@@ -17,6 +14,17 @@ from gateway.proxy.failover import Cooldowns
 from gateway.proxy.metrics import ProxyMetrics, metrics_handler
 from gateway.proxy.translation import Translator
 from gateway.proxy.usage import usage_ctx
+from gateway.web.appkeys import (
+    ADMISSION,
+    CHANGES,
+    CONFIG_CACHE,
+    COOLDOWNS,
+    METRICS,
+    PROVIDERS,
+    SESSIONMAKER,
+    SETTINGS,
+    TRANSLATOR,
+)
 from gateway.web.auth import caller_of
 from gateway.web.changes import listener_ctx
 

@@ -11,22 +11,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 if TYPE_CHECKING:
     from admin.providers_api import ProviderListing
     from admin.ui import Asset
-    from gateway.web.auth import TokenCache
-    from gateway.store.changes import ChangeBus
     from gateway.configurations.crud import Policy
+    from gateway.configurations.providers import ProviderCatalog
     from gateway.crypto.keyring import KeyRing
+    from gateway.legacy.migration import ReadThrough
+    from gateway.legacy.source import LegacySource
     from gateway.proxy.admission import Admission
-    from gateway.proxy.translation import Translator
     from gateway.proxy.cache import ConfigurationCache
     from gateway.proxy.failover import Cooldowns
     from gateway.proxy.metrics import ProxyMetrics
+    from gateway.proxy.translation import Translator
     from gateway.proxy.usage import UsageWriter
-    from gateway.legacy.source import LegacySource
-    from gateway.legacy.migration import ReadThrough
-    from gateway.configurations.providers import ProviderCatalog
-    from gateway.web.ratelimit import SlidingWindowLimiter
     from gateway.settings import Settings
+    from gateway.store.changes import ChangeBus
     from gateway.templates.catalog import TemplateCatalog
+    from gateway.web.auth import TokenCache
+    from gateway.web.ratelimit import SlidingWindowLimiter
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 ENGINE = web.AppKey("engine", AsyncEngine)

@@ -75,7 +75,7 @@ class TokenCache:
             self.by_header.clear()
         self.by_header[header] = caller
 
-    def get(self, token: str) -> Caller | None | bool:
+    def get(self, token: str) -> Caller | bool | None:
         """A cached Caller, None for a cached revoked/unknown token, False when not cached."""
         caller = self._known.get(token)
         if caller is not None:
