@@ -140,11 +140,12 @@ async def test_translation_refuses_a_client_that_is_not_the_gateways(monkeypatch
 
     from gateway.errors import UpstreamError
     from gateway.proxy.translation import GuardedTransport, check_guarded
+    from gateway.ssrf import UrlPolicy
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.attacker.test:3128")
     url = "https://api.anthropic.com"
     async with aiohttp.ClientSession(trust_env=False) as http:
-        ours = AsyncHTTPHandler(transport=GuardedTransport(http, allow_private=False, max_body_bytes=1 << 20),
+        ours = AsyncHTTPHandler(transport=GuardedTransport(http, urls=UrlPolicy(), max_body_bytes=1 << 20),
                                 follow_redirects=False)
         check_guarded(ours, url)
         for switch in (None, "DISABLE_AIOHTTP_TRANSPORT"):

@@ -33,6 +33,7 @@ from gateway.crypto.keyring import CryptoError, KeyRing
 from gateway.errors import RateLimited, Unprocessable, UpstreamError
 from gateway.proxy.forward import Target, send_once
 from gateway.proxy.translation import Translator
+from gateway.ssrf import UrlPolicy
 from gateway.store.changes import Change, ChangeBus
 from gateway.store.models import LLMConfiguration, utcnow
 from gateway.web.appkeys import CHANGES, HTTP_CLIENT, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER, TRANSLATOR
@@ -56,7 +57,7 @@ def _host(base_url: str) -> str:
 
 
 async def run_probe(
-    http: aiohttp.ClientSession, target: Target, *, timeout_s: float, translator: Translator, allow_private: bool
+    http: aiohttp.ClientSession, target: Target, *, timeout_s: float, translator: Translator, urls: UrlPolicy
 ) -> TestResult:
     """Test one target through the proxy's forwarding code and classify the outcome; never raises for upstream
     trouble."""
@@ -67,7 +68,7 @@ async def run_probe(
     started = time.perf_counter()
     try:
         reply = await send_once(http, target, path=probe.path, body=probe.body, timeout_s=timeout_s,
-                                translator=translator, allow_private=allow_private)
+                                translator=translator, urls=urls)
     except UpstreamError as exc:
         latency_ms = round((time.perf_counter() - started) * 1000)
         return classify_upstream_error(exc, model=target.model, api_key=target.api_key,
@@ -160,15 +161,13 @@ class Checker:
     timeout_s: float
     concurrency: int
     translator: Translator
-    allow_private: bool
 
     @classmethod
     def of(cls, app: Mapping[Any, Any]) -> Checker:
         """Build from an application (or a request's config_dict)."""
         settings = app[SETTINGS]
         return cls(app[SESSIONMAKER], app[HTTP_CLIENT], app[KEYRING], app[POLICY], app[CHANGES], app[TEST_LIMITER],
-                   settings.test_timeout_s, settings.test_concurrency, app[TRANSLATOR],
-                   settings.allow_private_base_urls)
+                   settings.test_timeout_s, settings.test_concurrency, app[TRANSLATOR])
 
     async def test_unsaved(self, *, user_id: uuid.UUID, provider: str, model: str, api_key: str,
                            base_url: str | None) -> TestResult:
@@ -176,7 +175,7 @@ class Checker:
         target = unsaved_target(self.policy, provider=provider, model=model, api_key=api_key, base_url=base_url)
         self.limiter.require(user_id, what="configuration tests")
         return await run_probe(self.client, target, timeout_s=self.timeout_s, translator=self.translator,
-                           allow_private=self.allow_private)
+                               urls=self.policy.urls)
 
     async def test_saved(self, *, user_id: uuid.UUID, configuration_id: uuid.UUID | str, actor: str,
                          source: str = "test") -> SavedTestResult:
@@ -223,7 +222,7 @@ class Checker:
                 return target
             async with gate:
                 return await run_probe(self.client, target, timeout_s=self.timeout_s, translator=self.translator,
-                                       allow_private=self.allow_private)
+                                       urls=self.policy.urls)
 
         verdicts = await asyncio.gather(*(one(c) for c in configs))
         saved: list[SavedTestResult] = []

@@ -46,6 +46,7 @@ from gateway.errors import GatewayError
 from gateway.legacy.migration import MigrationReport, Migrator, run_migration
 from gateway.legacy.source import LegacySourceError, open_source
 from gateway.settings import TABLE_RE, ConfigFileError, Settings, describe_settings_error
+from gateway.ssrf import UrlPolicy
 from gateway.store import migrate
 from gateway.store.changes import Change, ChangeBus
 from gateway.store.db import make_engine, make_sessionmaker
@@ -209,7 +210,7 @@ def cmd_migrate_legacy(args: argparse.Namespace) -> int:
     """Migrate legacy single-key settings into configurations and print the report."""
     settings = ensure_key_ring(load_settings(), announce=False)
     catalog = ProviderCatalog.load(settings.providers_file)
-    policy = Policy(catalog=catalog, allow_private_base_urls=settings.allow_private_base_urls,
+    policy = Policy(catalog=catalog, urls=UrlPolicy.from_settings(settings),
                     max_per_user=settings.max_configurations_per_user)
 
     async def work() -> MigrationReport:

@@ -17,7 +17,7 @@ from gateway.configurations.providers import ProviderCatalog
 from gateway.crypto.keyring import KeyRing, row_binding
 from gateway.crypto.masking import is_placeholder, mask_key
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
-from gateway.ssrf import UnsafeURLError, check_base_url
+from gateway.ssrf import UnsafeURLError, UrlPolicy
 from gateway.store.models import LLMConfiguration, User, utcnow
 from gateway.validation import MAX_MODEL, MAX_NAME, check_text
 
@@ -29,10 +29,10 @@ TEST_STATUSES = ("untested", "success", "failed", "rate_limited")
 
 @dataclass(frozen=True)
 class Policy:
-    """What a configuration may be: the provider catalog, the SSRF switch, the per-user limit."""
+    """What a configuration may be: the provider catalog, where its base URL may point, the per-user limit."""
 
     catalog: ProviderCatalog
-    allow_private_base_urls: bool = False
+    urls: UrlPolicy
     max_per_user: int = 100
 
 
@@ -73,7 +73,7 @@ def check_provider_and_url(policy: Policy, provider: str, base_url: str | None) 
             raise Unprocessable(f"Field 'base_url' is required for provider '{provider}'", param="base_url")
         return None
     try:
-        return check_base_url(base_url, allow_private=policy.allow_private_base_urls)
+        return policy.urls.check_base_url(base_url)
     except UnsafeURLError as exc:
         raise Unprocessable(f"Invalid 'base_url': {exc}", param="base_url", code="unsafe_base_url") from None
 

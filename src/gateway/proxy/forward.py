@@ -17,7 +17,7 @@ from gateway.configurations.providers import WIRE_OPENAI
 from gateway.crypto.masking import scrub
 from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout, parse_error_body
 from gateway.proxy.cache import CachedConfiguration
-from gateway.ssrf import UnsafeURLError, guard_url
+from gateway.ssrf import UnsafeURLError, UrlPolicy
 
 if TYPE_CHECKING:
     from gateway.proxy.translation import Translator
@@ -45,7 +45,6 @@ class Target:
     model: str
     api_key: str = field(repr=False)
     name: str = ""
-    url_checked: bool = False  # True when base_url already passed the SSRF policy (cached configurations)
 
     @classmethod
     def of(cls, configuration: CachedConfiguration, api_key: str) -> Target:
@@ -57,13 +56,7 @@ class Target:
             raise UpstreamError(f"The upstream address is refused by the gateway's policy: {configuration.refusal}",
                                 code="upstream_address_refused")
         return cls(configuration.provider, configuration.wire, configuration.litellm_provider,
-                   configuration.base_url, configuration.model, api_key, configuration.name, True)
-
-    def check_url(self, allow_private: bool) -> None:
-        """Apply the SSRF policy to the base_url (scheme, IP literals); hostnames are the resolver's job."""
-        if not self.url_checked:
-            with upstream_errors(self):
-                guard_url(self.base_url, allow_private=allow_private)
+                   configuration.base_url, configuration.model, api_key, configuration.name)
 
     @property
     def is_openai_compatible(self) -> bool:
@@ -217,22 +210,22 @@ async def read_error(response: aiohttp.ClientResponse, target: Target) -> Upstre
 
 async def send_once(
     http: aiohttp.ClientSession, target: Target, *, path: str, body: dict[str, Any], timeout_s: float,
-    translator: Translator | None = None, allow_private: bool = False,
-    max_body_bytes: int = DEFAULT_MAX_UPSTREAM_BODY,
+    urls: UrlPolicy, translator: Translator | None = None, max_body_bytes: int = DEFAULT_MAX_UPSTREAM_BODY,
 ) -> UpstreamResult:
     """Send one non-streamed request to the target, no failover; the model becomes the target's.
 
     Returns 2xx answers with all their headers; raises UpstreamError (with the upstream's status, its
     Retry-After and rate-limit headers) for error answers and connection errors, UpstreamTimeout when
     `timeout_s` passes. Targets without OpenAI's wire format go through litellm (`translator`: the app's
-    TRANSLATOR), /chat/completions only. The base_url obeys the SSRF policy unless the target says it was
-    checked already (`url_checked`); `allow_private` is the setting ALLOW_PRIVATE_BASE_URLS.
+    TRANSLATOR), /chat/completions only. The base_url is asked of `urls` (the app's URL_POLICY) first: the
+    proxy's own targets come from the cache, which asked it already, but this one may be unsaved.
     """
-    target.check_url(allow_private)
+    with upstream_errors(target):
+        urls.guard_url(target.base_url)
     if not target.is_openai_compatible:
         from gateway.proxy.translation import Translator, complete
 
-        translator = translator or Translator(timeout_s=timeout_s, allow_private=allow_private)
+        translator = translator or Translator(timeout_s=timeout_s, urls=urls)
         with upstream_errors(target):
             return await asyncio.wait_for(complete(translator, http, target, body), timeout_s)
     payload = orjson.dumps({**body, "model": target.model})

@@ -24,7 +24,7 @@ from yarl import URL
 from gateway.configurations.providers import _litellm as import_litellm
 from gateway.errors import BadRequest, UpstreamError
 from gateway.proxy.forward import Target, UpstreamResult, error_from_answer, transport_error
-from gateway.ssrf import UnsafeURLError, guard_url
+from gateway.ssrf import UnsafeURLError, UrlPolicy
 
 # OpenAI chat parameters a client may send; anything else would reach litellm's own options (headers,
 # fallbacks, callbacks...), which are the gateway's business, not the client's.
@@ -40,12 +40,13 @@ TRANSPORT_FAILURES = (TimeoutError, UnsafeURLError, aiohttp.ClientError)
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):
-    """litellm's requests sent through the gateway's session: its GuardedResolver judges every connect, no
-    environment proxy, no redirect; litellm closing a client it made around this transport closes nothing."""
+    """litellm's requests sent through the gateway's session: the URL policy judges every URL, its GuardedResolver
+    every connect; no environment proxy, no redirect; litellm closing a client it made around this transport
+    closes nothing."""
 
-    def __init__(self, http: aiohttp.ClientSession, *, allow_private: bool, max_body_bytes: int) -> None:
+    def __init__(self, http: aiohttp.ClientSession, *, urls: UrlPolicy, max_body_bytes: int) -> None:
         self.http = http
-        self.allow_private = allow_private
+        self.urls = urls
         self.max_body_bytes = max_body_bytes
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -55,7 +56,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout") or {}
         body = await request.aread()
         try:
-            guard_url(str(request.url), allow_private=self.allow_private)  # IP literals never reach the resolver
+            self.urls.guard_url(str(request.url))  # IP literals never reach the resolver
             with map_aiohttp_exceptions():
                 response = await self.http.request(
                     request.method, URL(str(request.url), encoded=True), headers=request.headers,
@@ -107,9 +108,9 @@ def check_guarded(handler: Any, url: str) -> None:
 class Translator:
     """litellm and one HTTP handler over the gateway's session, both made on first use."""
 
-    def __init__(self, *, timeout_s: float, allow_private: bool, max_body_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(self, *, timeout_s: float, urls: UrlPolicy, max_body_bytes: int = 32 * 1024 * 1024) -> None:
         self.timeout_s = timeout_s
-        self.allow_private = allow_private
+        self.urls = urls
         self.max_body_bytes = max_body_bytes
         self._module: ModuleType | None = None
         self._handler: Any = None
@@ -127,8 +128,7 @@ class Translator:
                     # given, but builds a client of its own around a session it was given.
                     self._handler = AsyncHTTPHandler(
                         timeout=self.timeout_s, follow_redirects=False,
-                        transport=GuardedTransport(http, allow_private=self.allow_private,
-                                                   max_body_bytes=self.max_body_bytes))
+                        transport=GuardedTransport(http, urls=self.urls, max_body_bytes=self.max_body_bytes))
                     self._module = module
         return self._module, self._handler
 
@@ -210,7 +210,6 @@ def _failures() -> tuple[type[BaseException], ...]:
 async def _call(translator: Translator, http: aiohttp.ClientSession, target: Target, body: dict[str, Any],
                 **extra: Any) -> Any:
     params = _params(body)
-    target.check_url(translator.allow_private)
     litellm, handler = await translator.ready(http)
     check_guarded(handler, target.base_url)
     try:
