@@ -11,9 +11,9 @@ from aiohttp import web
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from admin.checks import run_test_on_save
 from admin.registry import ID, ApiRegistry
 from admin.schemas import Public, StrictBody, json_response, optional, printable
-from admin.testing import run_test_on_save
 from gateway.accounts.audit import record
 from gateway.configurations.crud import (
     configuration_names,

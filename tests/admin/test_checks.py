@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from admin.testing import run_test_on_save
+from admin.checks import run_test_on_save
 from gateway.configurations.crud import get_configuration
 from gateway.store.models import AuditEvent, LLMConfiguration, UsageRecord
 from gateway.web.appkeys import SESSIONMAKER
