@@ -8,8 +8,7 @@ import uuid
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.configurations.crud import decrypt_key
-from gateway.legacy.compat import CLEARED_KEY, default_configuration
+from gateway.configurations.crud import CLEARED_KEY, decrypt_key, default_configuration
 from gateway.web.appkeys import KEYRING, SESSIONMAKER
 from tests.factories import ApiUser, make_configuration, make_user
 

@@ -103,6 +103,15 @@ async def list_user_configurations(session: AsyncSession, *, user_id: uuid.UUID)
     return list((await session.execute(query)).scalars())
 
 
+async def default_configuration(session: AsyncSession, *, user_id: uuid.UUID,
+                                for_update: bool = False) -> LLMConfiguration | None:
+    """The user's default configuration, if any."""
+    query = select(LLMConfiguration).where(LLMConfiguration.user_id == user_id, LLMConfiguration.is_default.is_(True))
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 async def search_configurations(
     session: AsyncSession,
     *,
