@@ -18,7 +18,7 @@ from gateway.crypto.keyring import KeyRing, row_binding
 from gateway.crypto.masking import is_placeholder, mask_key
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.ssrf import UnsafeURLError, check_base_url
-from gateway.store.db import dialect_name
+from gateway.store.db import dialect_name, take_sqlite_write_lock
 from gateway.store.models import LLMConfiguration, User, utcnow
 from gateway.validation import MAX_MODEL, MAX_NAME, check_text
 
@@ -177,8 +177,7 @@ async def lock_user(session: AsyncSession, *, user_id: uuid.UUID) -> None:
     Without it two simultaneous default switches can each clear the other's default (none left) or collide
     on the partial unique index, and two creates can both pass the per-user limit."""
     if dialect_name(session) == "sqlite":
-        # SQLite has no row locks: a write takes its database-wide write lock now, before anything is read.
-        await session.execute(update(User).where(User.id == user_id).values(is_admin=User.is_admin))
+        await take_sqlite_write_lock(session)
     else:
         # NO KEY UPDATE: still lets other transactions insert rows referencing the user (tokens, usage).
         await session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))

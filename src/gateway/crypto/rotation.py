@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.crypto.keyring import CryptoError, KeyRing, row_binding
 from gateway.store.changes import Change, ChangeBus
-from gateway.store.db import dialect_name, rows_affected
+from gateway.store.db import dialect_name, rows_affected, take_sqlite_write_lock
 from gateway.store.models import LLMConfiguration, utcnow
 
 log = logging.getLogger("gateway.rotation")
@@ -85,8 +85,7 @@ async def _rotate_batch(session: AsyncSession, *, keyring: KeyRing, bus: ChangeB
     if dialect_name(session) == "postgresql":
         query = query.with_for_update(skip_locked=True)
     else:
-        # Take SQLite's write lock before reading, so the read and the writes are one serialised unit.
-        await session.execute(update(LLMConfiguration).where(LLMConfiguration.id.is_(None)).values(key_id=""))
+        await take_sqlite_write_lock(session)
     rows = (await session.execute(query)).all()
     users: set[str] = set()
     rotated = 0

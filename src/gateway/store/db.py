@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, event
+from sqlalchemy import CursorResult, Result, event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -45,3 +45,9 @@ def dialect_name(session: AsyncSession) -> str:
 def rows_affected(result: Result[Any]) -> int:
     """How many rows an UPDATE or DELETE changed (for those statements `execute` returns a CursorResult)."""
     return cast(CursorResult[Any], result).rowcount
+
+
+async def take_sqlite_write_lock(session: AsyncSession) -> None:
+    """SQLite has no row locks: take its database-wide write lock now, before anything is read, so the reads and
+    writes that follow are one serialised unit. A write that matches no row is enough to take it."""
+    await session.execute(text("UPDATE change_log SET id = id WHERE 0"))
