@@ -35,6 +35,7 @@ from gateway.proxy.forward import Target, send_once
 from gateway.proxy.translation import Translator
 from gateway.ssrf import UrlPolicy
 from gateway.store.changes import Change, ChangeBus
+from gateway.store.db import rows_affected
 from gateway.store.models import LLMConfiguration, utcnow
 from gateway.web.appkeys import CHANGES, HTTP_CLIENT, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER, TRANSLATOR
 from gateway.web.ratelimit import SlidingWindowLimiter
@@ -128,7 +129,7 @@ async def store_result(
         )
         .execution_options(synchronize_session="evaluate")
     )
-    if updated.rowcount == 0:
+    if rows_affected(updated) == 0:
         return None
     record_test_audit(session, user_id=config.user_id, configuration_id=config.id, result=result, actor=actor,
                       source=source)
