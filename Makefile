@@ -5,6 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
+# LiteLLM's proxy, the third-party upstream of tests/clients/test_third_party_upstream.py, in a virtualenv of its
+# own: its extra pins websockets and rich older than the test extra's (constraints-litellm-proxy.txt).
+PROXY_VENV ?= .venv-litellm-proxy
+PROXY := $(PROXY_VENV)/.installed
 
 .PHONY: run test install bench clean
 
@@ -20,16 +24,22 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	touch $(RUNTIME) $(STAMP)
 
-install: $(STAMP)
+$(PROXY): constraints-litellm-proxy.txt
+	$(PYTHON) -m venv $(PROXY_VENV)
+	$(PROXY_VENV)/bin/pip install -q --upgrade pip
+	$(PROXY_VENV)/bin/pip install -q -c constraints-litellm-proxy.txt 'litellm[proxy]==1.108.7'
+	touch $(PROXY)
+
+install: $(STAMP) $(PROXY)
 
 run: $(RUNTIME)
 	$(BIN)/llm-gateway serve
 
-test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) $(PROXY)
+	TEST_LITELLM_PROXY_VENV=$(abspath $(PROXY_VENV)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(PROXY_VENV) build *.egg-info

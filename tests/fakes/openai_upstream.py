@@ -61,6 +61,7 @@ class Behaviour:
     retry_after: str | None = None  # Retry-After header value on error answers
     delay_s: float = 0.0  # before anything (headers included) is sent
     chunk_delay_s: float = 0.0  # between consecutive stream events
+    end_delay_s: float = 0.0  # after a stream's last event, before its HTTP end (as LiteLLM's proxy ends late)
     chunks: int = 3  # number of content deltas a stream carries
     content: str = "Hello from the fake upstream."
     prompt_tokens: int = 11  # OpenAI prompt_tokens / Anthropic input_tokens
@@ -401,6 +402,7 @@ class FakeUpstream:
                 rec.client_disconnected = True
                 return resp
             rec.chunk_times.append(time.monotonic())
+        await self.pause(b.end_delay_s)
         try:
             await resp.write_eof()
         except ConnectionError:

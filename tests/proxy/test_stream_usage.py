@@ -3,6 +3,7 @@ that did not ask, wherever the upstream puts it, and is still what the usage rec
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from tests.fakes.openai_upstream import FakeOpenAI
 
 from .conftest import MESSAGES, openai_config
 from .test_usage import wait_for_requests
+from .test_usage_writer import recorded
 
 
 async def events(client: TestClient, user: ApiUser, **body: Any) -> list[dict[str, Any]]:
@@ -42,3 +44,23 @@ async def test_usage_hidden_unless_asked(client: TestClient, user: ApiUser, fake
                                                                       fake.behaviour.completion_tokens)
     asked = await events(client, user, stream_options={"include_usage": True})
     assert [e["usage"]["prompt_tokens"] for e in asked if e.get("usage")] == [fake.behaviour.prompt_tokens]
+
+
+async def test_a_client_leaving_right_after_done_got_the_whole_stream(client: TestClient, user: TestUser,
+                                                                       fake: FakeOpenAI) -> None:
+    """The openai SDK closes as soon as it reads [DONE]; a proxy upstream (LiteLLM) ends its HTTP stream a moment
+    later. The gateway ends the client's stream at [DONE]: the request counts as answered (200), with its usage."""
+    fake.behaviour.end_delay_s = 0.5
+    await openai_config(client, user, fake)
+    resp = await client.post("/v1/chat/completions", headers=user.headers,
+                             json={"model": "x", "messages": MESSAGES, "stream": True})
+    received = b""
+    async with asyncio.timeout(10):
+        async for chunk in resp.content.iter_any():
+            received += chunk
+            if b"data: [DONE]" in received:
+                break
+    resp.close()
+    (row,) = await recorded(client, user, 1)
+    assert (row.status, row.prompt_tokens, row.completion_tokens) == (200, fake.behaviour.prompt_tokens,
+                                                                       fake.behaviour.completion_tokens)

@@ -353,8 +353,11 @@ def _too_long(limit_s: float) -> UpstreamTimeout:
 
 async def _pump(response: web.StreamResponse, relay: SSERelay, chunks: AsyncGenerator[bytes, None]
                 ) -> GatewayError | None:
-    """Relay the rest of the stream; the upstream's failure (a cut, a silence, an oversized event), if any."""
-    while True:
+    """Relay the rest of the stream; the upstream's failure (a cut, a silence, an oversized event), if any.
+
+    The end marker completes the client's answer: it ends here, not at the upstream's HTTP end, which a proxy
+    upstream (LiteLLM) sends a moment later, after a client (the openai SDK) already left on [DONE]."""
+    while not relay.saw_done:
         try:
             chunk = await anext(chunks, None)
             if chunk is None:
@@ -364,6 +367,7 @@ async def _pump(response: web.StreamResponse, relay: SSERelay, chunks: AsyncGene
             return exc
         if data:
             await response.write(data)
+    return None
 
 
 def _account(ex: Exchange) -> None:
