@@ -46,7 +46,7 @@ async def test_usage_hidden_unless_asked(client: TestClient, user: ApiUser, fake
     assert [e["usage"]["prompt_tokens"] for e in asked if e.get("usage")] == [fake.behaviour.prompt_tokens]
 
 
-async def test_a_client_leaving_right_after_done_got_the_whole_stream(client: TestClient, user: TestUser,
+async def test_a_client_leaving_right_after_done_got_the_whole_stream(client: TestClient, user: ApiUser,
                                                                        fake: FakeOpenAI) -> None:
     """The openai SDK closes as soon as it reads [DONE]; a proxy upstream (LiteLLM) ends its HTTP stream a moment
     later. The gateway ends the client's stream at [DONE]: the request counts as answered (200), with its usage."""
