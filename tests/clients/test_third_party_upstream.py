@@ -15,7 +15,7 @@ from langchain_openai import ChatOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from gateway.store.models import UsageRecord
-from tests.factories import TestUser, make_configuration, make_user
+from tests.factories import ApiUser, make_configuration, make_user
 from tests.gateway.test_cli import free_port
 from tests.proxy.test_usage_writer import recorded
 
@@ -35,7 +35,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteLLMProxy]:
         litellm_proxy.stop(running)
 
 
-async def setup_user(client: TestClient, proxy: LiteLLMProxy, **fields: object) -> tuple[TestUser, dict[str, object]]:
+async def setup_user(client: TestClient, proxy: LiteLLMProxy, **fields: object) -> tuple[ApiUser, dict[str, object]]:
     """A user whose configuration CONFIGURATION sends to the proxy's MODEL with its master key."""
     user = await make_user(client)
     values = {"name": CONFIGURATION, "provider": "custom", "model": litellm_proxy.MODEL, "base_url": proxy.url,
@@ -43,11 +43,11 @@ async def setup_user(client: TestClient, proxy: LiteLLMProxy, **fields: object) 
     return user, await make_configuration(client, user, **values)
 
 
-def sdk(client: TestClient, user: TestUser) -> openai.AsyncOpenAI:
+def sdk(client: TestClient, user: ApiUser) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key=user.token, max_retries=0)
 
 
-async def usage_rows(client: TestClient, user: TestUser, n: int) -> list[UsageRecord]:
+async def usage_rows(client: TestClient, user: ApiUser, n: int) -> list[UsageRecord]:
     """The user's n usage rows, oldest first."""
     return sorted(await recorded(client, user, n), key=lambda row: row.created_at)
 
