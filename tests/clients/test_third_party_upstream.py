@@ -15,8 +15,8 @@ from langchain_openai import ChatOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from gateway.store.models import UsageRecord
+from tests.cli.test_cli import free_port
 from tests.factories import ApiUser, make_configuration, make_user
-from tests.gateway.test_cli import free_port
 from tests.proxy.test_usage_writer import recorded
 
 from . import litellm_proxy
