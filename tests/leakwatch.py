@@ -40,8 +40,8 @@ from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY
 CHATTY_LOGGERS = ("aiohttp.access", "aiohttp.server", "aiohttp.client", "aiohttp.web", "LiteLLM", "LiteLLM Router",
                   "LiteLLM Proxy", "httpx", "httpcore", "openai", "gateway", "admin", "sqlalchemy.engine",
                   "asyncpg", "aiosqlite")
-TABLES = ("change_log", "audit_events", "usage_records", "conversation_configurations", "llm_configurations",
-          "api_tokens", "users")
+TABLES = ("change_log", "audit_events", "usage_records", "conversation_configurations", "member_defaults",
+          "llm_configurations", "team_keys", "team_members", "teams", "api_tokens", "users")
 # A stored key shorter or plainer than this is not watched unless a test registered it: such strings occur by
 # chance (a fuzzer's `aaaaaaaaaaaa` is also the name it sent).
 MIN_HARVESTED, MIN_DISTINCT = 12, 8
