@@ -83,7 +83,7 @@ async def decrypt_configuration_key(session: AsyncSession, *, keyring: KeyRing,
     call; never store or log the result. Raises a CryptoError when it cannot be decrypted."""
     if configuration.team_id is None:
         return keyring.decrypt(configuration.api_key_encrypted,
-                               binding=row_binding(configuration.id, configuration.user_id or ""))
+                               binding=row_binding(configuration.id, configuration.user_id))
     key = await data_key(session, keyring=keyring, team_id=configuration.team_id, team_key_id=configuration.key_id)
     return decrypt_with_data_key(key, configuration)
 
