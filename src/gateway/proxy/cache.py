@@ -35,7 +35,7 @@ class CachedConfiguration:
 
     id: uuid.UUID
     id_str: str
-    user_id: uuid.UUID
+    user_id: uuid.UUID | None  # None for a team's configuration
     name: str
     provider: str
     model: str
