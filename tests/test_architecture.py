@@ -34,3 +34,15 @@ def test_import_contract_fails_when_storage_imports_aiohttp(tmp_path: Path) -> N
     result = lint_imports(src, tmp_path)
     assert result.returncode != 0
     assert "gateway.store.db -> aiohttp" in result.stdout
+
+
+def test_import_contract_fails_when_forward_imports_translation(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "static", "docs"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    forward = src / "gateway" / "proxy" / "forward.py"
+    late = "\n\ndef _late() -> None:\n    from gateway.proxy import translation  # noqa: F401\n"
+    forward.write_text(forward.read_text() + late)
+    result = lint_imports(src, tmp_path)
+    assert result.returncode != 0
+    assert "gateway.proxy.forward -> gateway.proxy.translation" in result.stdout
