@@ -1,5 +1,6 @@
 """A database for the gateway under test: migrated, one user with a token, one configuration `bench-model`
-pointing at the fake upstream. Made with the gateway's own repository functions, as the CLI and API would.
+pointing at the fake upstream and one `bench-claude` on the fake Anthropic one (BENCH_ANTHROPIC_URL/KEY). Made
+with the gateway's own repository functions, as the CLI and API would.
 
 Run as a child process with the measured tree's src/ first on PYTHONPATH (its migrations and models):
     python -m benchmarks.prepare sqlite DIRECTORY | postgres SERVER_URL   (upstream in BENCH_UPSTREAM_URL/KEY)
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
-from benchmarks.procs import MODEL
+from benchmarks.procs import MODEL, TRANSLATED_MODEL
 from gateway.accounts.users import create_user, issue_token
 from gateway.configurations.crud import Policy, create_configuration
 from gateway.configurations.providers import ProviderCatalog
@@ -40,19 +41,24 @@ class Prepared:
 
 
 async def _fill(database_url: str, keys: str, upstream_url: str, upstream_key: str) -> str:
-    """Migrate, then add the user, its token and the configuration; returns the token."""
+    """Migrate, then add the user, its token and the configurations; returns the token."""
     await migrate.upgrade_async(database_url)
     engine = make_engine(database_url)
     try:
         async with make_sessionmaker(engine)() as session:
             user = await create_user(session, name="bench")
             _, token = await issue_token(session, user_id=user.id, name="bench")
+            keyring = KeyRing.from_entries(parse_key_ring(keys))
+            policy = Policy(catalog=ProviderCatalog.load(None), allow_private_base_urls=True)
             await create_configuration(
-                session,
-                keyring=KeyRing.from_entries(parse_key_ring(keys)),
-                policy=Policy(catalog=ProviderCatalog.load(None), allow_private_base_urls=True),
-                user_id=user.id, name=MODEL, provider="openai", model="gpt-4o-mini",
+                session, keyring=keyring, policy=policy, user_id=user.id, name=MODEL, provider="openai",
+                model="gpt-4o-mini",
                 api_key=upstream_key, base_url=upstream_url,
+            )
+            await create_configuration(
+                session, keyring=keyring, policy=policy, user_id=user.id, name=TRANSLATED_MODEL,
+                provider="anthropic", model="claude-sonnet-4-5", api_key=os.environ["BENCH_ANTHROPIC_KEY"],
+                base_url=os.environ["BENCH_ANTHROPIC_URL"],
             )
             await session.commit()
             return token

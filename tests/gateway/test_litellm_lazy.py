@@ -42,6 +42,10 @@ async def main(folder: Path, url: str) -> None:
             assert "gpt-4o" in next(p for p in providers["items"] if p["id"] == "openai")["models"]
             for path in ("/ui/", "/ui/settings", "/ui/usage"):
                 assert (await client.get(path)).status == 200, path
+            # What the page asks for once loaded (src/admin/static/js).
+            for path in ("/api/llm-configurations", "/api/llm-configurations/stats", "/api/migrations/status",
+                         "/api/templates", "/api/usage"):
+                assert (await client.get(path, headers=headers)).status == 200, path
             resp = await client.post("/v1/chat/completions", headers=headers,
                                      json={"model": "c", "messages": [{"role": "user", "content": "hi"}]})
             assert resp.status == 200, await resp.text()
