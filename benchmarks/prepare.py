@@ -40,8 +40,9 @@ class Prepared:
     drop: str | None = None  # a PostgreSQL database to drop afterwards
 
 
-async def _fill(database_url: str, keys: str, upstream_url: str, upstream_key: str) -> str:
-    """Migrate, then add the user, its token and the configurations; returns the token."""
+async def fill(database_url: str, keys: str, upstream_url: str, upstream_key: str, *, translated: bool = True) -> str:
+    """Migrate, then add the user, its token and the configurations (`bench-claude` when `translated`); returns
+    the token."""
     await migrate.upgrade_async(database_url)
     engine = make_engine(database_url)
     try:
@@ -55,11 +56,12 @@ async def _fill(database_url: str, keys: str, upstream_url: str, upstream_key: s
                 model="gpt-4o-mini",
                 api_key=upstream_key, base_url=upstream_url,
             )
-            await create_configuration(
-                session, keyring=keyring, policy=policy, user_id=user.id, name=TRANSLATED_MODEL,
-                provider="anthropic", model="claude-sonnet-4-5", api_key=os.environ["BENCH_ANTHROPIC_KEY"],
-                base_url=os.environ["BENCH_ANTHROPIC_URL"],
-            )
+            if translated:
+                await create_configuration(
+                    session, keyring=keyring, policy=policy, user_id=user.id, name=TRANSLATED_MODEL,
+                    provider="anthropic", model="claude-sonnet-4-5", api_key=os.environ["BENCH_ANTHROPIC_KEY"],
+                    base_url=os.environ["BENCH_ANTHROPIC_URL"],
+                )
             await session.commit()
             return token
     finally:
@@ -72,7 +74,7 @@ def sqlite(directory: Path, upstream_url: str, upstream_key: str) -> Prepared:
         (directory / stale).unlink(missing_ok=True)
     url = f"sqlite+aiosqlite:///{directory / 'gateway.db'}"
     keys = generate_key_entry("bench1")
-    return Prepared(url, keys, asyncio.run(_fill(url, keys, upstream_url, upstream_key)))
+    return Prepared(url, keys, asyncio.run(fill(url, keys, upstream_url, upstream_key)))
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -95,7 +97,7 @@ def postgres(server_url: str, upstream_url: str, upstream_key: str) -> Prepared:
     url = f"postgresql+asyncpg://{head.split('://', 1)[1]}/{name}"
     keys = generate_key_entry("bench1")
     try:
-        token = asyncio.run(_fill(url, keys, upstream_url, upstream_key))
+        token = asyncio.run(fill(url, keys, upstream_url, upstream_key))
     except BaseException:
         drop_postgres(server_url, name)
         raise

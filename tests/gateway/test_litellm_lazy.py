@@ -1,4 +1,5 @@
-"""litellm is not imported by the web page, the provider list or an OpenAI-compatible request.
+"""litellm is not imported by the web page, the provider list or an OpenAI-compatible request (nor httpx, which
+only litellm's requests use, nor asyncpg on SQLite).
 
 It costs seconds and well over 100 MiB; only translated providers (Anthropic native, Gemini …) need it. The
 check runs in a fresh interpreter, since other tests in this process import litellm on purpose.
@@ -54,6 +55,9 @@ async def main(folder: Path, url: str) -> None:
             assert resp.status == 200 and b"[DONE]" in await resp.read()
     loaded = sorted(name for name in sys.modules if name == "litellm" or name.startswith("litellm."))
     assert not loaded, f"litellm was imported: {loaded[:5]}"
+    # Nor what only litellm (httpx, with its command line's rich) or PostgreSQL (asyncpg) needs.
+    heavy = sorted(name for name in ("httpx", "rich", "asyncpg") if name in sys.modules)
+    assert not heavy, f"imported on SQLite without a translated request: {heavy}"
     print("ok")
 
 folder = Path(sys.argv[1])

@@ -27,7 +27,7 @@ from gateway.proxy.admission import CLIENT_CLOSED
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.failover import parse_retry_after, should_fail_over
 from gateway.proxy.forward import Target, relayed_headers
-from gateway.proxy.relay import SSERelay, first_event_is_json
+from gateway.proxy.relay import SSERelay, first_event_is_json, usage_of
 from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
 from gateway.web.appkeys import (
     ADMISSION,
@@ -263,23 +263,20 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration
             headers = relayed_headers(answer.headers, target.api_key)
             if answer.chunks is not None:
                 return await _relay(ex, answer.status, headers, answer.chunks)
-            if answer.content_type == "application/json" and not _is_json(answer.body):
-                raise UpstreamError(f"The upstream answered HTTP {answer.status} with a body that is not valid "
-                                    "JSON", code="upstream_invalid_response")
-            ex.answer = answer.body
+            if answer.content_type == "application/json":
+                # Parsed once: to refuse a garbled answer, and for its usage (the flusher need not parse it again).
+                try:
+                    ex.usage = usage_of(orjson.loads(answer.body))
+                except orjson.JSONDecodeError:
+                    raise UpstreamError(f"The upstream answered HTTP {answer.status} with a body that is not valid "
+                                        "JSON", code="upstream_invalid_response") from None
+            else:
+                ex.answer = answer.body  # the flusher looks for usage in it
             return _response(ex, answer.status, headers, answer.body), None
         finally:
             await answer.close()
     except UpstreamError as exc:
         return None, exc
-
-
-def _is_json(raw: bytes) -> bool:
-    try:
-        orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return False
-    return True
 
 
 def _response(ex: Exchange, status: int, headers: dict[str, str], body: bytes | None = None) -> web.StreamResponse:
