@@ -296,12 +296,12 @@ def main(argv: list[str] | None = None) -> int:
             # Only PostgreSQL: serve refuses several workers on SQLite (no cross-process change path there).
             for name in (t for t in args.targets if t == "postgres"):
                 attempt(name, "workers", partial(bench.workers, name, args.workers), worker_rows)
-    lines = [f"Measured {header}; load average after: {procs.load_average()}", ""] + report.main_table(results)
+    lines = [f"Measured {header}; load average after: {procs.load_average()}", "", *report.main_table(results)]
     if long_rows:
-        lines += ["", "Long run (fresh process, 32 connections):", ""] + report.long_run_table(long_rows)
+        lines += ["", "Long run (fresh process, 32 connections):", "", *report.long_run_table(long_rows)]
     if worker_rows:
         lines += ["", f"`serve --workers {args.workers}` against one worker, gateway on CPUs {args.workers_cpus} "
-                  f"(upstream + wrk on {args.load_cpus}):", ""] + report.workers_table(worker_rows, args.workers)
+                  f"(upstream + wrk on {args.load_cpus}):", "", *report.workers_table(worker_rows, args.workers)]
     lines += [line for failure in failures for line in ("", failure)]
     for name, r in results.items():
         if "profile" in r:
