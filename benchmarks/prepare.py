@@ -26,6 +26,7 @@ from gateway.configurations.crud import Policy, create_configuration
 from gateway.configurations.providers import ProviderCatalog
 from gateway.crypto.keyring import KeyRing, generate_key_entry
 from gateway.settings import parse_key_ring
+from gateway.ssrf import UrlPolicy
 from gateway.store import migrate
 from gateway.store.db import make_engine, make_sessionmaker
 
@@ -50,7 +51,7 @@ async def fill(database_url: str, keys: str, upstream_url: str, upstream_key: st
             user = await create_user(session, name="bench")
             _, token = await issue_token(session, user_id=user.id, name="bench")
             keyring = KeyRing.from_entries(parse_key_ring(keys))
-            policy = Policy(catalog=ProviderCatalog.load(None), allow_private_base_urls=True)
+            policy = Policy(catalog=ProviderCatalog.load(None), urls=UrlPolicy(allow_private=True))
             await create_configuration(
                 session, keyring=keyring, policy=policy, user_id=user.id, name=MODEL, provider="openai",
                 model="gpt-4o-mini",

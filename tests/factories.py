@@ -13,10 +13,9 @@ from tests.leakwatch import watched
 
 
 @dataclass(frozen=True)
-class TestUser:
+class ApiUser:
     """A user made through the operator API, with its token."""
 
-    __test__ = False
     id: str
     name: str
     token: str
@@ -27,7 +26,7 @@ class TestUser:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-async def make_user(client: TestClient, name: str | None = None, *, is_admin: bool = False) -> TestUser:
+async def make_user(client: TestClient, name: str | None = None, *, is_admin: bool = False) -> ApiUser:
     """Create a user via POST /api/admin/users."""
     name = name or f"user-{uuid.uuid4().hex[:8]}"
     resp = await client.post(
@@ -36,10 +35,10 @@ async def make_user(client: TestClient, name: str | None = None, *, is_admin: bo
     )
     assert resp.status == 201, await resp.text()
     body: dict[str, Any] = await resp.json()
-    return TestUser(id=body["id"], name=body["name"], token=body["token"])
+    return ApiUser(id=body["id"], name=body["name"], token=body["token"])
 
 
-async def make_configuration(client: TestClient, user: TestUser, **fields: Any) -> dict[str, Any]:
+async def make_configuration(client: TestClient, user: ApiUser, **fields: Any) -> dict[str, Any]:
     """Create a configuration for `user` through the repository (the same code the admin API calls).
 
     Returns plain values: id, name, provider, model, base_url, is_default, api_key (plaintext, for assertions).

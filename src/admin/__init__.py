@@ -7,6 +7,7 @@ from aiohttp import web
 from admin import (
     audit,
     backup,
+    checks,
     configurations,
     conversations,
     encryption,
@@ -15,7 +16,6 @@ from admin import (
     operators,
     providers_api,
     templates,
-    testing,
     usage,
 )
 from admin.docs import setup_docs
@@ -25,10 +25,10 @@ from admin.registry import ApiRegistry
 from gateway.web.appkeys import PROVIDER_LISTING
 
 # Each admin module owns one registry; the OpenAPI document covers all of them.
-# Fixed paths before the configuration CRUD module's {id}: testing (/llm-configurations/test-all) and backup
+# Fixed paths before the configuration CRUD module's {id}: checks (/llm-configurations/test-all) and backup
 # (/llm-configurations/export, /import) must never be read as a configuration id.
 REGISTRIES: list[ApiRegistry] = [
-    backup.api, legacy_settings.api, legacy_migration.api, encryption.api, operators.api, testing.api,
+    backup.api, legacy_settings.api, legacy_migration.api, encryption.api, operators.api, checks.api,
     conversations.api, usage.api, configurations.api, providers_api.api, audit.api, templates.api,
 ]
 

@@ -6,13 +6,8 @@ from aiohttp import web
 
 from admin.registry import ApiRegistry
 from admin.schemas import json_response
-from gateway.legacy.compat import (
-    LegacySettings,
-    LegacySettingsUpdate,
-    default_configuration,
-    settings_view,
-    write_settings,
-)
+from gateway.configurations.crud import default_configuration
+from gateway.legacy.compat import LegacySettings, LegacySettingsUpdate, settings_view, write_settings
 from gateway.store.changes import Change
 from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
 from gateway.web.auth import caller_of

@@ -13,7 +13,7 @@ from admin.configurations import ConfigurationPublic, to_public
 from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody, json_response, printable
 from gateway.accounts.audit import record
-from gateway.checks.runs import Checker, SavedTestResult
+from gateway.checks.runs import Checker, SavedCheckResult
 from gateway.errors import NotFound
 from gateway.store.changes import Change
 from gateway.templates.apply import apply_template
@@ -77,7 +77,7 @@ class TemplateApply(StrictBody):
 
 class TemplateApplied(Public):
     configurations: list[ConfigurationPublic] = Field(description="As created, in failover order; keys masked")
-    tests: list[SavedTestResult] = Field(description="One verdict per configuration when `test` was asked")
+    tests: list[SavedCheckResult] = Field(description="One verdict per configuration when `test` was asked")
 
 
 def _public(template: Template) -> TemplatePublic:

@@ -16,6 +16,7 @@ from gateway.crypto.keyring import KeyRing
 from gateway.proxy import routes as proxy_routes
 from gateway.proxy.admission import raise_open_file_limit
 from gateway.settings import Settings
+from gateway.ssrf import UrlPolicy
 from gateway.store.changes import ChangeBus
 from gateway.store.db import make_engine, make_sessionmaker
 from gateway.templates.catalog import TemplateCatalog
@@ -33,6 +34,7 @@ from gateway.web.appkeys import (
     TEMPLATES,
     TEST_LIMITER,
     TOKEN_CACHE,
+    URL_POLICY,
 )
 from gateway.web.auth import TokenCache, gateway_middleware
 from gateway.web.changes import change_log_ctx
@@ -53,7 +55,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def http_client_ctx(dns: AbstractResolver | None = None) -> Callable[[web.Application], AsyncIterator[None]]:
     """One upstream ClientSession per process: keep-alive pooling across all requests. Resolved addresses are
-    checked against the SSRF policy by the resolver; URLs (IP literals, schemes) by the proxy before each call.
+    checked against the URL policy by the resolver; URLs (IP literals, schemes) by the proxy before each call.
     `dns` replaces the system lookup under the policy check (tests make a name resolve to a private address)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
@@ -61,7 +63,7 @@ def http_client_ctx(dns: AbstractResolver | None = None) -> Callable[[web.Applic
         timeout = aiohttp.ClientTimeout(
             total=None, connect=settings.upstream_connect_timeout_s, sock_read=settings.upstream_timeout_s
         )
-        resolver = GuardedResolver(settings.allow_private_base_urls, resolver=dns)
+        resolver = GuardedResolver(app[URL_POLICY], resolver=dns)
         # The pool is as large as admission's slots (proxy/admission.py): a request that got a slot never
         # waits for a connection, unless a per-host limit is set lower.
         raise_open_file_limit(settings.upstream_max_connections)
@@ -94,11 +96,9 @@ def create_app(settings: Settings, *, dns: AbstractResolver | None = None) -> we
     catalog = ProviderCatalog.load(settings.providers_file)
     app[PROVIDERS] = catalog
     app[TEMPLATES] = TemplateCatalog.load(catalog, settings.templates_file)
-    app[POLICY] = Policy(
-        catalog=catalog,
-        allow_private_base_urls=settings.allow_private_base_urls,
-        max_per_user=settings.max_configurations_per_user,
-    )
+    # Where the gateway may send requests: one object, asked on save, before each send and at connect time.
+    app[URL_POLICY] = UrlPolicy.from_settings(settings)
+    app[POLICY] = Policy(catalog=catalog, urls=app[URL_POLICY], max_per_user=settings.max_configurations_per_user)
     # Tests cost the user money: a per-user budget (in memory, per process).
     app[TEST_LIMITER] = SlidingWindowLimiter(limit=settings.tests_per_minute, window_s=60.0)
     app.cleanup_ctx.append(database_ctx)

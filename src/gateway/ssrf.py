@@ -1,14 +1,17 @@
 """Where a configuration's base_url may point: checked when saved and again at connect time.
 
-Two layers, because a hostname that was public when saved can resolve to 127.0.0.1 or 169.254.169.254 later
-(DNS rebinding), and because aiohttp's TCPConnector never calls its resolver for IP-literal hosts:
+One object, ``UrlPolicy``, built once from Settings (the app's URL_POLICY AppKey) and asked by every outbound
+path. Two layers, because a hostname that was public when saved can resolve to 127.0.0.1 or 169.254.169.254
+later (DNS rebinding), and because aiohttp's TCPConnector never calls its resolver for IP-literal hosts:
 
-* ``check_base_url(url, allow_private=...)`` — the static check when a configuration is saved or imported;
-  returns the normalised URL to store (IP literals in canonical form, no trailing slash).
-* ``guard_url(url, allow_private=...)`` — called by every outbound path before it sends, which covers
-  IP-literal hosts (aiohttp never resolves them) and settings that changed since the base_url was saved.
-* ``GuardedResolver`` (gateway.web.resolver) — the shared client session's resolver: resolves hostnames, keeps
-  only allowed addresses and raises when none is left, so a connection only ever opens to a checked address.
+* ``policy.check_base_url(url)`` — the static check when a configuration is saved, imported, migrated or made
+  from a template; returns the normalised URL to store (IP literals in canonical form, no trailing slash).
+* ``policy.guard_url(url)`` — asked before a send (the proxy's cache keeps its verdict as ``policy.refusal``),
+  which covers IP-literal hosts (aiohttp never resolves them) and settings that changed since the base_url was
+  saved; litellm's GuardedTransport asks it for every request it sends.
+* ``GuardedResolver`` (gateway.web.resolver) — the shared client session's resolver asks ``policy.check_host``
+  and ``policy.check_address``: it resolves hostnames, keeps only allowed addresses and raises when none is
+  left, so a connection only ever opens to a checked address.
 
 Each request is sent with ``allow_redirects=False`` (a redirect could point anywhere). On refusal the caller
 sees ``UnsafeURLError`` itself, unwrapped: it is a ``ValueError``, not an ``aiohttp.ClientError``, so the
@@ -21,17 +24,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from yarl import URL
 
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
 __all__ = [
     "UnsafeURLError",
-    "check_address",
-    "check_base_url",
-    "check_host",
+    "UrlPolicy",
     "classify_address",
-    "guard_url",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -182,11 +187,11 @@ def _literal_address(host: str) -> IPAddress | None:
 Refusal = tuple[str, str]  # (reason, category): cached instead of exception objects, which carry tracebacks
 
 
-def _address_refusal(category: str | None, *, allow_private: bool) -> Refusal | None:
-    """The refusal for an address category under the policy, or None when it is allowed."""
+def _address_refusal(category: str | None, *, private_ok: bool) -> Refusal | None:
+    """The refusal for an address category, or None when it is allowed."""
     if category in ALWAYS_REFUSED:
         return f"base_url points to {_REASONS[category]}, which the gateway never calls", category
-    if category in PRIVATE and not allow_private:
+    if category in PRIVATE and not private_ok:
         reason = (
             f"base_url points to {_REASONS[category]}; "
             "set LLM_GATEWAY_ALLOW_PRIVATE_BASE_URLS=true to allow local providers"
@@ -196,14 +201,14 @@ def _address_refusal(category: str | None, *, allow_private: bool) -> Refusal | 
 
 
 @lru_cache(maxsize=4096)
-def _host_verdict(host: str, allow_private: bool) -> tuple[str | None, Refusal | None]:
+def _host_verdict(host: str, private_ok: bool) -> tuple[str | None, Refusal | None]:
     """Canonical IP-literal host (None for a hostname) and its refusal; cached because it runs per request."""
     try:
         address = _literal_address(host)
     except UnsafeURLError as exc:
         return None, (exc.reason, exc.category)
     if address is not None:
-        refusal = _address_refusal(classify_address(address), allow_private=allow_private)
+        refusal = _address_refusal(classify_address(address), private_ok=private_ok)
         if refusal is None and isinstance(address, ipaddress.IPv6Address) and address.scope_id:
             # A zone names a local interface: meaningless for a remote API, and not valid in a stored URL.
             refusal = ("base_url host must not carry an IPv6 zone identifier", "host")
@@ -213,72 +218,98 @@ def _host_verdict(host: str, allow_private: bool) -> tuple[str | None, Refusal |
         return None, ("base_url host is not a valid hostname", "host")
     name = host.rstrip(".")
     if name in _METADATA_HOSTNAMES:
-        return None, _address_refusal("metadata", allow_private=allow_private)
+        return None, _address_refusal("metadata", private_ok=private_ok)
     if name == "localhost" or name.endswith(".localhost"):
-        return None, _address_refusal("loopback", allow_private=allow_private)
+        return None, _address_refusal("loopback", private_ok=private_ok)
     return None, None
 
 
-def check_host(host: str, *, allow_private: bool) -> str | None:
-    """Raise for a refused host; return its canonical form when it is an IP literal."""
-    canonical, refusal = _host_verdict(host, allow_private)
-    if refusal is not None:
-        raise UnsafeURLError(refusal[0], category=refusal[1])
-    return canonical
+def _parse(url: str) -> URL:
+    """yarl's parse of a URL; UnsafeURLError when it is not one."""
+    try:
+        return URL(url)
+    except (ValueError, TypeError):
+        raise UnsafeURLError("base_url is not a valid URL", category="syntax") from None
 
 
-def _check_scheme_and_host(url: URL, *, allow_private: bool) -> str | None:
-    """Check scheme and host of a parsed URL; return the canonical IP-literal host, if it is one."""
-    if url.scheme not in ALLOWED_SCHEMES:
-        raise UnsafeURLError("base_url must use http or https", category="scheme")
-    if not url.raw_host:
-        raise UnsafeURLError("base_url must include a host", category="host")
-    return check_host(url.raw_host, allow_private=allow_private)
-
-
-def check_base_url(url: str, *, allow_private: bool) -> str:
-    """Statically check a base_url when it is saved; return it normalised (canonical IP, no trailing slash)."""
+def _check_syntax(url: str) -> URL:
+    """The save-time checks that come before scheme and host: length, characters, fragment, credentials."""
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeURLError(f"base_url must be at most {MAX_URL_LENGTH} characters", category="length")
     if _UNSAFE_CHARS_RE.search(url):
         raise UnsafeURLError("base_url must not contain spaces, control characters or backslashes", category="syntax")
     if "#" in url:
         raise UnsafeURLError("base_url must not contain a fragment", category="fragment")
-    try:
-        parsed = URL(url)
-    except (ValueError, TypeError):
-        raise UnsafeURLError("base_url is not a valid URL", category="syntax") from None
+    parsed = _parse(url)
     if not parsed.absolute:
         raise UnsafeURLError("base_url must be an absolute http(s) URL", category="scheme")
     # Read the raw authority too: yarl drops an empty user-info ("http://@host/") that other parsers keep.
     raw_authority = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
     if parsed.raw_user is not None or parsed.raw_password is not None or "@" in raw_authority:
         raise UnsafeURLError("base_url must not contain credentials; store the key in api_key", category="userinfo")
-    canonical = _check_scheme_and_host(parsed, allow_private=allow_private)
-    port = parsed.explicit_port
-    if port == 0:
-        raise UnsafeURLError("base_url port must be between 1 and 65535", category="port")
-    host = canonical or parsed.raw_host
-    netloc = host if port is None or port == _DEFAULT_PORTS[parsed.scheme] else f"{host}:{port}"
-    query = f"?{parsed.raw_query_string}" if parsed.raw_query_string else ""
-    return f"{parsed.scheme}://{netloc}{parsed.raw_path.rstrip('/')}{query}"
+    return parsed
 
 
-def check_address(ip: str, *, allow_private: bool) -> None:
-    """Raise UnsafeURLError when a resolved address may not be connected to."""
-    try:
-        address = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        raise UnsafeURLError("upstream address is not a valid IP address", category="host") from None
-    refusal = _address_refusal(classify_address(address), allow_private=allow_private)
-    if refusal is not None:
-        raise UnsafeURLError(refusal[0], category=refusal[1])
+@dataclass(frozen=True, slots=True)
+class UrlPolicy:
+    """Where the gateway may send a request, asked by every outbound path: when a base_url is saved
+    (`check_base_url`), before each send (`guard_url`) and by the resolver at connect time (`check_host`,
+    `check_address`). Built once from Settings (`from_settings`); the app keeps it as the URL_POLICY AppKey."""
 
+    allow_private: bool = False  # the setting ALLOW_PRIVATE_BASE_URLS: loopback and private networks allowed
 
-def guard_url(url: str | URL, *, allow_private: bool) -> None:
-    """Check scheme and host of a URL about to be requested; hostnames are left to GuardedResolver."""
-    try:
-        parsed = url if isinstance(url, URL) else URL(url)
-    except (ValueError, TypeError):
-        raise UnsafeURLError("base_url is not a valid URL", category="syntax") from None
-    _check_scheme_and_host(parsed, allow_private=allow_private)
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UrlPolicy:
+        """The policy the operator configured."""
+        return cls(allow_private=settings.allow_private_base_urls)
+
+    def check_host(self, host: str) -> str | None:
+        """Raise for a refused host; return its canonical form when it is an IP literal."""
+        canonical, refusal = _host_verdict(host, self.allow_private)
+        if refusal is not None:
+            raise UnsafeURLError(refusal[0], category=refusal[1])
+        return canonical
+
+    def _check_scheme_and_host(self, url: URL) -> str | None:
+        """Check scheme and host of a parsed URL; return the canonical IP-literal host, if it is one."""
+        if url.scheme not in ALLOWED_SCHEMES:
+            raise UnsafeURLError("base_url must use http or https", category="scheme")
+        if not url.raw_host:
+            raise UnsafeURLError("base_url must include a host", category="host")
+        return self.check_host(url.raw_host)
+
+    def check_base_url(self, url: str) -> str:
+        """Statically check a base_url when it is saved; return it normalised (canonical IP, no trailing slash)."""
+        parsed = _check_syntax(url)
+        canonical = self._check_scheme_and_host(parsed)
+        port = parsed.explicit_port
+        if port == 0:
+            raise UnsafeURLError("base_url port must be between 1 and 65535", category="port")
+        host = canonical or parsed.raw_host
+        netloc = host if port is None or port == _DEFAULT_PORTS[parsed.scheme] else f"{host}:{port}"
+        query = f"?{parsed.raw_query_string}" if parsed.raw_query_string else ""
+        return f"{parsed.scheme}://{netloc}{parsed.raw_path.rstrip('/')}{query}"
+
+    def check_address(self, ip: str) -> None:
+        """Raise UnsafeURLError when a resolved address may not be connected to."""
+        try:
+            address = ipaddress.ip_address(ip.split("%", 1)[0])
+        except ValueError:
+            raise UnsafeURLError("upstream address is not a valid IP address", category="host") from None
+        refusal = _address_refusal(classify_address(address), private_ok=self.allow_private)
+        if refusal is not None:
+            raise UnsafeURLError(refusal[0], category=refusal[1])
+
+    def guard_url(self, url: str | URL) -> None:
+        """Check scheme and host of a URL about to be requested; hostnames are left to GuardedResolver."""
+        self._check_scheme_and_host(url if isinstance(url, URL) else _parse(url))
+
+    def refusal(self, url: str | None) -> str | None:
+        """Why `guard_url` would refuse this URL, or None: a verdict to keep (the proxy's cache) instead of raising."""
+        if url is None:
+            return None
+        try:
+            self.guard_url(url)
+        except UnsafeURLError as exc:
+            return str(exc)
+        return None

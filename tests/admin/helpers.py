@@ -11,12 +11,12 @@ from sqlalchemy import select
 from gateway.configurations.crud import decrypt_key
 from gateway.store.models import LLMConfiguration
 from gateway.web.appkeys import KEYRING, SESSIONMAKER
-from tests.factories import TestUser
+from tests.factories import ApiUser
 
 URL = "/api/llm-configurations"
 
 
-async def create(client: TestClient, user: TestUser, api_key: str, **fields: Any) -> dict[str, Any]:
+async def create(client: TestClient, user: ApiUser, api_key: str, **fields: Any) -> dict[str, Any]:
     """POST a configuration; returns the response object."""
     body = {"name": f"cfg-{uuid.uuid4().hex[:8]}", "provider": "openai", "model": "gpt-4o-mini", "api_key": api_key}
     body.update(fields)
@@ -40,7 +40,7 @@ async def stored_key(client: TestClient, config_id: str) -> str:
     return decrypt_key(client.server.app[KEYRING], await row(client, config_id))
 
 
-async def defaults(client: TestClient, user: TestUser) -> list[str]:
+async def defaults(client: TestClient, user: ApiUser) -> list[str]:
     """Ids of the user's default configurations, as stored."""
     async with client.server.app[SESSIONMAKER]() as session:
         ids = (await session.execute(

@@ -14,12 +14,12 @@ from gateway.configurations.crud import decrypt_key, delete_configurations, list
 from gateway.store.models import LLMConfiguration
 from gateway.web.appkeys import KEYRING, SESSIONMAKER
 from tests.conftest import ADMIN_TOKEN
-from tests.factories import TestUser, make_configuration, make_user
+from tests.factories import ApiUser, make_configuration, make_user
 
 PASSPHRASE = "correct horse battery staple"
 
 
-async def _setup(client: TestClient) -> tuple[TestUser, dict[str, str]]:
+async def _setup(client: TestClient) -> tuple[ApiUser, dict[str, str]]:
     user = await make_user(client)
     first = await make_configuration(client, user, name="work", model="gpt-4o")
     second = await make_configuration(client, user, name="backup", provider="anthropic",
@@ -27,21 +27,21 @@ async def _setup(client: TestClient) -> tuple[TestUser, dict[str, str]]:
     return user, {"work": first["api_key"], "backup": second["api_key"]}
 
 
-async def _keys(client: TestClient, user: TestUser) -> dict[str, str]:
+async def _keys(client: TestClient, user: ApiUser) -> dict[str, str]:
     app = client.server.app
     async with app[SESSIONMAKER]() as session:
         rows = await list_user_configurations(session, user_id=uuid.UUID(user.id))
         return {r.name: decrypt_key(app[KEYRING], r) for r in rows if r.is_active}
 
 
-async def _delete_all(client: TestClient, user: TestUser) -> None:
+async def _delete_all(client: TestClient, user: ApiUser) -> None:
     async with client.server.app[SESSIONMAKER]() as session:
         ids = [r.id for r in await list_user_configurations(session, user_id=uuid.UUID(user.id))]
         await delete_configurations(session, user_id=uuid.UUID(user.id), ids=ids)
         await session.commit()
 
 
-async def _import(client: TestClient, user: TestUser, body: dict[str, Any], status: int = 200) -> dict[str, Any]:
+async def _import(client: TestClient, user: ApiUser, body: dict[str, Any], status: int = 200) -> dict[str, Any]:
     resp = await client.post("/api/llm-configurations/import", json=body, headers=user.headers)
     assert resp.status == status, await resp.text()
     return await resp.json()

@@ -8,15 +8,14 @@ import uuid
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.configurations.crud import decrypt_key
-from gateway.legacy.compat import CLEARED_KEY, default_configuration
+from gateway.configurations.crud import CLEARED_KEY, decrypt_key, default_configuration
 from gateway.web.appkeys import KEYRING, SESSIONMAKER
-from tests.factories import TestUser, make_configuration, make_user
+from tests.factories import ApiUser, make_configuration, make_user
 
 KEY = "sk-proj-original-key-0123456789"
 
 
-async def _stored(client: TestClient, user: TestUser) -> tuple[str, bool]:
+async def _stored(client: TestClient, user: ApiUser) -> tuple[str, bool]:
     """The default configuration's plaintext key and whether it is active (read in-process, never printed)."""
     app = client.server.app
     async with app[SESSIONMAKER]() as session:
@@ -25,7 +24,7 @@ async def _stored(client: TestClient, user: TestUser) -> tuple[str, bool]:
         return decrypt_key(app[KEYRING], config), config.is_active
 
 
-async def _post(client: TestClient, user: TestUser, body: dict[str, object], status: int = 200) -> dict[str, object]:
+async def _post(client: TestClient, user: ApiUser, body: dict[str, object], status: int = 200) -> dict[str, object]:
     resp = await client.post("/api/settings", json=body, headers=user.headers)
     assert resp.status == status, await resp.text()
     return await resp.json()

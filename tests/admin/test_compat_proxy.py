@@ -11,12 +11,12 @@ from aiohttp.test_utils import TestClient
 from gateway.legacy.migration import run_migration
 from gateway.legacy.source import FileSource
 from gateway.web.legacy import app_migrator
-from tests.factories import TestUser, make_configuration, make_user
+from tests.factories import ApiUser, make_configuration, make_user
 from tests.fakes import DEFAULT_OPENAI_KEY, start_openai_upstream
 from tests.legacy_fixtures import write_legacy_files
 
 
-async def _chat(client: TestClient, user: TestUser, model: str) -> str:
+async def _chat(client: TestClient, user: ApiUser, model: str) -> str:
     sdk = openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key=user.token, max_retries=0)
     try:
         reply = await sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])

@@ -19,7 +19,7 @@ from gateway.store.models import AuditEvent, LLMConfiguration
 from gateway.templates.apply import NO_KEY
 from gateway.web.appkeys import SESSIONMAKER
 from tests.admin.conftest import MakeClient
-from tests.factories import TestUser, make_user
+from tests.factories import ApiUser, make_user
 from tests.fakes.anthropic_upstream import FakeAnthropic, start_anthropic_upstream
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -89,7 +89,7 @@ async def client(make_client: MakeClient, upstreams: Upstreams, tmp_path: Path) 
 
 
 @pytest.fixture
-async def user(client: TestClient) -> TestUser:
+async def user(client: TestClient) -> ApiUser:
     return await make_user(client)
 
 
@@ -106,24 +106,24 @@ def inputs_for(template: dict[str, Any], up: Upstreams) -> dict[str, str]:
     return values
 
 
-async def apply(client: TestClient, user: TestUser, template_id: str, **body: Any) -> Any:
+async def apply(client: TestClient, user: ApiUser, template_id: str, **body: Any) -> Any:
     resp = await client.post(f"{TEMPLATES}/{template_id}/apply", json=body, headers=user.headers)
     return resp.status, await resp.json()
 
 
-async def chat(client: TestClient, user: TestUser, model: str) -> Any:
+async def chat(client: TestClient, user: ApiUser, model: str) -> Any:
     resp = await client.post("/v1/chat/completions", headers=user.headers,
                              json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
     return resp, await resp.json()
 
 
-async def stored(client: TestClient, user: TestUser) -> list[LLMConfiguration]:
+async def stored(client: TestClient, user: ApiUser) -> list[LLMConfiguration]:
     async with client.server.app[SESSIONMAKER]() as session:
         return list((await session.execute(
             select(LLMConfiguration).where(LLMConfiguration.user_id == uuid.UUID(user.id)))).scalars())
 
 
-async def test_list_and_get(client: TestClient, user: TestUser) -> None:
+async def test_list_and_get(client: TestClient, user: ApiUser) -> None:
     resp = await client.get(TEMPLATES, headers=user.headers)
     assert resp.status == 200
     items = (await resp.json())["items"]
@@ -145,7 +145,7 @@ async def test_list_and_get(client: TestClient, user: TestUser) -> None:
 
 
 @pytest.mark.parametrize("template_id", BUILTINS)
-async def test_every_builtin_applies_and_serves(client: TestClient, user: TestUser, upstreams: Upstreams,
+async def test_every_builtin_applies_and_serves(client: TestClient, user: ApiUser, upstreams: Upstreams,
                                                 template_id: str) -> None:
     template = await (await client.get(f"{TEMPLATES}/{template_id}", headers=user.headers)).json()
     status, body = await apply(client, user, template_id, inputs=inputs_for(template, upstreams))
@@ -173,7 +173,7 @@ async def test_every_builtin_applies_and_serves(client: TestClient, user: TestUs
     assert sent.api_key == expected_key  # local servers, given no key, get the harmless NO_KEY
 
 
-async def test_failover_in_template_order(client: TestClient, user: TestUser, upstreams: Upstreams) -> None:
+async def test_failover_in_template_order(client: TestClient, user: ApiUser, upstreams: Upstreams) -> None:
     status, body = await apply(client, user, "coding-agent", inputs={
         "anthropic_api_key": upstreams.keys["anthropic"], "openai_api_key": upstreams.keys["openai"]})
     assert status == 201
@@ -187,7 +187,7 @@ async def test_failover_in_template_order(client: TestClient, user: TestUser, up
     assert upstreams.openai.requests[-1].api_key == upstreams.keys["openai"]
 
 
-async def test_name_collision_is_409_and_creates_nothing(client: TestClient, user: TestUser,
+async def test_name_collision_is_409_and_creates_nothing(client: TestClient, user: ApiUser,
                                                          upstreams: Upstreams) -> None:
     existing = await client.post(CONFIGS, headers=user.headers, json={
         "name": "Fast chat (backup)", "provider": "openai", "model": "gpt-4o", "api_key": upstreams.keys["openai"]})
@@ -217,7 +217,7 @@ async def test_name_collision_is_409_and_creates_nothing(client: TestClient, use
     ({"sk-SECRET-" + "x" * 80: "x"}, "inputs", "validation_error"),  # an id that may be a key is never echoed
     ({"a\u0000b": "x"}, "inputs", "validation_error"),
 ])
-async def test_bad_inputs_are_422_naming_the_input(client: TestClient, user: TestUser, upstreams: Upstreams,
+async def test_bad_inputs_are_422_naming_the_input(client: TestClient, user: ApiUser, upstreams: Upstreams,
                                                    inputs: dict[str, str], param: str, code: str) -> None:
     given = {"anthropic_api_key": upstreams.keys["anthropic"], **inputs}
     if param != "inputs.openai_api_key":
@@ -241,7 +241,7 @@ async def test_base_url_input_obeys_the_ssrf_policy(make_client: MakeClient, ups
     assert await stored(client, user) == []
 
 
-async def test_team_id_is_not_accepted_yet(client: TestClient, user: TestUser, upstreams: Upstreams) -> None:
+async def test_team_id_is_not_accepted_yet(client: TestClient, user: ApiUser, upstreams: Upstreams) -> None:
     status, body = await apply(client, user, "fast-chat", inputs={"openai_api_key": upstreams.keys["openai"]},
                                team_id=str(uuid.uuid4()))
     assert status == 422
@@ -268,7 +268,7 @@ async def test_apply_and_test_each_within_the_budget(make_client: MakeClient, up
     assert rows["Coding agent (OpenAI fallback)"].test_status == "untested"
 
 
-async def test_apply_is_audited_like_creates(client: TestClient, user: TestUser, upstreams: Upstreams) -> None:
+async def test_apply_is_audited_like_creates(client: TestClient, user: ApiUser, upstreams: Upstreams) -> None:
     status, body = await apply(client, user, "reasoning", inputs={"deepseek_api_key": upstreams.keys["deepseek"]})
     assert status == 201
     async with client.server.app[SESSIONMAKER]() as session:
@@ -312,7 +312,7 @@ async def test_a_chain_over_the_per_user_limit_creates_nothing(make_client: Make
     assert status == 404 and body["error"]["code"] == "not_found"
 
 
-async def test_make_default_moves_the_one_default_to_the_primary(client: TestClient, user: TestUser,
+async def test_make_default_moves_the_one_default_to_the_primary(client: TestClient, user: ApiUser,
                                                                  upstreams: Upstreams) -> None:
     first = await client.post(CONFIGS, headers=user.headers, json={
         "name": "mine", "provider": "openai", "model": "gpt-4o", "api_key": upstreams.keys["openai"]})

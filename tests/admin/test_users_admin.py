@@ -16,9 +16,9 @@ from sqlalchemy.pool import NullPool
 
 from gateway.store import migrate
 from gateway.store.db import make_engine
+from tests.cli.test_cli import cli, free_port, stop, wait_healthy
+from tests.cli.test_startup_errors import one_line, serve_process
 from tests.factories import make_user
-from tests.gateway.test_cli import cli, free_port, stop, wait_healthy
-from tests.gateway.test_startup_errors import one_line, serve_process
 
 
 async def _models_status(client: TestClient, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:

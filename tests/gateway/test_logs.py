@@ -17,10 +17,10 @@ import pytest
 
 from gateway import logs
 from gateway.accounts.tokens import hash_token
+from tests.cli.live import Gateway, start_fake, stop_fake
+from tests.cli.test_cli import _env, free_port
 from tests.factories import make_configuration, make_user
 from tests.fakes.openai_upstream import start_openai_upstream
-from tests.gateway.live import Gateway, start_fake, stop_fake
-from tests.gateway.test_cli import _env, free_port
 
 
 def _record(message: str, *args: object) -> logging.LogRecord:

@@ -10,7 +10,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.gateway.test_cli import _env, free_port, wait_healthy
+from tests.cli.test_cli import _env, free_port, wait_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_TIMEOUT_S = 900

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from gateway.ssrf import UnsafeURLError, check_address, check_base_url, guard_url
+from gateway.ssrf import UnsafeURLError, UrlPolicy
 from gateway.web.resolver import GuardedResolver
 
 ALWAYS_REFUSED = [
@@ -126,17 +126,17 @@ ALLOWED = [
 @pytest.mark.parametrize(("url", "category"), ALWAYS_REFUSED + MALFORMED)
 def test_always_refused(url: str, category: str, allow_private: bool) -> None:
     with pytest.raises(UnsafeURLError) as info:
-        check_base_url(url, allow_private=allow_private)
+        UrlPolicy(allow_private=allow_private).check_base_url(url)
     assert info.value.category == category
 
 
 @pytest.mark.parametrize(("url", "category"), PRIVATE)
 def test_private_refused_unless_allowed(url: str, category: str) -> None:
     with pytest.raises(UnsafeURLError) as info:
-        check_base_url(url, allow_private=False)
+        UrlPolicy(allow_private=False).check_base_url(url)
     assert info.value.category == category
     assert "LLM_GATEWAY_ALLOW_PRIVATE_BASE_URLS" in str(info.value)
-    check_base_url(url, allow_private=True)
+    UrlPolicy(allow_private=True).check_base_url(url)
 
 
 @pytest.mark.parametrize(
@@ -151,18 +151,18 @@ def test_private_refused_unless_allowed(url: str, category: str) -> None:
 )
 def test_private_forms_normalised_when_allowed(url: str, normalised: str) -> None:
     # aiohttp refuses non-canonical IPv4 hosts, so the stored URL must carry the dotted form.
-    assert check_base_url(url, allow_private=True) == normalised
+    assert UrlPolicy(allow_private=True).check_base_url(url) == normalised
 
 
 @pytest.mark.parametrize("allow_private", [False, True])
 @pytest.mark.parametrize(("url", "normalised"), ALLOWED)
 def test_allowed(url: str, normalised: str, allow_private: bool) -> None:
-    assert check_base_url(url, allow_private=allow_private) == normalised
+    assert UrlPolicy(allow_private=allow_private).check_base_url(url) == normalised
 
 
 def test_error_never_contains_credentials() -> None:
     with pytest.raises(UnsafeURLError) as info:
-        check_base_url("https://admin:hunter2-secret@169.254.169.254/", allow_private=True)
+        UrlPolicy(allow_private=True).check_base_url("https://admin:hunter2-secret@169.254.169.254/")
     assert "hunter2" not in str(info.value) and "admin" not in str(info.value)
     assert isinstance(info.value, ValueError)
 
@@ -191,9 +191,9 @@ def test_error_never_contains_credentials() -> None:
 def test_check_address(ip: str, allow_private: bool, refused: bool) -> None:
     if refused:
         with pytest.raises(UnsafeURLError):
-            check_address(ip, allow_private=allow_private)
+            UrlPolicy(allow_private=allow_private).check_address(ip)
     else:
-        check_address(ip, allow_private=allow_private)
+        UrlPolicy(allow_private=allow_private).check_address(ip)
 
 
 @pytest.mark.parametrize(
@@ -213,9 +213,9 @@ def test_check_address(ip: str, allow_private: bool, refused: bool) -> None:
 def test_guard_url(url: str, allow_private: bool, refused: bool) -> None:
     if refused:
         with pytest.raises(UnsafeURLError):
-            guard_url(url, allow_private=allow_private)
+            UrlPolicy(allow_private=allow_private).guard_url(url)
     else:
-        guard_url(url, allow_private=allow_private)
+        UrlPolicy(allow_private=allow_private).guard_url(url)
 
 
 class MapResolver(AbstractResolver):
@@ -266,7 +266,7 @@ CLOUD_METADATA = ["168.63.129.16", "fd20:ce::254", "fd00:ec2::254", "100.100.100
 
 
 async def fetch(url: str, *, allow_private: bool) -> int:
-    resolver = GuardedResolver(allow_private, resolver=MapResolver(DNS))
+    resolver = GuardedResolver(UrlPolicy(allow_private=allow_private), resolver=MapResolver(DNS))
     connector = aiohttp.TCPConnector(resolver=resolver)
     async with aiohttp.ClientSession(connector=connector) as session:
         async with session.get(url, allow_redirects=False) as response:
@@ -298,22 +298,22 @@ async def test_resolver_refuses_metadata_even_when_private_allowed(upstream: int
 @pytest.mark.parametrize("ip", CLOUD_METADATA)
 async def test_every_clouds_metadata_is_refused_at_connect_time(upstream: int, ip: str) -> None:
     # A name that only resolves to a metadata address at connect time, with private addresses allowed.
-    resolver = GuardedResolver(True, resolver=MapResolver({"cloud.test": [ip, "127.0.0.1"]}))
+    resolver = GuardedResolver(UrlPolicy(allow_private=True), resolver=MapResolver({"cloud.test": [ip, "127.0.0.1"]}))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver)) as session:
         for _ in range(2):  # the metadata address is dropped, the local one kept
             async with session.get(f"http://cloud.test:{upstream}/") as response:
                 assert response.status == 200
-    only = GuardedResolver(True, resolver=MapResolver({"cloud.test": [ip]}))
+    only = GuardedResolver(UrlPolicy(allow_private=True), resolver=MapResolver({"cloud.test": [ip]}))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=only)) as session:
         with pytest.raises(UnsafeURLError) as info:
             await session.get(f"http://cloud.test:{upstream}/")
     assert info.value.category == "metadata"
     with pytest.raises(UnsafeURLError):
-        check_address(ip, allow_private=True)
+        UrlPolicy(allow_private=True).check_address(ip)
 
 
 async def test_resolver_refuses_localhost_name(upstream: int) -> None:
-    resolver = GuardedResolver(False)
+    resolver = GuardedResolver(UrlPolicy(allow_private=False))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver)) as session:
         with pytest.raises(UnsafeURLError):
             await session.get(f"http://localhost:{upstream}/")
@@ -321,7 +321,7 @@ async def test_resolver_refuses_localhost_name(upstream: int) -> None:
 
 
 async def test_default_resolver_connects_to_localhost_when_allowed(upstream: int) -> None:
-    resolver = GuardedResolver(True)
+    resolver = GuardedResolver(UrlPolicy(allow_private=True))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver)) as session:
         async with session.get(f"http://localhost:{upstream}/") as response:
             assert await response.text() == "hello"
@@ -332,5 +332,5 @@ async def test_ip_literal_bypasses_resolver_but_not_guard_url(upstream: int) -> 
     # TCPConnector never consults its resolver for IP literals: guard_url, called before every send, catches them.
     assert await fetch(f"http://127.0.0.1:{upstream}/", allow_private=False) == 200
     with pytest.raises(UnsafeURLError):
-        guard_url(f"http://127.0.0.1:{upstream}/", allow_private=False)
-    guard_url(f"http://127.0.0.1:{upstream}/", allow_private=True)
+        UrlPolicy(allow_private=False).guard_url(f"http://127.0.0.1:{upstream}/")
+    UrlPolicy(allow_private=True).guard_url(f"http://127.0.0.1:{upstream}/")

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.factories import TestUser, make_configuration, make_user
+from tests.factories import ApiUser, make_configuration, make_user
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream
 from tests.leakwatch import LeakWatch
 
@@ -60,12 +60,12 @@ async def fake(aiohttp_server: Any) -> FakeOpenAI:
 
 
 @pytest.fixture
-async def user(client: TestClient) -> TestUser:
+async def user(client: TestClient) -> ApiUser:
     """A user of the gateway."""
     return await make_user(client)
 
 
-async def openai_config(client: TestClient, user: TestUser, fake: FakeOpenAI, **fields: Any) -> dict[str, Any]:
+async def openai_config(client: TestClient, user: ApiUser, fake: FakeOpenAI, **fields: Any) -> dict[str, Any]:
     """A configuration that sends to the fake with a key it accepts (override any field)."""
     values: dict[str, Any] = {"provider": "custom", "model": "gpt-4o-mini", "base_url": fake.url,
                               "api_key": DEFAULT_OPENAI_KEY}
@@ -73,20 +73,20 @@ async def openai_config(client: TestClient, user: TestUser, fake: FakeOpenAI, **
     return await make_configuration(client, user, **values)
 
 
-def sdk(client: TestClient, user: TestUser, **headers: str) -> openai.AsyncOpenAI:
+def sdk(client: TestClient, user: ApiUser, **headers: str) -> openai.AsyncOpenAI:
     """The real openai SDK pointed at the gateway, as that user, without its own retries."""
     return openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key=user.token, max_retries=0,
                               default_headers=headers or None)
 
 
-def sync_sdk(client: TestClient, user: TestUser, **headers: str) -> openai.OpenAI:
+def sync_sdk(client: TestClient, user: ApiUser, **headers: str) -> openai.OpenAI:
     """The sync openai SDK (call it in a thread: the gateway runs on this loop)."""
     return openai.OpenAI(base_url=str(client.make_url("/v1")), api_key=user.token, max_retries=0,
                          default_headers=headers or None)
 
 
 @pytest.fixture
-async def gateway_sdk(client: TestClient, user: TestUser) -> AsyncIterator[openai.AsyncOpenAI]:
+async def gateway_sdk(client: TestClient, user: ApiUser) -> AsyncIterator[openai.AsyncOpenAI]:
     """The async SDK as `user`."""
     async with sdk(client, user) as api:
         yield api

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.factories import TestUser, make_user
+from tests.factories import ApiUser, make_user
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.proxy.conftest import MESSAGES, openai_config
 from tests.waiting import settled
@@ -69,13 +69,13 @@ async def gated(aiohttp_server: Any) -> GatedOpenAI:
 
 
 @pytest.fixture
-async def caller(client: TestClient, user: TestUser, gated: GatedOpenAI) -> TestUser:
+async def caller(client: TestClient, user: ApiUser, gated: GatedOpenAI) -> ApiUser:
     """`user`, with a default configuration on the gated fake."""
     await openai_config(client, user, gated)
     return user
 
 
-def chat(client: TestClient, user: TestUser, *, stream: bool = False) -> Any:
+def chat(client: TestClient, user: ApiUser, *, stream: bool = False) -> Any:
     """POST /v1/chat/completions as `user` (awaitable: the response)."""
     return client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {user.token}"},
                        json={"model": "any", "messages": MESSAGES, "stream": stream})
@@ -107,7 +107,7 @@ async def until_metric(client: TestClient, name: str, value: float) -> None:
     raise AssertionError(f"{name} is {last[0]}, not {value}")
 
 
-async def holding(client: TestClient, user: TestUser, gated: GatedOpenAI) -> asyncio.Task[Any]:
+async def holding(client: TestClient, user: ApiUser, gated: GatedOpenAI) -> asyncio.Task[Any]:
     """A stream of `user` that holds the process' one slot at the upstream until the gate opens."""
     gated.script([HELD])
     held = asyncio.create_task(chat(client, user, stream=True))
@@ -123,7 +123,7 @@ async def finished(task: asyncio.Task[Any]) -> tuple[int, bytes]:
 
 @pytest.mark.parametrize("queue_timeout_s", [0.2])
 async def test_full_process_answers_503_with_retry_after_after_the_queue_timeout(
-        client: TestClient, caller: TestUser, gated: GatedOpenAI) -> None:
+        client: TestClient, caller: ApiUser, gated: GatedOpenAI) -> None:
     held = await holding(client, caller, gated)
     assert (await metrics(client))["llm_gateway_open_streams"] == 1
 
@@ -144,7 +144,7 @@ async def test_full_process_answers_503_with_retry_after_after_the_queue_timeout
 
 
 async def test_per_user_cap_answers_429_while_another_user_is_served(
-        client: TestClient, caller: TestUser, gated: GatedOpenAI, settings: Settings) -> None:
+        client: TestClient, caller: ApiUser, gated: GatedOpenAI, settings: Settings) -> None:
     other = await make_user(client)
     await openai_config(client, other, gated)
     gated.script([HELD, HELD])
@@ -171,7 +171,7 @@ async def test_per_user_cap_answers_429_while_another_user_is_served(
 
 
 async def test_a_queued_request_whose_client_left_never_reaches_the_upstream(
-        client: TestClient, caller: TestUser, gated: GatedOpenAI) -> None:
+        client: TestClient, caller: ApiUser, gated: GatedOpenAI) -> None:
     held = await holding(client, caller, gated)
     async with aiohttp.ClientSession() as http:  # its own connection, so leaving closes it
         leaving = asyncio.create_task(http.post(
@@ -189,7 +189,7 @@ async def test_a_queued_request_whose_client_left_never_reaches_the_upstream(
 
 
 async def test_readyz_reports_overloaded_while_saturated_and_recovers(
-        client: TestClient, caller: TestUser, gated: GatedOpenAI) -> None:
+        client: TestClient, caller: ApiUser, gated: GatedOpenAI) -> None:
     held = await holding(client, caller, gated)
     assert (await client.get("/readyz")).status == 200  # every slot taken, nobody waiting yet
     queued = asyncio.create_task(chat(client, caller))

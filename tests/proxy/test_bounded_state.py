@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.web.appkeys import CONFIG_CACHE
-from tests.factories import TestUser, make_user
+from tests.factories import ApiUser, make_user
 from tests.fakes.openai_upstream import FakeOpenAI
 
 from .conftest import MESSAGES, openai_config
@@ -58,7 +58,7 @@ async def test_many_conversation_ids_do_not_grow_the_binding_cache_past_its_boun
     assert cache.bindings.bytes <= CACHE_BYTES
 
 
-async def test_a_miss_is_asked_again_once_its_time_is_up(client: TestClient, user: TestUser,
+async def test_a_miss_is_asked_again_once_its_time_is_up(client: TestClient, user: ApiUser,
                                                          fake: FakeOpenAI) -> None:
     config = await openai_config(client, user, fake)
     cache = client.server.app[CONFIG_CACHE]
@@ -74,7 +74,7 @@ async def test_a_miss_is_asked_again_once_its_time_is_up(client: TestClient, use
     assert str(await cache.binding(user_id, "conv-late-2")) == config["id"]
 
 
-async def test_client_paths_never_become_metric_labels(client: TestClient, user: TestUser,
+async def test_client_paths_never_become_metric_labels(client: TestClient, user: ApiUser,
                                                        fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake)
     marks = [f"zz{uuid.uuid4().hex[:12]}" for _ in range(50)]

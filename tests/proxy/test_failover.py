@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
 from gateway.web.appkeys import COOLDOWNS
-from tests.factories import TestUser
+from tests.factories import ApiUser
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream
 from tests.waiting import settled
 
@@ -51,7 +51,7 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}/v1"
 
 
-async def chain(client: TestClient, user: TestUser, first: FakeOpenAI, second: FakeOpenAI, **first_fields: Any
+async def chain(client: TestClient, user: ApiUser, first: FakeOpenAI, second: FakeOpenAI, **first_fields: Any
                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A default configuration on `first` falling back to one on `second`."""
     fallback = await openai_config(client, user, second, name="backup", is_default=False)
@@ -60,13 +60,13 @@ async def chain(client: TestClient, user: TestUser, first: FakeOpenAI, second: F
     return primary, fallback
 
 
-async def call(client: TestClient, user: TestUser, **kwargs: Any) -> Any:
+async def call(client: TestClient, user: ApiUser, **kwargs: Any) -> Any:
     async with sdk(client, user) as api:
         return await api.chat.completions.with_raw_response.create(model="x", messages=MESSAGES, **kwargs)
 
 
 @pytest.mark.parametrize("step", [500, 503, 429, 408, 403, {"status": 429, "retry_after": "1"}])
-async def test_fails_over_on_upstream_status(client: TestClient, user: TestUser, fake: FakeOpenAI,
+async def test_fails_over_on_upstream_status(client: TestClient, user: ApiUser, fake: FakeOpenAI,
                                              backup: FakeOpenAI, step: Any) -> None:
     _, fallback = await chain(client, user, fake, backup)
     fake.script([step])
@@ -77,7 +77,7 @@ async def test_fails_over_on_upstream_status(client: TestClient, user: TestUser,
     assert len(fake.requests) == 1 and len(backup.requests) == 1
 
 
-async def test_fails_over_on_revoked_key_and_connection_refused(client: TestClient, user: TestUser,
+async def test_fails_over_on_revoked_key_and_connection_refused(client: TestClient, user: ApiUser,
                                                                 fake: FakeOpenAI, backup: FakeOpenAI) -> None:
     await chain(client, user, fake, backup, api_key="sk-revoked-key-000000000000")
     assert (await call(client, user)).headers["X-LLM-Gateway-Attempts"] == "2"
@@ -86,7 +86,7 @@ async def test_fails_over_on_revoked_key_and_connection_refused(client: TestClie
     assert (await call(client, other)).parse().choices[0].message.content == "from the backup"
 
 
-async def make_user_chain(client: TestClient, second: FakeOpenAI, **first_fields: Any) -> TestUser:
+async def make_user_chain(client: TestClient, second: FakeOpenAI, **first_fields: Any) -> ApiUser:
     from tests.factories import make_user
 
     user = await make_user(client)
@@ -95,7 +95,7 @@ async def make_user_chain(client: TestClient, second: FakeOpenAI, **first_fields
     return user
 
 
-async def test_no_failover_on_400(client: TestClient, user: TestUser, fake: FakeOpenAI, backup: FakeOpenAI) -> None:
+async def test_no_failover_on_400(client: TestClient, user: ApiUser, fake: FakeOpenAI, backup: FakeOpenAI) -> None:
     primary, _ = await chain(client, user, fake, backup)
     fake.script([400])
     with pytest.raises(openai.BadRequestError) as caught:
@@ -105,7 +105,7 @@ async def test_no_failover_on_400(client: TestClient, user: TestUser, fake: Fake
     assert backup.requests == []
 
 
-async def test_all_failed_gives_the_last_error(client: TestClient, user: TestUser, fake: FakeOpenAI,
+async def test_all_failed_gives_the_last_error(client: TestClient, user: ApiUser, fake: FakeOpenAI,
                                                backup: FakeOpenAI) -> None:
     await chain(client, user, fake, backup)
     fake.script([500])
@@ -119,7 +119,7 @@ async def test_all_failed_gives_the_last_error(client: TestClient, user: TestUse
     assert set(caught.value.body) == {"message", "type", "code", "param"}  # type: ignore[arg-type]
 
 
-async def test_connection_error_is_502_and_timeout_504(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_connection_error_is_502_and_timeout_504(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake, base_url=refused_url())
     resp = await client.post("/v1/chat/completions", headers=user.headers, json={"model": "x", "messages": MESSAGES})
     assert resp.status == 502
@@ -131,7 +131,7 @@ async def test_connection_error_is_502_and_timeout_504(client: TestClient, user:
     assert resp.headers["X-LLM-Gateway-Attempts"] == "2"
 
 
-async def test_cooldown_then_half_open(client: TestClient, user: TestUser, fake: FakeOpenAI,
+async def test_cooldown_then_half_open(client: TestClient, user: ApiUser, fake: FakeOpenAI,
                                        backup: FakeOpenAI) -> None:
     primary, _ = await chain(client, user, fake, backup)
     fake.behaviour.status = 500
@@ -158,7 +158,7 @@ async def test_cooldown_then_half_open(client: TestClient, user: TestUser, fake:
     assert "llm_gateway_failovers_total 4.0" in metrics
 
 
-async def test_half_open_admits_one_probe(client: TestClient, user: TestUser, fake: FakeOpenAI,
+async def test_half_open_admits_one_probe(client: TestClient, user: ApiUser, fake: FakeOpenAI,
                                           backup: FakeOpenAI) -> None:
     primary, fallback = await chain(client, user, fake, backup)
     fake.behaviour.status = 500
@@ -184,7 +184,7 @@ async def test_half_open_admits_one_probe(client: TestClient, user: TestUser, fa
     assert served == sorted([primary["id"], fallback["id"], fallback["id"], fallback["id"]])
 
 
-async def test_retry_after_sets_the_cooldown(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_retry_after_sets_the_cooldown(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake)
     fake.behaviour.status = 429
     fake.behaviour.retry_after = "60"
@@ -201,7 +201,7 @@ async def test_retry_after_sets_the_cooldown(client: TestClient, user: TestUser,
     assert len(fake.requests) == 3
 
 
-async def test_stream_fails_over_before_first_byte(client: TestClient, user: TestUser, fake: FakeOpenAI,
+async def test_stream_fails_over_before_first_byte(client: TestClient, user: ApiUser, fake: FakeOpenAI,
                                                    backup: FakeOpenAI) -> None:
     _, fallback = await chain(client, user, fake, backup)
     fake.script([500, {"hang": True}])  # an error answer, then no answer within the timeout
@@ -213,7 +213,7 @@ async def test_stream_fails_over_before_first_byte(client: TestClient, user: Tes
         assert raw.headers["X-LLM-Configuration-Id"] == fallback["id"]
 
 
-async def test_stream_error_after_first_byte_ends_with_error_event(client: TestClient, user: TestUser,
+async def test_stream_error_after_first_byte_ends_with_error_event(client: TestClient, user: ApiUser,
                                                                    fake: FakeOpenAI, backup: FakeOpenAI) -> None:
     await chain(client, user, fake, backup)
     fake.behaviour.chunks = 6

@@ -12,14 +12,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.web.appkeys import SETTINGS, USAGE
-from tests.factories import TestUser
+from tests.factories import ApiUser
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI
 from tests.waiting import settled
 
 from .conftest import MESSAGES, openai_config, sdk, sync_sdk
 
 
-async def test_chat_non_streamed_async_sdk(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_chat_non_streamed_async_sdk(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     config = await openai_config(client, user, fake, model="gpt-4o")
     async with sdk(client, user) as api:
         raw = await api.chat.completions.with_raw_response.create(model="anything", messages=MESSAGES)
@@ -34,7 +34,7 @@ async def test_chat_non_streamed_async_sdk(client: TestClient, user: TestUser, f
     assert user.token not in str(sent.headers)  # the gateway token never travels upstream
 
 
-async def test_chat_sync_sdk_streamed_and_not(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_chat_sync_sdk_streamed_and_not(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake)
 
     def call() -> tuple[str, str]:
@@ -48,7 +48,7 @@ async def test_chat_sync_sdk_streamed_and_not(client: TestClient, user: TestUser
     assert whole == streamed == fake.behaviour.content
 
 
-async def test_stream_usage_chunk_hidden_unless_asked(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_stream_usage_chunk_hidden_unless_asked(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake)
     async with sdk(client, user) as api:
         chunks = [c async for c in await api.chat.completions.create(model="x", messages=MESSAGES, stream=True)]
@@ -61,7 +61,7 @@ async def test_stream_usage_chunk_hidden_unless_asked(client: TestClient, user: 
 
 
 @pytest.mark.parametrize("endpoint", ["completions", "embeddings", "responses"])
-async def test_other_endpoints(client: TestClient, user: TestUser, fake: FakeOpenAI, endpoint: str) -> None:
+async def test_other_endpoints(client: TestClient, user: ApiUser, fake: FakeOpenAI, endpoint: str) -> None:
     await openai_config(client, user, fake, model="upstream-model")
     async with sdk(client, user) as api:
         if endpoint == "completions":
@@ -77,7 +77,7 @@ async def test_other_endpoints(client: TestClient, user: TestUser, fake: FakeOpe
     assert fake.last_request.body["model"] == "upstream-model"
 
 
-async def test_streamed_completions_and_responses(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_streamed_completions_and_responses(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake)
     async with sdk(client, user) as api:
         text = "".join([c.choices[0].text async for c in await api.completions.create(
@@ -87,7 +87,7 @@ async def test_streamed_completions_and_responses(client: TestClient, user: Test
     assert events[-1].type == "response.completed"
 
 
-async def test_unknown_post_path_is_passed_through(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_unknown_post_path_is_passed_through(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake)
     resp = await client.post("/v1/audio/speech", json={"model": "x", "input": "hi"}, headers=user.headers)
     # The fake has no such endpoint: its own 404 came back through one upstream attempt.
@@ -96,7 +96,7 @@ async def test_unknown_post_path_is_passed_through(client: TestClient, user: Tes
     assert "upstream" in (await resp.json())["error"]["message"]
 
 
-async def test_models_lists_active_configurations(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_models_lists_active_configurations(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake, name="alpha")
     await openai_config(client, user, fake, name="beta", is_active=False)
     async with sdk(client, user) as api:
@@ -104,7 +104,7 @@ async def test_models_lists_active_configurations(client: TestClient, user: Test
     assert [(m.id, m.owned_by) for m in models] == [("alpha", "custom")]
 
 
-async def test_stream_chunks_relayed_as_they_arrive(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_stream_chunks_relayed_as_they_arrive(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake)
     fake.behaviour.chunk_delay_s = 0.3
     fake.behaviour.chunks = 2
@@ -124,7 +124,7 @@ async def test_stream_chunks_relayed_as_they_arrive(client: TestClient, user: Te
     assert len(arrivals) >= 4
 
 
-async def test_client_disconnect_cancels_upstream(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_client_disconnect_cancels_upstream(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake)
     fake.behaviour.chunk_delay_s = 0.2
     fake.behaviour.chunks = 20
@@ -140,7 +140,7 @@ async def test_client_disconnect_cancels_upstream(client: TestClient, user: Test
 
 @pytest.mark.parametrize("field", ["api_base", "base_url", "api_key", "extra_headers", "custom_llm_provider",
                                    "litellm_params", "mock_response"])
-async def test_routing_fields_refused(client: TestClient, user: TestUser, fake: FakeOpenAI, field: str) -> None:
+async def test_routing_fields_refused(client: TestClient, user: ApiUser, fake: FakeOpenAI, field: str) -> None:
     await openai_config(client, user, fake)
     resp = await client.post("/v1/chat/completions", headers=user.headers,
                              json={"model": "x", "messages": MESSAGES, field: "http://evil.example"})
@@ -150,7 +150,7 @@ async def test_routing_fields_refused(client: TestClient, user: TestUser, fake: 
     assert fake.requests == []
 
 
-async def test_body_too_large_and_malformed(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_body_too_large_and_malformed(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake)
     limit = client.server.app[SETTINGS].max_body_bytes
     big = b'{"model": "x", "messages": [], "pad": "' + b"a" * limit + b'"}'
@@ -165,7 +165,7 @@ async def test_body_too_large_and_malformed(client: TestClient, user: TestUser, 
     assert fake.requests == []
 
 
-async def test_large_body_under_the_limit_is_forwarded(client: TestClient, user: TestUser, fake: FakeOpenAI
+async def test_large_body_under_the_limit_is_forwarded(client: TestClient, user: ApiUser, fake: FakeOpenAI
                                                        ) -> None:
     await openai_config(client, user, fake)
     text = "a" * (3 * 1024 * 1024)
@@ -176,7 +176,7 @@ async def test_large_body_under_the_limit_is_forwarded(client: TestClient, user:
     assert fake.last_request.body["messages"][0]["content"] == text
 
 
-async def test_upstream_error_is_scrubbed(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_upstream_error_is_scrubbed(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake)
     fake.behaviour.status = 400
     fake.behaviour.echo_key_in_error = True
@@ -193,7 +193,7 @@ async def test_requests_need_a_token(client: TestClient, fake: FakeOpenAI) -> No
         assert resp.status == 401
 
 
-async def test_one_access_line_per_request(client: TestClient, user: TestUser, fake: FakeOpenAI,
+async def test_one_access_line_per_request(client: TestClient, user: ApiUser, fake: FakeOpenAI,
                                            caplog: pytest.LogCaptureFixture) -> None:
     config = await openai_config(client, user, fake)
     secret_text = "my secret prompt text"

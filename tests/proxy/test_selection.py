@@ -8,19 +8,19 @@ import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.factories import TestUser, make_user
+from tests.factories import ApiUser, make_user
 from tests.fakes.openai_upstream import FakeOpenAI
 
 from .conftest import MESSAGES, openai_config, sdk
 
 
-async def served_by(client: TestClient, user: TestUser, *, model: str = "whatever", **headers: str) -> str:
+async def served_by(client: TestClient, user: ApiUser, *, model: str = "whatever", **headers: str) -> str:
     async with sdk(client, user, **headers) as api:
         raw = await api.chat.completions.with_raw_response.create(model=model, messages=MESSAGES)
     return raw.headers["X-LLM-Configuration-Id"]
 
 
-async def test_each_selection_path(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_each_selection_path(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     default = await openai_config(client, user, fake, name="default-one", model="m-default")
     by_name = await openai_config(client, user, fake, name="by-name", model="m-name")
     bound = await openai_config(client, user, fake, name="bound", model="m-bound")
@@ -46,7 +46,7 @@ async def test_each_selection_path(client: TestClient, user: TestUser, fake: Fak
         assert fake.last_request.body["model"] == "m-explicit"
 
 
-async def test_binding_endpoints(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_binding_endpoints(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     config = await openai_config(client, user, fake)
     other = await openai_config(client, user, fake)
     path = "/api/conversations/c%2F42/llm-configuration"
@@ -67,7 +67,7 @@ async def test_binding_endpoints(client: TestClient, user: TestUser, fake: FakeO
     assert bad.status == 422
 
 
-async def test_binding_to_another_users_configuration_is_404(client: TestClient, user: TestUser,
+async def test_binding_to_another_users_configuration_is_404(client: TestClient, user: ApiUser,
                                                              fake: FakeOpenAI) -> None:
     stranger = await make_user(client)
     theirs = await openai_config(client, stranger, fake)
@@ -79,7 +79,7 @@ async def test_binding_to_another_users_configuration_is_404(client: TestClient,
     assert resp.status == 404
 
 
-async def test_nothing_selected_says_what_to_set(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_nothing_selected_says_what_to_set(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     # A user's first configuration becomes the default; unset it so nothing can be selected.
     config = await openai_config(client, user, fake, name="not-default")
     resp = await client.patch(f"/api/llm-configurations/{config['id']}", json={"is_default": False},
@@ -94,7 +94,7 @@ async def test_nothing_selected_says_what_to_set(client: TestClient, user: TestU
     assert fake.requests == []
 
 
-async def test_other_users_and_unknown_configurations_are_404(client: TestClient, user: TestUser,
+async def test_other_users_and_unknown_configurations_are_404(client: TestClient, user: ApiUser,
                                                               fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake)
     stranger = await make_user(client)
@@ -109,7 +109,7 @@ async def test_other_users_and_unknown_configurations_are_404(client: TestClient
     assert raw.headers["X-LLM-Configuration-Id"] != theirs["id"]
 
 
-async def test_inactive_configurations_are_never_used(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_inactive_configurations_are_never_used(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     default = await openai_config(client, user, fake, name="main")
     off = await openai_config(client, user, fake, name="off", is_active=False)
     for headers, model in (({"X-LLM-Configuration": off["id"]}, "x"), ({}, "off")):

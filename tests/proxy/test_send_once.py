@@ -10,11 +10,13 @@ import pytest
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.proxy.dispatch import send_once
 from gateway.proxy.forward import Target
+from gateway.ssrf import UrlPolicy
 from tests.fakes.anthropic_upstream import DEFAULT_ANTHROPIC_KEY, start_anthropic_upstream
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI
 
 from .conftest import MESSAGES
 
+LOCAL = UrlPolicy(allow_private=True)  # the fakes listen on 127.0.0.1
 BODY = {"model": "ignored", "messages": MESSAGES, "max_tokens": 5}
 
 
@@ -28,7 +30,7 @@ def target(fake: FakeOpenAI, key: str = DEFAULT_OPENAI_KEY, **fields: Any) -> Ta
 async def test_success_error_and_timeout(fake: FakeOpenAI) -> None:
     async with aiohttp.ClientSession() as http:
         result = await send_once(http, target(fake), path="/chat/completions", body=BODY, timeout_s=5,
-                                 allow_private=True)
+                                 urls=LOCAL)
         assert result.status == 200 and b"chat.completion" in result.body
         assert fake.last_request.body["model"] == "gpt-4o-mini"
         assert DEFAULT_OPENAI_KEY not in repr(target(fake))
@@ -36,14 +38,14 @@ async def test_success_error_and_timeout(fake: FakeOpenAI) -> None:
         fake.script([{"status": 429, "retry_after": "5", "echo_key_in_error": True}])
         with pytest.raises(UpstreamError) as caught:
             await send_once(http, target(fake), path="/chat/completions", body=BODY, timeout_s=5,
-                            allow_private=True)
+                            urls=LOCAL)
         assert caught.value.status == 429 and caught.value.headers["Retry-After"] == "5"
         assert DEFAULT_OPENAI_KEY not in caught.value.message
 
         fake.behaviour.hang = True  # only the timeout can end the call
         with pytest.raises(UpstreamTimeout):
             await send_once(http, target(fake), path="/chat/completions", body=BODY, timeout_s=0.2,
-                            allow_private=True)
+                            urls=LOCAL)
 
 
 async def test_ssrf_policy_applies(fake: FakeOpenAI) -> None:
@@ -51,7 +53,7 @@ async def test_ssrf_policy_applies(fake: FakeOpenAI) -> None:
         for base_url in (fake.url, "http://169.254.169.254/v1"):
             with pytest.raises(UpstreamError) as caught:
                 await send_once(http, target(fake, base_url=base_url), path="/chat/completions", body=BODY,
-                                timeout_s=5)
+                                timeout_s=5, urls=UrlPolicy())
             assert caught.value.code == "upstream_address_refused"
     assert fake.requests == []
 
@@ -62,6 +64,6 @@ async def test_translated_provider(aiohttp_server: Any) -> None:
                        model="claude-sonnet-4-5", api_key=DEFAULT_ANTHROPIC_KEY)
     async with aiohttp.ClientSession() as http:
         result = await send_once(http, anthropic, path="/chat/completions", body=BODY, timeout_s=30,
-                                 allow_private=True)
+                                 urls=LOCAL)
     assert result.status == 200 and claude.behaviour.content.encode() in result.body
     assert claude.last_request.body["max_tokens"] == 5

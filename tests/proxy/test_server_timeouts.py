@@ -13,10 +13,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.cli.test_cli import _env, free_port, wait_healthy
+from tests.cli.test_serve_workers import SRC
 from tests.conftest import ADMIN_TOKEN
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI
-from tests.gateway.test_cli import _env, free_port, wait_healthy
-from tests.gateway.test_serve_workers import SRC
 from tests.waiting import settled
 
 from .conftest import MESSAGES

@@ -9,14 +9,14 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.factories import TestUser
+from tests.factories import ApiUser
 from tests.fakes.openai_upstream import FakeOpenAI
 
 from .conftest import MESSAGES, openai_config
 from .test_usage import wait_for_requests
 
 
-async def events(client: TestClient, user: TestUser, **body: Any) -> list[dict[str, Any]]:
+async def events(client: TestClient, user: ApiUser, **body: Any) -> list[dict[str, Any]]:
     """The JSON events of a streamed chat completion, as a client receives them."""
     resp = await client.post("/v1/chat/completions", headers=user.headers,
                              json={"model": "x", "messages": MESSAGES, "stream": True, **body})
@@ -27,7 +27,7 @@ async def events(client: TestClient, user: TestUser, **body: Any) -> list[dict[s
 
 
 @pytest.mark.parametrize("where", ["own", "empty_delta", "last"])
-async def test_usage_hidden_unless_asked(client: TestClient, user: TestUser, fake: FakeOpenAI, where: str) -> None:
+async def test_usage_hidden_unless_asked(client: TestClient, user: ApiUser, fake: FakeOpenAI, where: str) -> None:
     fake.behaviour.usage_chunk = where  # type: ignore[assignment]
     await openai_config(client, user, fake)
     received = await events(client, user)

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
-from tests.factories import TestUser, make_configuration, make_user
+from tests.factories import ApiUser, make_configuration, make_user
 from tests.fakes.anthropic_upstream import DEFAULT_ANTHROPIC_KEY, FakeAnthropic, start_anthropic_upstream
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -37,12 +37,12 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def anthropic_config(client: TestClient, user: TestUser, base_url: str, **fields: Any) -> dict[str, Any]:
+async def anthropic_config(client: TestClient, user: ApiUser, base_url: str, **fields: Any) -> dict[str, Any]:
     return await make_configuration(client, user, provider="anthropic", model="claude-sonnet-4-5",
                                     base_url=base_url, api_key=DEFAULT_ANTHROPIC_KEY, **fields)
 
 
-async def failure(client: TestClient, user: TestUser, *, stream: bool = False) -> tuple[int, dict[str, Any], Any]:
+async def failure(client: TestClient, user: ApiUser, *, stream: bool = False) -> tuple[int, dict[str, Any], Any]:
     resp = await client.post("/v1/chat/completions", headers=user.headers,
                              json={"model": "x", "messages": MESSAGES, "max_tokens": 20, "stream": stream})
     assert resp.status >= 400, await resp.text()
@@ -59,7 +59,7 @@ async def failure(client: TestClient, user: TestUser, *, stream: bool = False) -
     ({"status": 400, "error_message": CONTEXT}, 400, "invalid_request_error", CONTEXT),
 ])
 async def test_error_answers_keep_status_type_message_and_retry_after(
-        client: TestClient, user: TestUser, claude: FakeAnthropic, stream: bool, step: dict[str, Any], status: int,
+        client: TestClient, user: ApiUser, claude: FakeAnthropic, stream: bool, step: dict[str, Any], status: int,
         type_: str, message: str | None) -> None:
     await anthropic_config(client, user, claude.url)
     claude.script([step])
@@ -94,7 +94,7 @@ async def test_transport_failures_match_the_openai_path(
     ("http://no-such-host.invalid", "Unreachable: cannot resolve host no-such-host.invalid"),
     (f"http://127.0.0.1:{closed_port()}", "Unreachable: connection to 127.0.0.1 refused or failed"),
 ])
-async def test_configuration_tests_name_the_cause(client: TestClient, user: TestUser, base_url: str,
+async def test_configuration_tests_name_the_cause(client: TestClient, user: ApiUser, base_url: str,
                                                   expected: str) -> None:
     config = await anthropic_config(client, user, base_url)
     resp = await client.post(f"/api/llm-configurations/{config['id']}/test", headers=user.headers)
@@ -104,7 +104,7 @@ async def test_configuration_tests_name_the_cause(client: TestClient, user: Test
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_openai_compatible_error_sent_as_an_event_keeps_its_message(
-        client: TestClient, user: TestUser, fake: FakeOpenAI, stream: bool) -> None:
+        client: TestClient, user: ApiUser, fake: FakeOpenAI, stream: bool) -> None:
     await openai_config(client, user, fake)
     fake.script([{"status": 500, "sse_errors": True, "error_message": "The model produced invalid output"}])
     resp = await client.post("/v1/responses", headers=user.headers, json={"model": "x", "input": "hi",

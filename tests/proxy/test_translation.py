@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.factories import TestUser, make_configuration
+from tests.factories import ApiUser, make_configuration
 from tests.fakes.anthropic_upstream import DEFAULT_ANTHROPIC_KEY, FakeAnthropic, start_anthropic_upstream
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -27,14 +27,14 @@ async def claude(aiohttp_server: Any) -> FakeAnthropic:
     return await start_anthropic_upstream(aiohttp_server, prompt_tokens=21, completion_tokens=9)
 
 
-async def anthropic_config(client: TestClient, user: TestUser, fake: FakeAnthropic, **fields: Any) -> dict[str, Any]:
+async def anthropic_config(client: TestClient, user: ApiUser, fake: FakeAnthropic, **fields: Any) -> dict[str, Any]:
     values: dict[str, Any] = {"provider": "anthropic", "model": "claude-sonnet-4-5", "base_url": fake.url,
                               "api_key": DEFAULT_ANTHROPIC_KEY}
     values.update(fields)
     return await make_configuration(client, user, **values)
 
 
-async def test_translated_both_ways(client: TestClient, user: TestUser, claude: FakeAnthropic) -> None:
+async def test_translated_both_ways(client: TestClient, user: ApiUser, claude: FakeAnthropic) -> None:
     config = await anthropic_config(client, user, claude)
     async with sdk(client, user) as api:
         raw = await api.chat.completions.with_raw_response.create(model="x", messages=MESSAGES, max_tokens=50,
@@ -59,7 +59,7 @@ async def test_translated_both_ways(client: TestClient, user: TestUser, claude: 
     assert asked[-1].usage is not None and asked[-1].usage.completion_tokens == 9
 
 
-async def test_errors_fail_over_and_are_scrubbed(client: TestClient, user: TestUser, claude: FakeAnthropic,
+async def test_errors_fail_over_and_are_scrubbed(client: TestClient, user: ApiUser, claude: FakeAnthropic,
                                                  fake: FakeOpenAI) -> None:
     backup = await openai_config(client, user, fake, is_default=False)
     await anthropic_config(client, user, claude, is_default=True, fallback_ids=[backup["id"]])
@@ -82,7 +82,7 @@ async def test_errors_fail_over_and_are_scrubbed(client: TestClient, user: TestU
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "endpoint_not_supported"
 
 
-async def test_stream_error_before_first_byte_fails_over(client: TestClient, user: TestUser, claude: FakeAnthropic,
+async def test_stream_error_before_first_byte_fails_over(client: TestClient, user: ApiUser, claude: FakeAnthropic,
                                                          fake: FakeOpenAI) -> None:
     backup = await openai_config(client, user, fake, is_default=False)
     await anthropic_config(client, user, claude, is_default=True, fallback_ids=[backup["id"]])

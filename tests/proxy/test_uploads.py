@@ -7,7 +7,7 @@ import hashlib
 
 from aiohttp.test_utils import TestClient
 
-from tests.factories import TestUser
+from tests.factories import ApiUser
 from tests.fakes.openai_upstream import FakeOpenAI
 
 from .conftest import openai_config, sdk
@@ -15,7 +15,7 @@ from .conftest import openai_config, sdk
 AUDIO = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4  # binary, CR and LF bytes included
 
 
-async def test_audio_transcription_upload(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_audio_transcription_upload(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake, name="whisper-1", model="whisper-1")
     async with sdk(client, user) as api:
         result = await api.audio.transcriptions.create(model="whisper-1", file=("hello.wav", AUDIO, "audio/wav"),
@@ -28,7 +28,7 @@ async def test_audio_transcription_upload(client: TestClient, user: TestUser, fa
     assert "boundary=" in fake.last_request.headers["content-type"]
 
 
-async def test_files_upload(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_files_upload(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake)
     data = b'{"messages": [{"role": "user", "content": "hi"}]}\n' * 50
     async with sdk(client, user) as api:
@@ -37,7 +37,7 @@ async def test_files_upload(client: TestClient, user: TestUser, fake: FakeOpenAI
     assert fake.last_request.body["file"]["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-async def test_fake_refuses_multipart_without_boundary(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_fake_refuses_multipart_without_boundary(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     """The fake behaves like OpenAI, so the two tests above prove the boundary arrives."""
     await openai_config(client, user, fake)
     resp = await client.post("/v1/files", headers={**user.headers, "Content-Type": "multipart/form-data"},

@@ -16,7 +16,7 @@ from gateway.configurations.model_catalog import model_data
 from gateway.proxy.usage import cost_usd
 from gateway.store.models import LLMConfiguration, UsageRecord
 from gateway.web.appkeys import SESSIONMAKER
-from tests.factories import TestUser, make_user
+from tests.factories import ApiUser, make_user
 from tests.fakes.openai_upstream import FakeOpenAI
 
 from .conftest import MESSAGES, openai_config, sdk
@@ -24,13 +24,13 @@ from .conftest import MESSAGES, openai_config, sdk
 PROMPT, COMPLETION = 13, 5
 
 
-async def usage(client: TestClient, user: TestUser, path: str = "/api/usage", **params: str) -> dict[str, Any]:
+async def usage(client: TestClient, user: ApiUser, path: str = "/api/usage", **params: str) -> dict[str, Any]:
     resp = await client.get(path, headers=user.headers, params=params)
     assert resp.status == 200, await resp.text()
     return await resp.json()  # type: ignore[no-any-return]
 
 
-async def wait_for_requests(client: TestClient, user: TestUser, n: int) -> dict[str, Any]:
+async def wait_for_requests(client: TestClient, user: ApiUser, n: int) -> dict[str, Any]:
     report: dict[str, Any] = {}
 
     async def count() -> int:
@@ -46,7 +46,7 @@ async def wait_for_requests(client: TestClient, user: TestUser, n: int) -> dict[
     raise AssertionError(f"only {report['totals']['requests']} of {n} usage records arrived")
 
 
-async def test_usage_totals_match_the_upstream(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_usage_totals_match_the_upstream(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     fake.behaviour.prompt_tokens, fake.behaviour.completion_tokens = PROMPT, COMPLETION
     config = await openai_config(client, user, fake, model="gpt-4o-mini")
     async with sdk(client, user, **{"X-Conversation-Id": "conv-usage"}) as api:
@@ -79,7 +79,7 @@ async def test_usage_totals_match_the_upstream(client: TestClient, user: TestUse
     assert configuration.updated_at < configuration.last_used_at  # usage does not count as an edit
 
 
-async def test_usage_grouping_and_per_configuration(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_usage_grouping_and_per_configuration(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     first = await openai_config(client, user, fake, name="first")
     second = await openai_config(client, user, fake, name="second")
     async with sdk(client, user) as api:
@@ -111,13 +111,13 @@ async def test_usage_grouping_and_per_configuration(client: TestClient, user: Te
 
 @pytest.mark.parametrize("params", [{"group_by": "week"}, {"since": "yesterday"}, {"bogus": "1"},
                                     {"since": "2024-02-01T00:00:00Z", "until": "2024-01-01T00:00:00Z"}])
-async def test_usage_query_errors(client: TestClient, user: TestUser, params: dict[str, str]) -> None:
+async def test_usage_query_errors(client: TestClient, user: ApiUser, params: dict[str, str]) -> None:
     resp = await client.get("/api/usage", headers=user.headers, params=params)
     assert resp.status == 400
     assert (await resp.json())["error"]["type"] == "invalid_request_error"
 
 
-async def test_metrics(client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+async def test_metrics(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake)
     async with sdk(client, user) as api:
         await api.chat.completions.create(model="x", messages=MESSAGES)
@@ -132,7 +132,7 @@ async def test_metrics(client: TestClient, user: TestUser, fake: FakeOpenAI) -> 
 
 
 async def test_requests_refused_before_a_configuration_group_as_no_configuration(
-        client: TestClient, user: TestUser, fake: FakeOpenAI) -> None:
+        client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
     """The README walkthrough's everyday failures (a name that is not a configuration, a refused field) leave
     rows without a configuration; the Usage page's report groups them instead of answering 500."""
     await openai_config(client, user, fake, name="work-gpt")

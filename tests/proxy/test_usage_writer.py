@@ -17,7 +17,7 @@ from sqlalchemy import select
 from gateway.background import running
 from gateway.store.models import UsageRecord
 from gateway.web.appkeys import METRICS, SESSIONMAKER, USAGE
-from tests.factories import TestUser, make_user
+from tests.factories import ApiUser, make_user
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.waiting import settled
 
@@ -42,13 +42,13 @@ async def raw_post(client: TestClient, path: str, headers: list[tuple[bytes, byt
     return int(head.split(b" ", 2)[1]), payload
 
 
-async def rows_of(client: TestClient, user: TestUser) -> list[UsageRecord]:
+async def rows_of(client: TestClient, user: ApiUser) -> list[UsageRecord]:
     async with client.server.app[SESSIONMAKER]() as session:
         result = await session.execute(select(UsageRecord).where(UsageRecord.user_id == uuid.UUID(user.id)))
         return list(result.scalars().all())
 
 
-async def recorded(client: TestClient, user: TestUser, n: int) -> list[UsageRecord]:
+async def recorded(client: TestClient, user: ApiUser, n: int) -> list[UsageRecord]:
     """The user's usage rows once there are n of them (fails after a generous deadline)."""
     deadline = time.monotonic() + 20
     while True:
@@ -59,7 +59,7 @@ async def recorded(client: TestClient, user: TestUser, n: int) -> list[UsageReco
         await asyncio.sleep(0.05)
 
 
-async def normal_request(client: TestClient, fake: FakeOpenAI) -> TestUser:
+async def normal_request(client: TestClient, fake: FakeOpenAI) -> ApiUser:
     """Another user's ordinary request; returns that user once it is answered."""
     other = await make_user(client)
     await openai_config(client, other, fake)
@@ -77,7 +77,7 @@ def metric(client: TestClient, name: str) -> float:
 
 @pytest.mark.parametrize("header", [b"X-Conversation-Id", b"X-LLM-Configuration"])
 async def test_undecodable_header_bytes_are_refused_and_the_writer_goes_on(
-        client: TestClient, user: TestUser, fake: FakeOpenAI, header: bytes) -> None:
+        client: TestClient, user: ApiUser, fake: FakeOpenAI, header: bytes) -> None:
     await openai_config(client, user, fake)
     body = orjson.dumps({"model": "x", "messages": MESSAGES})
     auth = (b"Authorization", f"Bearer {user.token}".encode())
@@ -92,7 +92,7 @@ async def test_undecodable_header_bytes_are_refused_and_the_writer_goes_on(
 
 @pytest.mark.parametrize("value", ["x" * 257, "é" * 257, "conv\u2028id", "conv\u202eid"])
 async def test_oversized_or_unprintable_conversation_ids_are_refused(
-        client: TestClient, user: TestUser, fake: FakeOpenAI, value: str) -> None:
+        client: TestClient, user: ApiUser, fake: FakeOpenAI, value: str) -> None:
     await openai_config(client, user, fake)
     body = orjson.dumps({"model": "x", "messages": MESSAGES})
     auth = (b"Authorization", f"Bearer {user.token}".encode())
@@ -105,7 +105,7 @@ async def test_oversized_or_unprintable_conversation_ids_are_refused(
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_upstream_claiming_2_to_the_64_tokens_is_clamped(
-        client: TestClient, user: TestUser, fake: FakeOpenAI, stream: bool) -> None:
+        client: TestClient, user: ApiUser, fake: FakeOpenAI, stream: bool) -> None:
     # The largest integer JSON parsers keep as one (orjson reads 2**64 itself as a float, clamped alike).
     fake.behaviour.prompt_tokens, fake.behaviour.completion_tokens = 2**64 - 1, -(2**63)
     await openai_config(client, user, fake)
@@ -122,7 +122,7 @@ async def test_upstream_claiming_2_to_the_64_tokens_is_clamped(
 
 
 async def test_rows_the_database_refuses_are_dropped_counted_and_the_rest_written(
-        client: TestClient, user: TestUser, fake: FakeOpenAI, caplog: pytest.LogCaptureFixture) -> None:
+        client: TestClient, user: ApiUser, fake: FakeOpenAI, caplog: pytest.LogCaptureFixture) -> None:
     """The writer's own guarantee, whatever the door lets through: a bad row costs itself only."""
     await openai_config(client, user, fake)
     writer = client.server.app[USAGE]

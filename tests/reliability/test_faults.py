@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.web.appkeys import USAGE
-from tests.factories import TestUser
+from tests.factories import ApiUser
 from tests.fakes.openai_upstream import FakeOpenAI, start_openai_upstream
 from tests.proxy.conftest import MESSAGES, openai_config
 from tests.proxy.test_failover import refused_url
@@ -19,7 +19,7 @@ from tests.reliability.conftest import Baseline
 from tests.waiting import settled
 
 
-async def warmed(client: TestClient, user: TestUser, fake: FakeOpenAI) -> Baseline:
+async def warmed(client: TestClient, user: ApiUser, fake: FakeOpenAI) -> Baseline:
     """One good request first, so caches, the usage writer and the pool exist before the baseline."""
     resp = await client.post("/v1/chat/completions", headers=user.headers, json={"model": "x", "messages": MESSAGES})
     assert resp.status == 200
@@ -45,7 +45,7 @@ FAULTS = [
 
 @pytest.mark.parametrize(("behaviour", "stream", "status", "code", "words"), FAULTS)
 async def test_fault_gives_a_clear_error_in_time_and_leaks_nothing(
-    client: TestClient, user: TestUser, fake: FakeOpenAI, behaviour: dict[str, Any], stream: bool, status: int,
+    client: TestClient, user: ApiUser, fake: FakeOpenAI, behaviour: dict[str, Any], stream: bool, status: int,
     code: str | None, words: str,
 ) -> None:
     await openai_config(client, user, fake)
@@ -67,7 +67,7 @@ async def test_fault_gives_a_clear_error_in_time_and_leaks_nothing(
     assert await baseline.settled(), (baseline.task_count(), baseline.tasks, baseline.acquired())
 
 
-async def test_refused_connection_is_502_and_leaks_nothing(client: TestClient, user: TestUser, fake: FakeOpenAI
+async def test_refused_connection_is_502_and_leaks_nothing(client: TestClient, user: ApiUser, fake: FakeOpenAI
                                                            ) -> None:
     good = await openai_config(client, user, fake, name="good")
     baseline = await warmed(client, user, fake)
@@ -81,7 +81,7 @@ async def test_refused_connection_is_502_and_leaks_nothing(client: TestClient, u
     assert good["id"]
 
 
-async def test_a_hanging_upstream_fails_over_within_the_timeout(client: TestClient, user: TestUser, fake: FakeOpenAI,
+async def test_a_hanging_upstream_fails_over_within_the_timeout(client: TestClient, user: ApiUser, fake: FakeOpenAI,
                                                                 aiohttp_server: Any) -> None:
     backup = await start_openai_upstream(aiohttp_server, content="from the backup")
     fallback = await openai_config(client, user, backup, name="backup", is_default=False)
@@ -100,7 +100,7 @@ async def test_a_hanging_upstream_fails_over_within_the_timeout(client: TestClie
 
 
 async def test_truncated_stream_before_its_end_is_an_error_event_and_leaks_nothing(
-    client: TestClient, user: TestUser, fake: FakeOpenAI
+    client: TestClient, user: ApiUser, fake: FakeOpenAI
 ) -> None:
     await openai_config(client, user, fake)
     baseline = await warmed(client, user, fake)
@@ -116,7 +116,7 @@ async def test_truncated_stream_before_its_end_is_an_error_event_and_leaks_nothi
     assert await baseline.settled()
 
 
-async def test_client_leaving_mid_stream_gives_back_the_connection(client: TestClient, user: TestUser,
+async def test_client_leaving_mid_stream_gives_back_the_connection(client: TestClient, user: ApiUser,
                                                                    fake: FakeOpenAI) -> None:
     await openai_config(client, user, fake)
     baseline = await warmed(client, user, fake)

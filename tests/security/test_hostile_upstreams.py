@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.proxy.relay import SSERelay
-from tests.factories import TestUser, make_configuration, make_user
+from tests.factories import ApiUser, make_configuration, make_user
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI
 from tests.security.conftest import MakeClient
 
@@ -91,7 +91,7 @@ async def never_ending_stream(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(0.05)
 
 
-async def gateway_with(make_client: MakeClient, base_url: str, **settings: Any) -> tuple[TestClient, TestUser]:
+async def gateway_with(make_client: MakeClient, base_url: str, **settings: Any) -> tuple[TestClient, ApiUser]:
     client = await make_client(allow_private_base_urls=True, **settings)
     user = await make_user(client)
     await make_configuration(client, user, provider="custom", base_url=base_url, api_key=DEFAULT_OPENAI_KEY)

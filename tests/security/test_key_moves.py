@@ -15,7 +15,7 @@ from sqlalchemy import select
 from gateway.configurations.crud import decrypt_key
 from gateway.store.models import LLMConfiguration
 from gateway.web.appkeys import KEYRING, SESSIONMAKER
-from tests.factories import TestUser, make_user
+from tests.factories import ApiUser, make_user
 from tests.fakes.openai_upstream import FakeOpenAI, start_openai_upstream
 from tests.security.conftest import MakeClient
 
@@ -31,7 +31,7 @@ async def stored(client: TestClient, config_id: str) -> tuple[str, str | None, s
         return row.provider, row.base_url, decrypt_key(client.server.app[KEYRING], row)
 
 
-async def victim(client: TestClient, legit: FakeOpenAI, key: str) -> tuple[TestUser, dict[str, Any]]:
+async def victim(client: TestClient, legit: FakeOpenAI, key: str) -> tuple[ApiUser, dict[str, Any]]:
     """A user whose default configuration holds `key` for the legitimate upstream."""
     user = await make_user(client)
     resp = await client.post(CONFIGS, headers=user.headers, json={
@@ -40,7 +40,7 @@ async def victim(client: TestClient, legit: FakeOpenAI, key: str) -> tuple[TestU
     return user, await resp.json()
 
 
-async def use_it(client: TestClient, user: TestUser, config: dict[str, Any]) -> None:
+async def use_it(client: TestClient, user: ApiUser, config: dict[str, Any]) -> None:
     """What the attacker does after the move: Test, then real traffic, streamed and not."""
     await client.post(f"{CONFIGS}/{config['id']}/test", headers=user.headers)
     for stream in (False, True):
@@ -50,7 +50,7 @@ async def use_it(client: TestClient, user: TestUser, config: dict[str, Any]) -> 
 
 
 async def setup(make_client: MakeClient, aiohttp_server: Any, key: str
-                ) -> tuple[TestClient, FakeOpenAI, FakeOpenAI, TestUser, dict[str, Any]]:
+                ) -> tuple[TestClient, FakeOpenAI, FakeOpenAI, ApiUser, dict[str, Any]]:
     # Both upstreams on 127.0.0.1, told apart by their port: a port is part of the origin.
     client = await make_client(allow_private_base_urls=True)
     legit = await start_openai_upstream(aiohttp_server, keys=[key])

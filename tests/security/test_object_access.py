@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from tests.factories import TestUser, make_user
+from tests.factories import ApiUser, make_user
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.security.conftest import MakeClient
 
@@ -26,7 +26,7 @@ async def operations(client: TestClient) -> list[tuple[str, str, dict[str, Any]]
             for method, op in ops.items() if method in METHODS]
 
 
-async def owned_objects(client: TestClient, owner: TestUser, fake: FakeOpenAI, key: str) -> dict[str, Any]:
+async def owned_objects(client: TestClient, owner: ApiUser, fake: FakeOpenAI, key: str) -> dict[str, Any]:
     """Give `owner` one of everything: a configuration that was used and tested, a binding, usage, audit."""
     fake.keys = frozenset({key})
     resp = await client.post(CONFIGS, headers=owner.headers, json={
@@ -52,7 +52,7 @@ async def owned_objects(client: TestClient, owner: TestUser, fake: FakeOpenAI, k
     return {"config": config, "conversation": conversation}
 
 
-async def snapshot(client: TestClient, owner: TestUser, objects: dict[str, Any]) -> list[Any]:
+async def snapshot(client: TestClient, owner: ApiUser, objects: dict[str, Any]) -> list[Any]:
     """What the owner sees of its objects."""
     config_id = objects["config"]["id"]
     paths = [f"{CONFIGS}/{config_id}", f"/api/conversations/{objects['conversation']}/llm-configuration",

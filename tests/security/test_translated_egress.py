@@ -28,7 +28,7 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 class ShiftingDNS(AbstractResolver):
     """The world's DNS for one name: the first lookup fails (a hiccup), every later one answers `then`."""
 
-    calls: ClassVar[list[str]] = []  # one list for every instance
+    calls: ClassVar[list[str]] = []
     name = "llm.attacker.test"
     then = "127.0.0.1"  # where the hostile fake listens: reaching it is the leak
 
@@ -140,11 +140,12 @@ async def test_translation_refuses_a_client_that_is_not_the_gateways(monkeypatch
 
     from gateway.errors import UpstreamError
     from gateway.proxy.guarded_http import GuardedTransport, check_guarded
+    from gateway.ssrf import UrlPolicy
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.attacker.test:3128")
     url = "https://api.anthropic.com"
     async with aiohttp.ClientSession(trust_env=False) as http:
-        ours = AsyncHTTPHandler(transport=GuardedTransport(http, allow_private=False, max_body_bytes=1 << 20),
+        ours = AsyncHTTPHandler(transport=GuardedTransport(http, urls=UrlPolicy(), max_body_bytes=1 << 20),
                                 follow_redirects=False)
         check_guarded(ours, url)
         for switch in (None, "DISABLE_AIOHTTP_TRANSPORT"):

@@ -1,5 +1,5 @@
 """Every write path validates the same way, and no import or export buys unbounded work: control characters in
-names and models are refused on the admin API, /api/settings and import (legacy migration: tests/gateway/
+names and models are refused on the admin API, /api/settings and import (legacy migration: tests/legacy/
 test_legacy.py); an export sealed with a costlier scrypt is refused before any derivation; imports and exports
 are rate-limited per user."""
 

@@ -1,2 +1,2 @@
 """Checks: the provider probe (probe.py) and configuration test runs (runs.py). May import web, proxy, configurations,
-accounts, crypto, the store; never admin."""
+accounts, crypto, the store and the URL policy; never admin."""

@@ -46,10 +46,9 @@ _EMBEDDING_MODEL = re.compile(r"(^|[/_.:-])(text-)?embed|^(bge|gte|e5)-|[/-](bge
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
-class TestResult(BaseModel):
+class CheckResult(BaseModel):
     """The verdict of one configuration test, as the API returns it."""
 
-    __test__ = False  # not a pytest class, whatever its name
     success: bool
     status: Status
     message: str
@@ -158,13 +157,13 @@ def _clean(text: str, api_key: str) -> str:
     return one_line
 
 
-def _failed(message: str, status: int | None, latency_ms: int | None) -> TestResult:
-    return TestResult(success=False, status="failed", message=message, latency_ms=latency_ms, upstream_status=status)
+def _failed(message: str, status: int | None, latency_ms: int | None) -> CheckResult:
+    return CheckResult(success=False, status="failed", message=message, latency_ms=latency_ms, upstream_status=status)
 
 
 def classify_reply(
     status: int, headers: Mapping[str, str], body: bytes, *, model: str, api_key: str, latency_ms: int
-) -> TestResult:
+) -> CheckResult:
     """The verdict for an upstream answer read in full."""
     if 200 <= status < 300:
         try:
@@ -172,7 +171,7 @@ def classify_reply(
         except orjson.JSONDecodeError:
             # Something answered, but not an LLM API: a passing test must mean real traffic will pass.
             return _failed(f"Unexpected answer from the provider: not JSON (HTTP {status})", status, latency_ms)
-        return TestResult(success=True, status="success", message=f"LLM responding correctly ({latency_ms} ms)",
+        return CheckResult(success=True, status="success", message=f"LLM responding correctly ({latency_ms} ms)",
                           latency_ms=latency_ms, upstream_status=status)
     codes, message = error_fields(body)
     return classify_refusal(status, headers, codes, message, model=model, api_key=api_key, latency_ms=latency_ms)
@@ -181,7 +180,7 @@ def classify_reply(
 def classify_refusal(
     status: int, headers: Mapping[str, str], codes: set[str], provider_message: str | None, *, model: str,
     api_key: str, latency_ms: int | None,
-) -> TestResult:
+) -> CheckResult:
     """The verdict for an upstream error answer; its error codes take precedence over the bare status."""
     codes = {c.lower() for c in codes}
     if codes & QUOTA_CODES or status == 402:
@@ -192,7 +191,7 @@ def classify_refusal(
     if status == 429:
         wait = retry_after_seconds(headers)
         hint = f"try again in {wait}s" if wait is not None else "try again later"
-        return TestResult(success=False, status="rate_limited", message=f"Rate limit exceeded - {hint}",
+        return CheckResult(success=False, status="rate_limited", message=f"Rate limit exceeded - {hint}",
                           latency_ms=latency_ms, retry_after_s=wait, upstream_status=status)
     if codes & MODEL_CODES or status == 404:
         return _failed(f"Model not found: {model}", status, latency_ms)
@@ -202,10 +201,10 @@ def classify_refusal(
     return _failed(f"Provider refused the test request ({status}): {detail}", status, latency_ms)
 
 
-def classify_error(exc: BaseException, *, host: str, timeout_s: float, api_key: str = "") -> TestResult:
+def classify_error(exc: BaseException, *, host: str, timeout_s: float, api_key: str = "") -> CheckResult:
     """The verdict for an exception raised while calling the upstream at `host`."""
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return TestResult(success=False, status="timeout", message=f"No answer within {timeout_s:g} s")
+        return CheckResult(success=False, status="timeout", message=f"No answer within {timeout_s:g} s")
     if isinstance(exc, UnsafeURLError):
         reason = f"refused to connect to {host}: {exc.reason}"
     elif isinstance(exc, aiohttp.ClientConnectorDNSError):
@@ -216,12 +215,12 @@ def classify_error(exc: BaseException, *, host: str, timeout_s: float, api_key: 
         reason = f"connection to {host} was reset or closed before the answer"
     else:
         reason = f"cannot reach {host} ({type(exc).__name__})"
-    return TestResult(success=False, status="unreachable", message=_clean(f"Unreachable: {reason}", api_key))
+    return CheckResult(success=False, status="unreachable", message=_clean(f"Unreachable: {reason}", api_key))
 
 
 def classify_upstream_error(
     exc: UpstreamError, *, model: str, api_key: str, host: str, timeout_s: float, latency_ms: int
-) -> TestResult:
+) -> CheckResult:
     """The verdict for the forwarding code's UpstreamError: a transport failure (its cause) or an error answer."""
     cause = exc.__cause__
     if isinstance(exc, UpstreamTimeout) or isinstance(cause, TimeoutError):

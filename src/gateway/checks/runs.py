@@ -22,7 +22,7 @@ from yarl import URL
 from gateway.accounts import audit
 from gateway.checks.probe import (
     STORED_STATUS,
-    TestResult,
+    CheckResult,
     classify_reply,
     classify_upstream_error,
     probe_request,
@@ -34,7 +34,9 @@ from gateway.errors import RateLimited, Unprocessable, UpstreamError
 from gateway.proxy.dispatch import send_once
 from gateway.proxy.forward import Target
 from gateway.proxy.translation import Translator
+from gateway.ssrf import UrlPolicy
 from gateway.store.changes import Change, ChangeBus
+from gateway.store.db import rows_affected
 from gateway.store.models import LLMConfiguration, utcnow
 from gateway.web.appkeys import CHANGES, HTTP_CLIENT, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER, TRANSLATOR
 from gateway.web.ratelimit import SlidingWindowLimiter
@@ -43,7 +45,7 @@ AUDIT_ACTION = "test"  # the admin audit log's action name
 MAX_STORED_MESSAGE = 500
 
 
-class SavedTestResult(TestResult):
+class SavedCheckResult(CheckResult):
     """A saved configuration's verdict, as stored."""
 
     configuration_id: uuid.UUID
@@ -57,8 +59,8 @@ def _host(base_url: str) -> str:
 
 
 async def run_probe(
-    http: aiohttp.ClientSession, target: Target, *, timeout_s: float, translator: Translator, allow_private: bool
-) -> TestResult:
+    http: aiohttp.ClientSession, target: Target, *, timeout_s: float, translator: Translator, urls: UrlPolicy
+) -> CheckResult:
     """Test one target through the proxy's forwarding code and classify the outcome; never raises for upstream
     trouble."""
     probe = probe_request(target.model)
@@ -68,7 +70,7 @@ async def run_probe(
     started = time.perf_counter()
     try:
         reply = await send_once(http, target, path=probe.path, body=probe.body, timeout_s=timeout_s,
-                                translator=translator, allow_private=allow_private)
+                                translator=translator, urls=urls)
     except UpstreamError as exc:
         latency_ms = round((time.perf_counter() - started) * 1000)
         return classify_upstream_error(exc, model=target.model, api_key=target.api_key,
@@ -95,23 +97,23 @@ def unsaved_target(policy: Policy, *, provider: str, model: str, api_key: str, b
     return _target(entry, model=model, base_url=resolved, api_key=api_key)
 
 
-def saved_target(policy: Policy, keyring: KeyRing, config: LLMConfiguration) -> Target | TestResult:
+def saved_target(policy: Policy, keyring: KeyRing, config: LLMConfiguration) -> Target | CheckResult:
     """The target of a stored configuration, or a failed verdict when it cannot be called at all."""
     entry = policy.catalog.get(config.provider)
     base_url = config.base_url or (entry.base_url if entry else None)
     if entry is None or base_url is None:
-        return TestResult(success=False, status="failed",
+        return CheckResult(success=False, status="failed",
                           message=f"Provider '{config.provider}' is not in the catalog or has no base URL")
     try:
         api_key = decrypt_key(keyring, config)
     except CryptoError:
-        return TestResult(success=False, status="failed",
+        return CheckResult(success=False, status="failed",
                           message="The stored key cannot be decrypted (encryption key missing from the key ring)")
     return _target(entry, model=config.model, base_url=base_url, api_key=api_key, name=config.name)
 
 
 async def store_result(
-    session: AsyncSession, *, config: LLMConfiguration, result: TestResult, actor: str, source: str
+    session: AsyncSession, *, config: LLMConfiguration, result: CheckResult, actor: str, source: str
 ) -> datetime | None:
     """Write the verdict on the row and an audit event, in the session's transaction; updated_at is kept (a
     test is not an edit). A copy of the row in this session sees the new values. None when the row is gone."""
@@ -128,7 +130,7 @@ async def store_result(
         )
         .execution_options(synchronize_session="evaluate")
     )
-    if updated.rowcount == 0:
+    if rows_affected(updated) == 0:
         return None
     record_test_audit(session, user_id=config.user_id, configuration_id=config.id, result=result, actor=actor,
                       source=source)
@@ -136,7 +138,7 @@ async def store_result(
 
 
 def record_test_audit(
-    session: AsyncSession, *, user_id: uuid.UUID, configuration_id: uuid.UUID, result: TestResult, actor: str,
+    session: AsyncSession, *, user_id: uuid.UUID, configuration_id: uuid.UUID, result: CheckResult, actor: str,
     source: str,
 ) -> None:
     """The audit event of a test: the verdict's class, never its message (it quotes the provider)."""
@@ -161,26 +163,24 @@ class Checker:
     timeout_s: float
     concurrency: int
     translator: Translator
-    allow_private: bool
 
     @classmethod
     def of(cls, app: Mapping[Any, Any]) -> Checker:
         """Build from an application (or a request's config_dict)."""
         settings = app[SETTINGS]
         return cls(app[SESSIONMAKER], app[HTTP_CLIENT], app[KEYRING], app[POLICY], app[CHANGES], app[TEST_LIMITER],
-                   settings.test_timeout_s, settings.test_concurrency, app[TRANSLATOR],
-                   settings.allow_private_base_urls)
+                   settings.test_timeout_s, settings.test_concurrency, app[TRANSLATOR])
 
     async def test_unsaved(self, *, user_id: uuid.UUID, provider: str, model: str, api_key: str,
-                           base_url: str | None) -> TestResult:
+                           base_url: str | None) -> CheckResult:
         """Test a configuration that is not stored; nothing is written."""
         target = unsaved_target(self.policy, provider=provider, model=model, api_key=api_key, base_url=base_url)
         self.limiter.require(user_id, what="configuration tests")
         return await run_probe(self.client, target, timeout_s=self.timeout_s, translator=self.translator,
-                           allow_private=self.allow_private)
+                               urls=self.policy.urls)
 
     async def test_saved(self, *, user_id: uuid.UUID, configuration_id: uuid.UUID | str, actor: str,
-                         source: str = "test") -> SavedTestResult:
+                         source: str = "test") -> SavedCheckResult:
         """Test one of the caller's configurations and store the verdict (404 for another user's id)."""
         async with self.sessionmaker() as session:
             config = await get_configuration(session, user_id=user_id, configuration_id=configuration_id)
@@ -188,19 +188,19 @@ class Checker:
         async with self.sessionmaker() as session:
             return (await self._run_and_store(session, [config], actor=actor, source=source))[0]
 
-    async def test_on_save(self, session: AsyncSession, config: LLMConfiguration, *, actor: str) -> SavedTestResult:
+    async def test_on_save(self, session: AsyncSession, config: LLMConfiguration, *, actor: str) -> SavedCheckResult:
         """Test a configuration just saved (committed) in `session`, and store the verdict on `config` too.
 
         Over the test budget the save still stands: the verdict then says "rate_limited" and is not stored."""
         try:
             self.limiter.require(config.user_id, what="configuration tests")
         except RateLimited as exc:
-            return SavedTestResult(success=False, status="rate_limited", message=f"Not tested: {exc.message}",
+            return SavedCheckResult(success=False, status="rate_limited", message=f"Not tested: {exc.message}",
                                    retry_after_s=int(exc.headers["Retry-After"]), configuration_id=config.id,
                                    name=config.name)
         return (await self._run_and_store(session, [config], actor=actor, source="test_on_save"))[0]
 
-    async def test_all(self, *, user_id: uuid.UUID, actor: str) -> list[SavedTestResult]:
+    async def test_all(self, *, user_id: uuid.UUID, actor: str) -> list[SavedCheckResult]:
         """Test every active configuration of the caller, `concurrency` at a time; store every verdict."""
         async with self.sessionmaker() as session:
             configs = list((await session.execute(
@@ -214,23 +214,23 @@ class Checker:
             return await self._run_and_store(session, configs, actor=actor, source="test_all")
 
     async def _run_and_store(self, session: AsyncSession, configs: list[LLMConfiguration], *, actor: str,
-                             source: str) -> list[SavedTestResult]:
+                             source: str) -> list[SavedCheckResult]:
         """Probe the configurations (no transaction open meanwhile), then store every verdict in one commit."""
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def one(config: LLMConfiguration) -> TestResult:
+        async def one(config: LLMConfiguration) -> CheckResult:
             target = saved_target(self.policy, self.keyring, config)
-            if isinstance(target, TestResult):
+            if isinstance(target, CheckResult):
                 return target
             async with gate:
                 return await run_probe(self.client, target, timeout_s=self.timeout_s, translator=self.translator,
-                                       allow_private=self.allow_private)
+                                       urls=self.policy.urls)
 
         verdicts = await asyncio.gather(*(one(c) for c in configs))
-        saved: list[SavedTestResult] = []
+        saved: list[SavedCheckResult] = []
         for config, verdict in zip(configs, verdicts, strict=True):
             tested_at = await store_result(session, config=config, result=verdict, actor=actor, source=source)
-            saved.append(SavedTestResult(**verdict.model_dump(), configuration_id=config.id, name=config.name,
+            saved.append(SavedCheckResult(**verdict.model_dump(), configuration_id=config.id, name=config.name,
                                          tested_at=tested_at))
         if configs:
             await self.changes.commit(session, Change("configurations", str(configs[0].user_id)))

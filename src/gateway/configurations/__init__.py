@@ -1,2 +1,3 @@
-"""Configurations: crud, conversations, provider and model catalogs, backup, usage reports. May import crypto, the
-store, legacy.compat (backup) and errors; never aiohttp."""
+"""Configurations: crud, cleared keys, conversations, provider and model catalogs, backup, usage reports. May
+import crypto, the store, errors, validation and the URL policy; never legacy or templates (they build on it), never
+aiohttp."""

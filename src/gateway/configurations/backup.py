@@ -18,18 +18,19 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.configurations.cleared import clear_key, has_key
 from gateway.configurations.crud import (
     Policy,
     check_provider_and_url,
     create_configuration,
     decrypt_key,
+    default_configuration,
     list_user_configurations,
     moves_key,
     update_configuration,
 )
 from gateway.crypto.keyring import KeyRing, b64url_decode, b64url_encode
 from gateway.errors import Unprocessable
-from gateway.legacy.compat import clear_key, default_configuration, has_key
 from gateway.store.models import utcnow
 from gateway.validation import MAX_MODEL, MAX_NAME, printable
 

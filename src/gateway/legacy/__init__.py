@@ -1,2 +1,2 @@
 """Legacy: the old settings source, migration onto configurations, settings compatibility. May import configurations,
-accounts, crypto, the store and errors; never aiohttp."""
+accounts, crypto, the store, settings, errors and validation; configurations never imports it; never aiohttp."""

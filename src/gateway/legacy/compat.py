@@ -1,8 +1,8 @@
 """The legacy settings shape (`llm_model`, `llm_api_key`, `llm_base_url`) read and written through the caller's
 default configuration, so old clients keep working and a posted-back mask never replaces a key.
 
-A cleared key is stored as the encryption of CLEARED_KEY, a value no key can be (still bound to its row), and
-the configuration is deactivated: no request can use it, and a real key posted later reactivates it."""
+A cleared key (llm_api_key_clear) is gateway.configurations.cleared's: the configuration is deactivated until a
+real key is posted again."""
 
 from __future__ import annotations
 
@@ -10,24 +10,23 @@ import asyncio
 import uuid
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.configurations.cleared import clear_key, has_key
 from gateway.configurations.crud import (
-    CLEARED_KEY,
     Policy,
     check_api_key,
     create_configuration,
-    decrypt_key,
+    default_configuration,
     update_configuration,
 )
 from gateway.configurations.providers import ProviderCatalog
-from gateway.crypto.keyring import KeyRing, row_binding
+from gateway.crypto.keyring import KeyRing
 from gateway.crypto.masking import is_placeholder
 from gateway.errors import Unprocessable
 from gateway.legacy.migration import free_name
 from gateway.legacy.source import join_model, split_model
-from gateway.store.models import LLMConfiguration, utcnow
+from gateway.store.models import LLMConfiguration
 from gateway.validation import MAX_MODEL, check_text
 
 NEW_CONFIGURATION_NAME = "Default Configuration"
@@ -52,29 +51,6 @@ class LegacySettingsUpdate(BaseModel):
     llm_api_key: str | None = None
     llm_base_url: str | None = None
     llm_api_key_clear: bool = False
-
-
-def has_key(keyring: KeyRing, configuration: LLMConfiguration) -> bool:
-    """True unless the key was cleared."""
-    return decrypt_key(keyring, configuration) != CLEARED_KEY
-
-
-def clear_key(keyring: KeyRing, configuration: LLMConfiguration) -> None:
-    """Forget the key: nothing usable stays, and the configuration can no longer serve requests."""
-    binding = row_binding(configuration.id, configuration.user_id)
-    configuration.api_key_encrypted = keyring.encrypt(CLEARED_KEY, binding=binding)
-    configuration.key_id = keyring.primary_id
-    configuration.is_active = False
-    configuration.updated_at = utcnow()
-
-
-async def default_configuration(session: AsyncSession, *, user_id: uuid.UUID,
-                                for_update: bool = False) -> LLMConfiguration | None:
-    """The user's default configuration, if any."""
-    query = select(LLMConfiguration).where(LLMConfiguration.user_id == user_id, LLMConfiguration.is_default.is_(True))
-    if for_update:
-        query = query.with_for_update()
-    return (await session.execute(query)).scalar_one_or_none()
 
 
 def settings_view(keyring: KeyRing, catalog: ProviderCatalog, config: LLMConfiguration | None) -> LegacySettings:

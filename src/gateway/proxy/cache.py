@@ -16,7 +16,7 @@ from gateway.configurations.conversations import bound_configuration_id
 from gateway.configurations.crud import list_user_configurations
 from gateway.configurations.providers import ProviderCatalog
 from gateway.crypto.keyring import row_binding
-from gateway.ssrf import UnsafeURLError, guard_url
+from gateway.ssrf import UrlPolicy
 from gateway.store.changes import Change
 from gateway.store.models import LLMConfiguration
 
@@ -64,17 +64,7 @@ class UserConfigurations:
         return sorted((c for c in self.by_id.values() if c.is_active), key=lambda c: c.name)
 
 
-def _refusal(base_url: str | None, allow_private: bool) -> str | None:
-    if base_url is None:
-        return None
-    try:
-        guard_url(base_url, allow_private=allow_private)
-    except UnsafeURLError as exc:
-        return str(exc)
-    return None
-
-
-def to_cached(row: LLMConfiguration, catalog: ProviderCatalog, *, allow_private: bool) -> CachedConfiguration:
+def to_cached(row: LLMConfiguration, catalog: ProviderCatalog, *, urls: UrlPolicy) -> CachedConfiguration:
     """A cache entry for one row: its upstream resolved through the catalog and checked against the policy."""
     provider = catalog.get(row.provider)
     base_url = row.base_url or (provider.base_url if provider is not None else None)
@@ -94,7 +84,7 @@ def to_cached(row: LLMConfiguration, catalog: ProviderCatalog, *, allow_private:
         fallback_ids=tuple(str(f) for f in row.fallback_ids or ()),
         created=int(row.created_at.timestamp()),
         binding=row_binding(row.id, row.user_id),
-        refusal=_refusal(base_url, allow_private),
+        refusal=urls.refusal(base_url),
     )
 
 
@@ -174,10 +164,10 @@ class ConfigurationCache:
     """user → configurations and (user, conversation) → configuration id, loaded on first use."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], catalog: ProviderCatalog, *,
-                 allow_private: bool, binding_bytes: int) -> None:
+                 urls: UrlPolicy, binding_bytes: int) -> None:
         self._sessionmaker = sessionmaker
         self._catalog = catalog
-        self._allow_private = allow_private
+        self._urls = urls
         self._users: dict[uuid.UUID, UserConfigurations] = {}
         self.bindings = BindingCache(binding_bytes)
         self._loads: dict[uuid.UUID, asyncio.Task[UserConfigurations]] = {}
@@ -201,7 +191,7 @@ class ConfigurationCache:
         generation = self._generation
         async with self._sessionmaker() as session:
             rows = await list_user_configurations(session, user_id=user_id)
-        loaded = index([to_cached(row, self._catalog, allow_private=self._allow_private) for row in rows])
+        loaded = index([to_cached(row, self._catalog, urls=self._urls) for row in rows])
         if generation == self._generation:
             self._users[user_id] = loaded
         return loaded
@@ -210,7 +200,7 @@ class ConfigurationCache:
         """The configuration id a conversation is bound to, or None; misses are cached for a while too."""
         cached = self.bindings.get(user_id, conversation_id)
         if cached is not NOT_CACHED:
-            return cached  # type: ignore[return-value]
+            return cached  # type: ignore[return-value]  # NOT_CACHED is ruled out just above
         generation = self._generation
         async with self._sessionmaker() as session:
             found = await bound_configuration_id(session, user_id=user_id, conversation_id=conversation_id)

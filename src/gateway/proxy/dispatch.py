@@ -23,6 +23,7 @@ from gateway.proxy.forward import (
     upstream_errors,
 )
 from gateway.proxy.translation import Translator
+from gateway.ssrf import UrlPolicy
 
 TRANSLATED_PATH = "/chat/completions"
 STREAM_HEADERS = {"Content-Type": "text/event-stream"}
@@ -99,19 +100,19 @@ async def _chunks(upstream: aiohttp.ClientResponse, target: Target) -> AsyncGene
 
 async def send_once(
     http: aiohttp.ClientSession, target: Target, *, path: str, body: dict[str, Any], timeout_s: float,
-    translator: Translator | None = None, allow_private: bool = False,
-    max_body_bytes: int = DEFAULT_MAX_UPSTREAM_BODY,
+    urls: UrlPolicy, translator: Translator | None = None, max_body_bytes: int = DEFAULT_MAX_UPSTREAM_BODY,
 ) -> UpstreamResult:
     """Send one non-streamed request to the target, no failover; the model becomes the target's.
 
     Returns 2xx answers with all their headers; raises UpstreamError (with the upstream's status, its
     Retry-After and rate-limit headers) for error answers and connection errors, UpstreamTimeout when
     `timeout_s` passes. Targets without OpenAI's wire format go through litellm (`translator`: the app's
-    TRANSLATOR), /chat/completions only. The base_url obeys the SSRF policy unless the target says it was
-    checked already (`url_checked`); `allow_private` is the setting ALLOW_PRIVATE_BASE_URLS.
+    TRANSLATOR), /chat/completions only. The base_url is asked of `urls` (the app's URL_POLICY) first: the
+    proxy's own targets come from the cache, which asked it already, but this one may be unsaved.
     """
-    target.check_url(allow_private)
-    translator = translator or Translator(timeout_s=timeout_s, allow_private=allow_private)
+    with upstream_errors(target):
+        urls.guard_url(target.base_url)
+    translator = translator or Translator(timeout_s=timeout_s, urls=urls)
     with upstream_errors(target):
         answer = await asyncio.wait_for(
             call(http, translator, target, path=path, body={**body}, raw=b"", stream=False,

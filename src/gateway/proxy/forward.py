@@ -15,7 +15,7 @@ from gateway.configurations.providers import WIRE_OPENAI
 from gateway.crypto.masking import scrub
 from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout, parse_error_body
 from gateway.proxy.cache import CachedConfiguration
-from gateway.ssrf import UnsafeURLError, guard_url
+from gateway.ssrf import UnsafeURLError
 
 MAX_ERROR_BODY = 64 * 1024
 LARGE_BODY = 1024 * 1024
@@ -40,7 +40,6 @@ class Target:
     model: str
     api_key: str = field(repr=False)
     name: str = ""
-    url_checked: bool = False  # True when base_url already passed the SSRF policy (cached configurations)
 
     @classmethod
     def of(cls, configuration: CachedConfiguration, api_key: str) -> Target:
@@ -52,13 +51,7 @@ class Target:
             raise UpstreamError(f"The upstream address is refused by the gateway's policy: {configuration.refusal}",
                                 code="upstream_address_refused")
         return cls(configuration.provider, configuration.wire, configuration.litellm_provider,
-                   configuration.base_url, configuration.model, api_key, configuration.name, True)
-
-    def check_url(self, allow_private: bool) -> None:
-        """Apply the SSRF policy to the base_url (scheme, IP literals); hostnames are the resolver's job."""
-        if not self.url_checked:
-            with upstream_errors(self):
-                guard_url(self.base_url, allow_private=allow_private)
+                   configuration.base_url, configuration.model, api_key, configuration.name)
 
     @property
     def is_openai_compatible(self) -> bool:

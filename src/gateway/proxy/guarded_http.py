@@ -16,16 +16,17 @@ import httpx
 from yarl import URL
 
 from gateway.errors import UpstreamError
-from gateway.ssrf import UnsafeURLError, guard_url
+from gateway.ssrf import UnsafeURLError, UrlPolicy
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):
-    """litellm's requests sent through the gateway's session: its GuardedResolver judges every connect, no
-    environment proxy, no redirect; litellm closing a client it made around this transport closes nothing."""
+    """litellm's requests sent through the gateway's session: the URL policy judges every URL, its GuardedResolver
+    every connect; no environment proxy, no redirect; litellm closing a client it made around this transport
+    closes nothing."""
 
-    def __init__(self, http: aiohttp.ClientSession, *, allow_private: bool, max_body_bytes: int) -> None:
+    def __init__(self, http: aiohttp.ClientSession, *, urls: UrlPolicy, max_body_bytes: int) -> None:
         self.http = http
-        self.allow_private = allow_private
+        self.urls = urls
         self.max_body_bytes = max_body_bytes
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -35,7 +36,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout") or {}
         body = await request.aread()
         try:
-            guard_url(str(request.url), allow_private=self.allow_private)  # IP literals never reach the resolver
+            self.urls.guard_url(str(request.url))  # IP literals never reach the resolver
             with map_aiohttp_exceptions():
                 response = await self.http.request(
                     request.method, URL(str(request.url), encoded=True), headers=request.headers,

@@ -24,6 +24,7 @@ from gateway.web.appkeys import (
     SESSIONMAKER,
     SETTINGS,
     TRANSLATOR,
+    URL_POLICY,
 )
 from gateway.web.auth import caller_of
 from gateway.web.changes import listener_ctx
@@ -66,7 +67,7 @@ async def list_models(request: web.Request) -> web.Response:
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     """The configuration cache, subscribed to every change; it needs the sessionmaker, hence a cleanup_ctx."""
     settings = app[SETTINGS]
-    cache = ConfigurationCache(app[SESSIONMAKER], app[PROVIDERS], allow_private=settings.allow_private_base_urls,
+    cache = ConfigurationCache(app[SESSIONMAKER], app[PROVIDERS], urls=app[URL_POLICY],
                                binding_bytes=settings.binding_cache_bytes)
     app[CONFIG_CACHE] = cache
     app[CHANGES].subscribe(cache.on_change)
@@ -79,8 +80,7 @@ def setup(app: web.Application) -> None:
     app[METRICS] = ProxyMetrics()
     app[ADMISSION] = Admission.from_settings(settings, app[METRICS].registry)
     app[COOLDOWNS] = Cooldowns(threshold=settings.cooldown_failures, cooldown_s=settings.cooldown_s)
-    app[TRANSLATOR] = Translator(timeout_s=settings.upstream_timeout_s,
-                                 allow_private=settings.allow_private_base_urls,
+    app[TRANSLATOR] = Translator(timeout_s=settings.upstream_timeout_s, urls=app[URL_POLICY],
                                  max_body_bytes=settings.max_upstream_body_bytes)
     app.cleanup_ctx.append(cache_ctx)
     app.cleanup_ctx.append(usage_ctx)

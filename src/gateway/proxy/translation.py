@@ -17,7 +17,7 @@ import orjson
 from gateway.configurations.providers import _litellm as import_litellm
 from gateway.errors import BadRequest, UpstreamError
 from gateway.proxy.forward import Target, UpstreamResult, error_from_answer, transport_error
-from gateway.ssrf import UnsafeURLError
+from gateway.ssrf import UnsafeURLError, UrlPolicy
 
 # OpenAI chat parameters a client may send; anything else would reach litellm's own options (headers,
 # fallbacks, callbacks...), which are the gateway's business, not the client's.
@@ -35,9 +35,9 @@ TRANSPORT_FAILURES = (TimeoutError, UnsafeURLError, aiohttp.ClientError)
 class Translator:
     """litellm and one HTTP handler over the gateway's session, both made on first use."""
 
-    def __init__(self, *, timeout_s: float, allow_private: bool, max_body_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(self, *, timeout_s: float, urls: UrlPolicy, max_body_bytes: int = 32 * 1024 * 1024) -> None:
         self.timeout_s = timeout_s
-        self.allow_private = allow_private
+        self.urls = urls
         self.max_body_bytes = max_body_bytes
         self._module: ModuleType | None = None
         self._handler: Any = None
@@ -57,8 +57,7 @@ class Translator:
                     # given, but builds a client of its own around a session it was given.
                     self._handler = AsyncHTTPHandler(
                         timeout=self.timeout_s, follow_redirects=False,
-                        transport=GuardedTransport(http, allow_private=self.allow_private,
-                                                   max_body_bytes=self.max_body_bytes))
+                        transport=GuardedTransport(http, urls=self.urls, max_body_bytes=self.max_body_bytes))
                     self._module = module
         return self._module, self._handler
 
@@ -140,7 +139,6 @@ def _failures() -> tuple[type[BaseException], ...]:
 async def _call(translator: Translator, http: aiohttp.ClientSession, target: Target, body: dict[str, Any],
                 **extra: Any) -> Any:
     params = _params(body)
-    target.check_url(translator.allow_private)
     litellm, handler = await translator.ready(http)
     from gateway.proxy.guarded_http import check_guarded  # loaded with litellm, by ready()
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from gateway.proxy.translation import Translator
     from gateway.proxy.usage import UsageWriter
     from gateway.settings import Settings
+    from gateway.ssrf import UrlPolicy
     from gateway.store.changes import ChangeBus
     from gateway.templates.catalog import TemplateCatalog
     from gateway.web.auth import TokenCache
@@ -42,6 +43,7 @@ USAGE: web.AppKey[UsageWriter] = web.AppKey("usage")
 METRICS: web.AppKey[ProxyMetrics] = web.AppKey("metrics")
 ADMISSION: web.AppKey[Admission] = web.AppKey("admission")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
+URL_POLICY: web.AppKey[UrlPolicy] = web.AppKey("url_policy")
 TRANSLATOR: web.AppKey[Translator] = web.AppKey("translator")
 PROVIDER_LISTING: web.AppKey[ProviderListing] = web.AppKey("provider_listing")
 LEGACY_SOURCE: web.AppKey[LegacySource | None] = web.AppKey("legacy_source")

@@ -1,4 +1,4 @@
-"""The shared client session's resolver: hostnames resolve only to addresses the SSRF policy (gateway.ssrf)
+"""The shared client session's resolver: hostnames resolve only to addresses the URL policy (gateway.ssrf)
 allows, so a connection opens only to a checked address, whatever DNS says by then (rebinding)."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from collections.abc import Iterable
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from gateway.ssrf import UnsafeURLError, check_address, check_host
+from gateway.ssrf import UnsafeURLError, UrlPolicy
 
 
 class GuardedResolver(AbstractResolver):
-    """A resolver that only returns addresses the SSRF policy allows, refusing the lookup when none is left."""
+    """A resolver that only returns addresses the URL policy allows, refusing the lookup when none is left."""
 
-    def __init__(self, allow_private: bool, *, resolver: AbstractResolver | None = None) -> None:
-        self.allow_private = allow_private
+    def __init__(self, policy: UrlPolicy, *, resolver: AbstractResolver | None = None) -> None:
+        self.policy = policy
         # Made lazily: aiohttp's resolvers need the running loop.
         self._resolver = resolver
 
@@ -24,11 +24,11 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         """Resolve host and drop every address the policy refuses."""
-        check_host(host, allow_private=self.allow_private)
+        self.policy.check_host(host)
         if self._resolver is None:
             self._resolver = aiohttp.DefaultResolver()
         results = await self._resolver.resolve(host, port, family)
-        allowed, refusal = _filter(results, allow_private=self.allow_private)
+        allowed, refusal = _filter(results, self.policy)
         if not allowed:
             # Name the refused category, not the address: internal DNS is none of the caller's business.
             raise refusal or UnsafeURLError("upstream host resolved to no address", category="host")
@@ -41,14 +41,14 @@ class GuardedResolver(AbstractResolver):
 
 
 def _filter(
-    results: Iterable[ResolveResult], *, allow_private: bool
+    results: Iterable[ResolveResult], policy: UrlPolicy
 ) -> tuple[list[ResolveResult], UnsafeURLError | None]:
     """Split resolver results into the allowed ones and the last refusal."""
     allowed: list[ResolveResult] = []
     refusal: UnsafeURLError | None = None
     for result in results:
         try:
-            check_address(result["host"], allow_private=allow_private)
+            policy.check_address(result["host"])
         except UnsafeURLError as exc:
             refusal = exc
         else:

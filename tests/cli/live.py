@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.gateway.test_cli import _env, free_port, wait_healthy
+from tests.cli.test_cli import _env, free_port, wait_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 

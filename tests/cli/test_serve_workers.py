@@ -13,7 +13,7 @@ from pathlib import Path
 
 import gateway
 from gateway.crypto.keyring import generate_key_entry
-from tests.gateway.test_cli import _env, free_port, wait_healthy
+from tests.cli.test_cli import _env, free_port, wait_healthy
 
 LISTEN, ESTABLISHED = "0A", "01"
 # The child must run this very tree (a relative PYTHONPATH=src would not survive its cwd=tmp_path).

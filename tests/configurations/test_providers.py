@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.configurations.providers import CatalogError, Provider, ProviderCatalog
-from gateway.ssrf import check_base_url
+from gateway.ssrf import UrlPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +54,7 @@ def test_lookups(
     assert provider.litellm_provider
     if base_url is not None:
         # Local defaults are only valid where the operator allows private base URLs.
-        check_base_url(base_url, allow_private=provider_id in {"ollama", "vllm"})
+        UrlPolicy(allow_private=provider_id in {"ollama", "vllm"}).check_base_url(base_url)
 
 
 def test_provider_is_frozen(catalog: ProviderCatalog) -> None:

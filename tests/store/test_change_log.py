@@ -14,9 +14,9 @@ from pydantic import SecretStr
 
 from gateway.app import create_app
 from gateway.settings import Settings
+from tests.cli.test_cli import cli
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import make_user
-from tests.gateway.test_cli import cli
 
 
 @pytest.fixture

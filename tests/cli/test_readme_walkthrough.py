@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.gateway.live import REPO, Gateway, start_fake, stop_fake
+from tests.cli.live import REPO, Gateway, start_fake, stop_fake
 
 README = (REPO / "README.md").read_text()
 SECTION = README.split("## Five-minute walkthrough", 1)[1].split("\n## ", 1)[0]

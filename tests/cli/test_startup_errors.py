@@ -13,7 +13,7 @@ import pytest
 from gateway import __version__
 from gateway.crypto.keyring import generate_key_entry
 from gateway.store import migrate
-from tests.gateway.test_cli import _env, cli, free_port, start, stop, wait_healthy
+from tests.cli.test_cli import _env, cli, free_port, start, stop, wait_healthy
 
 
 def serve_process(cwd: Path, port: int, **env: str) -> subprocess.Popen[str]:

@@ -14,11 +14,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from admin.testing import run_test_on_save
+from admin.checks import run_test_on_save
 from gateway.configurations.crud import get_configuration
 from gateway.store.models import AuditEvent, LLMConfiguration, UsageRecord
 from gateway.web.appkeys import SESSIONMAKER
-from tests.factories import TestUser, make_configuration, make_user
+from tests.factories import ApiUser, make_configuration, make_user
 from tests.fakes.anthropic_upstream import DEFAULT_ANTHROPIC_KEY, FakeAnthropic, start_anthropic_upstream
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream
 
@@ -30,23 +30,23 @@ async def fake(aiohttp_server) -> FakeOpenAI:  # type: ignore[no-untyped-def]
     return await start_openai_upstream(aiohttp_server)
 
 
-async def saved(client: TestClient, user: TestUser, fake: FakeOpenAI | FakeAnthropic, **fields: Any) -> dict[str, Any]:
+async def saved(client: TestClient, user: ApiUser, fake: FakeOpenAI | FakeAnthropic, **fields: Any) -> dict[str, Any]:
     values = {"base_url": fake.url, "api_key": DEFAULT_OPENAI_KEY, **fields}
     return await make_configuration(client, user, **values)
 
 
-async def row(client: TestClient, user: TestUser, config_id: str) -> LLMConfiguration:
+async def row(client: TestClient, user: ApiUser, config_id: str) -> LLMConfiguration:
     async with client.server.app[SESSIONMAKER]() as session:
         return await get_configuration(session, user_id=uuid.UUID(user.id), configuration_id=config_id)
 
 
-async def audit_events(client: TestClient, user: TestUser) -> list[AuditEvent]:
+async def audit_events(client: TestClient, user: ApiUser) -> list[AuditEvent]:
     async with client.server.app[SESSIONMAKER]() as session:
         query = select(AuditEvent).where(AuditEvent.user_id == uuid.UUID(user.id)).order_by(AuditEvent.id)
         return list((await session.execute(query)).scalars())
 
 
-async def run_saved(client: TestClient, user: TestUser, config_id: str) -> tuple[int, dict[str, Any], str]:
+async def run_saved(client: TestClient, user: ApiUser, config_id: str) -> tuple[int, dict[str, Any], str]:
     resp = await client.post(f"/api/llm-configurations/{config_id}/test", headers=user.headers)
     text = await resp.text()
     return resp.status, await resp.json(), text
@@ -317,7 +317,7 @@ async def test_test_all_counts_every_configuration_against_the_limit(make_client
     assert resp.status == 429 and len(fake.requests) == 3
 
 
-async def _on_save(client: TestClient, user: TestUser, config_id: str) -> tuple[Any, LLMConfiguration]:
+async def _on_save(client: TestClient, user: ApiUser, config_id: str) -> tuple[Any, LLMConfiguration]:
     """Drive the create/update hook the way the handlers do: after the commit, in the handler's session."""
     from aiohttp.test_utils import make_mocked_request
 
