@@ -1,5 +1,6 @@
 """A database for the gateway under test: migrated, one user with a token, one configuration `bench-model`
-pointing at the fake upstream. Made with the gateway's own repository functions, as the CLI and API would.
+pointing at the fake upstream and one `bench-claude` on the fake Anthropic one (BENCH_ANTHROPIC_URL/KEY). Made
+with the gateway's own repository functions, as the CLI and API would.
 
 Run as a child process with the measured tree's src/ first on PYTHONPATH (its migrations and models):
     python -m benchmarks.prepare sqlite DIRECTORY | postgres SERVER_URL   (upstream in BENCH_UPSTREAM_URL/KEY)
@@ -19,12 +20,13 @@ from pathlib import Path
 
 import asyncpg
 
-from benchmarks.procs import MODEL
+from benchmarks.procs import MODEL, TRANSLATED_MODEL
 from gateway.accounts.users import create_user, issue_token
 from gateway.configurations.crud import Policy, create_configuration
 from gateway.configurations.providers import ProviderCatalog
 from gateway.crypto.keyring import KeyRing, generate_key_entry
 from gateway.settings import parse_key_ring
+from gateway.ssrf import UrlPolicy
 from gateway.store import migrate
 from gateway.store.db import make_engine, make_sessionmaker
 
@@ -39,21 +41,28 @@ class Prepared:
     drop: str | None = None  # a PostgreSQL database to drop afterwards
 
 
-async def _fill(database_url: str, keys: str, upstream_url: str, upstream_key: str) -> str:
-    """Migrate, then add the user, its token and the configuration; returns the token."""
+async def fill(database_url: str, keys: str, upstream_url: str, upstream_key: str, *, translated: bool = True) -> str:
+    """Migrate, then add the user, its token and the configurations (`bench-claude` when `translated`); returns
+    the token."""
     await migrate.upgrade_async(database_url)
     engine = make_engine(database_url)
     try:
         async with make_sessionmaker(engine)() as session:
             user = await create_user(session, name="bench")
             _, token = await issue_token(session, user_id=user.id, name="bench")
+            keyring = KeyRing.from_entries(parse_key_ring(keys))
+            policy = Policy(catalog=ProviderCatalog.load(None), urls=UrlPolicy(allow_private=True))
             await create_configuration(
-                session,
-                keyring=KeyRing.from_entries(parse_key_ring(keys)),
-                policy=Policy(catalog=ProviderCatalog.load(None), allow_private_base_urls=True),
-                user_id=user.id, name=MODEL, provider="openai", model="gpt-4o-mini",
+                session, keyring=keyring, policy=policy, user_id=user.id, name=MODEL, provider="openai",
+                model="gpt-4o-mini",
                 api_key=upstream_key, base_url=upstream_url,
             )
+            if translated:
+                await create_configuration(
+                    session, keyring=keyring, policy=policy, user_id=user.id, name=TRANSLATED_MODEL,
+                    provider="anthropic", model="claude-sonnet-4-5", api_key=os.environ["BENCH_ANTHROPIC_KEY"],
+                    base_url=os.environ["BENCH_ANTHROPIC_URL"],
+                )
             await session.commit()
             return token
     finally:
@@ -66,7 +75,7 @@ def sqlite(directory: Path, upstream_url: str, upstream_key: str) -> Prepared:
         (directory / stale).unlink(missing_ok=True)
     url = f"sqlite+aiosqlite:///{directory / 'gateway.db'}"
     keys = generate_key_entry("bench1")
-    return Prepared(url, keys, asyncio.run(_fill(url, keys, upstream_url, upstream_key)))
+    return Prepared(url, keys, asyncio.run(fill(url, keys, upstream_url, upstream_key)))
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -89,7 +98,7 @@ def postgres(server_url: str, upstream_url: str, upstream_key: str) -> Prepared:
     url = f"postgresql+asyncpg://{head.split('://', 1)[1]}/{name}"
     keys = generate_key_entry("bench1")
     try:
-        token = asyncio.run(_fill(url, keys, upstream_url, upstream_key))
+        token = asyncio.run(fill(url, keys, upstream_url, upstream_key))
     except BaseException:
         drop_postgres(server_url, name)
         raise

@@ -16,6 +16,9 @@ from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MODEL = "bench-model"  # the configuration name every request asks for
+TRANSLATED_MODEL = "bench-claude"  # a configuration on the fake Anthropic upstream: the translated path
+# What the web page loads when opened (src/admin/static): the page, then the API calls it makes.
+WEB_PAGE = ("/ui/", "/api/providers", "/api/llm-configurations", "/api/llm-configurations/stats", "/api/usage")
 
 
 def install_uvloop() -> None:
@@ -166,10 +169,22 @@ def chat_body(model: str, *, stream: bool = False) -> bytes:
 
 def post_status(port: int, token: str, model: str, timeout: float = 5.0) -> int:
     """Status of one chat completion, 0 when nothing answers."""
+    return request_status(port, "POST", "/v1/chat/completions", token, chat_body(model), timeout)
+
+
+def get_status(port: int, path: str, token: str, timeout: float = 30.0) -> int:
+    """Status of one GET (its body read), 0 when nothing answers."""
+    return request_status(port, "GET", path, token, None, timeout)
+
+
+def request_status(port: int, method: str, path: str, token: str, body: bytes | None, timeout: float) -> int:
+    """Status of one request with the caller's token (its answer read), 0 when nothing answers."""
+    headers = {"Authorization": f"Bearer {token}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("POST", "/v1/chat/completions", body=chat_body(model),
-                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         resp.read()
         return resp.status

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from benchmarks import hotpath, load, procs, report
-from benchmarks.procs import MODEL
+from benchmarks.procs import MODEL, TRANSLATED_MODEL, WEB_PAGE
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
@@ -84,22 +84,29 @@ class Bench:
         self.upstream_key = "sk-bench-" + secrets.token_hex(12)
         self.upstream_port = procs.free_port()
         self.upstream_url = f"http://127.0.0.1:{self.upstream_port}/v1"
+        self.anthropic_key = "sk-ant-bench-" + secrets.token_hex(12)
+        self.anthropic_port = procs.free_port()
 
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
     @contextmanager
     def upstream(self) -> Iterator[procs.Proc]:
-        """The project's fake OpenAI upstream (tests/fakes/openai_upstream.py), standalone, on the load CPUs."""
+        """The project's fake OpenAI upstream (tests/fakes/openai_upstream.py), standalone, on the load CPUs, and
+        its fake Anthropic one for the translated request."""
         cmd = [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(self.upstream_port),
                "--key", self.upstream_key, "--chunk-delay", str(self.args.chunk_delay)]
-        proc = procs.start("upstream", cmd, cpus=self.args.load_cpus, log_dir=self.out, cwd=REPO,
-                           env=clean_env(PYTHONPATH=f"{REPO}:{REPO / 'src'}"))
+        env = clean_env(PYTHONPATH=f"{REPO}:{REPO / 'src'}")
+        proc = procs.start("upstream", cmd, cpus=self.args.load_cpus, log_dir=self.out, cwd=REPO, env=env)
+        claude = procs.start("anthropic", [sys.executable, "-m", "tests.fakes.anthropic_upstream", "--port",
+                                           str(self.anthropic_port), "--key", self.anthropic_key],
+                             cpus=self.args.load_cpus, log_dir=self.out, cwd=REPO, env=env)
         try:
             procs.wait_first_200(proc, self.upstream_port, self.upstream_key, "gpt-4o-mini")
             yield proc
         finally:
             proc.stop()
+            claude.stop()
 
     @contextmanager
     def target(self, name: str, *, workers: int = 1, cpus: str | None = None,
@@ -147,7 +154,9 @@ class Bench:
         done = subprocess.run([sys.executable, "-m", "benchmarks.prepare", name, where], cwd=REPO,
                               capture_output=True, text=True, timeout=120,
                               env=self.src_env(BENCH_UPSTREAM_URL=self.upstream_url,
-                                               BENCH_UPSTREAM_KEY=self.upstream_key))
+                                               BENCH_UPSTREAM_KEY=self.upstream_key,
+                                               BENCH_ANTHROPIC_URL=f"http://127.0.0.1:{self.anthropic_port}",
+                                               BENCH_ANTHROPIC_KEY=self.anthropic_key))
         if done.returncode:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise RuntimeError(f"preparing {name} failed: {last}\n{done.stderr[-2000:]}")
@@ -183,11 +192,26 @@ class Bench:
             }
             if name != "bare":
                 r["litellm_imported"] = bool(LITELLM_IMPORT.search(proc.log.read_text(errors="replace")))
+                r.update(self.page_and_translation(name, proc, port, token))
             if self.args.profile:
                 r["profile"] = hotpath.record(proc.pid, port, token, MODEL, seconds=self.args.profile_seconds,
                                               conns=32, cpus=self.args.load_cpus, out_dir=self.out,
                                               name=f"{name}_profile")
             return r
+
+    def page_and_translation(self, name: str, proc: procs.Proc, port: int, token: str) -> dict[str, object]:
+        """RSS after the web page is opened once (what it loads), then after one translated (Anthropic) request."""
+        statuses = {path: procs.get_status(port, path, token) for path in WEB_PAGE}
+        rss_page = round(procs.rss_kib(proc.pid) / 1024, 1)
+        started = time.perf_counter()
+        translated = procs.post_status(port, token, TRANSLATED_MODEL, timeout=120)
+        seconds = round(time.perf_counter() - started, 2)
+        rss_translated = round(procs.rss_kib(proc.pid) / 1024, 1)
+        self.log(f"{name}: web page {statuses}, RSS {rss_page} MiB; translated request HTTP {translated} in "
+                 f"{seconds} s, RSS {rss_translated} MiB")
+        failed = sum(1 for status in (*statuses.values(), translated) if status != 200)
+        return {"rss_page_mib": rss_page, "rss_translated_mib": rss_translated, "translated_s": seconds,
+                "page_errors": failed}
 
     def long_run(self, name: str) -> dict[str, float]:
         """RSS of a fresh process after half of --long-requests and after all of them (32 connections)."""
@@ -272,12 +296,12 @@ def main(argv: list[str] | None = None) -> int:
             # Only PostgreSQL: serve refuses several workers on SQLite (no cross-process change path there).
             for name in (t for t in args.targets if t == "postgres"):
                 attempt(name, "workers", partial(bench.workers, name, args.workers), worker_rows)
-    lines = [f"Measured {header}; load average after: {procs.load_average()}", ""] + report.main_table(results)
+    lines = [f"Measured {header}; load average after: {procs.load_average()}", "", *report.main_table(results)]
     if long_rows:
-        lines += ["", "Long run (fresh process, 32 connections):", ""] + report.long_run_table(long_rows)
+        lines += ["", "Long run (fresh process, 32 connections):", "", *report.long_run_table(long_rows)]
     if worker_rows:
         lines += ["", f"`serve --workers {args.workers}` against one worker, gateway on CPUs {args.workers_cpus} "
-                  f"(upstream + wrk on {args.load_cpus}):", ""] + report.workers_table(worker_rows, args.workers)
+                  f"(upstream + wrk on {args.load_cpus}):", "", *report.workers_table(worker_rows, args.workers)]
     lines += [line for failure in failures for line in ("", failure)]
     for name, r in results.items():
         if "profile" in r:

@@ -1,4 +1,5 @@
-"""litellm is not imported by the web page, the provider list or an OpenAI-compatible request.
+"""litellm is not imported by the web page, the provider list or an OpenAI-compatible request (nor httpx, which
+only litellm's requests use, nor asyncpg on SQLite).
 
 It costs seconds and well over 100 MiB; only translated providers (Anthropic native, Gemini …) need it. The
 check runs in a fresh interpreter, since other tests in this process import litellm on purpose.
@@ -42,6 +43,10 @@ async def main(folder: Path, url: str) -> None:
             assert "gpt-4o" in next(p for p in providers["items"] if p["id"] == "openai")["models"]
             for path in ("/ui/", "/ui/settings", "/ui/usage"):
                 assert (await client.get(path)).status == 200, path
+            # What the page asks for once loaded (src/admin/static/js).
+            for path in ("/api/llm-configurations", "/api/llm-configurations/stats", "/api/migrations/status",
+                         "/api/templates", "/api/usage"):
+                assert (await client.get(path, headers=headers)).status == 200, path
             resp = await client.post("/v1/chat/completions", headers=headers,
                                      json={"model": "c", "messages": [{"role": "user", "content": "hi"}]})
             assert resp.status == 200, await resp.text()
@@ -50,6 +55,9 @@ async def main(folder: Path, url: str) -> None:
             assert resp.status == 200 and b"[DONE]" in await resp.read()
     loaded = sorted(name for name in sys.modules if name == "litellm" or name.startswith("litellm."))
     assert not loaded, f"litellm was imported: {loaded[:5]}"
+    # Nor what only litellm (httpx, with its command line's rich) or PostgreSQL (asyncpg) needs.
+    heavy = sorted(name for name in ("httpx", "rich", "asyncpg") if name in sys.modules)
+    assert not heavy, f"imported on SQLite without a translated request: {heavy}"
     print("ok")
 
 folder = Path(sys.argv[1])

@@ -8,7 +8,8 @@ import aiohttp
 import pytest
 
 from gateway.errors import UpstreamError, UpstreamTimeout
-from gateway.proxy.forward import Target, send_once
+from gateway.proxy.dispatch import send_once
+from gateway.proxy.forward import Target
 from gateway.ssrf import UrlPolicy
 from tests.fakes.anthropic_upstream import DEFAULT_ANTHROPIC_KEY, start_anthropic_upstream
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI

@@ -139,7 +139,7 @@ async def test_translation_refuses_a_client_that_is_not_the_gateways(monkeypatch
     from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 
     from gateway.errors import UpstreamError
-    from gateway.proxy.translation import GuardedTransport, check_guarded
+    from gateway.proxy.guarded_http import GuardedTransport, check_guarded
     from gateway.ssrf import UrlPolicy
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.attacker.test:3128")

@@ -31,7 +31,8 @@ from gateway.configurations.crud import Policy, check_api_key, check_provider_an
 from gateway.configurations.providers import Provider
 from gateway.crypto.keyring import CryptoError, KeyRing
 from gateway.errors import RateLimited, Unprocessable, UpstreamError
-from gateway.proxy.forward import Target, send_once
+from gateway.proxy.dispatch import send_once
+from gateway.proxy.forward import Target
 from gateway.proxy.translation import Translator
 from gateway.ssrf import UrlPolicy
 from gateway.store.changes import Change, ChangeBus

@@ -23,6 +23,8 @@ log = logging.getLogger("gateway.model_catalog")
 DATA_FILE = "model_prices_and_context_window_backup.json"
 # litellm also lists image, audio, realtime and video models; the gateway serves none of those endpoints.
 SERVED_MODES = frozenset({"chat", "completion", "responses", "embedding"})
+# What the gateway reads of an entry; the file has ~30 fields per model, and kept whole they cost ~4 MiB.
+KEPT_FIELDS = ("litellm_provider", "mode", "input_cost_per_token", "output_cost_per_token")
 
 
 def _data_path() -> Path | None:
@@ -35,7 +37,8 @@ def _data_path() -> Path | None:
 
 @lru_cache(maxsize=1)
 def model_data() -> MappingProxyType[str, Any]:
-    """Every model litellm knows → its entry (provider, mode, prices); empty when the file cannot be read."""
+    """Every model litellm knows → its entry (provider, mode, prices: KEPT_FIELDS); empty when the file cannot be
+    read."""
     path = _data_path()
     try:
         data = orjson.loads(path.read_bytes()) if path is not None else {}
@@ -45,7 +48,8 @@ def model_data() -> MappingProxyType[str, Any]:
     if not isinstance(data, dict):
         data = {}
     data.pop("sample_spec", None)  # the file's own field documentation, not a model
-    return MappingProxyType(data)
+    return MappingProxyType({name: {k: entry[k] for k in KEPT_FIELDS if k in entry} if isinstance(entry, dict)
+                             else entry for name, entry in data.items()})
 
 
 @lru_cache(maxsize=64)

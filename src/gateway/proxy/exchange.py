@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 
@@ -23,12 +22,12 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from gateway.proxy import translation
+from gateway.proxy import dispatch
 from gateway.proxy.admission import CLIENT_CLOSED
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.failover import parse_retry_after, should_fail_over
-from gateway.proxy.forward import Target, post_upstream, read_answer, read_error, relayed_headers, upstream_errors
-from gateway.proxy.relay import SSERelay, first_event_is_json
+from gateway.proxy.forward import Target, relayed_headers
+from gateway.proxy.relay import SSERelay, first_event_is_json, usage_of
 from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
 from gateway.web.appkeys import (
     ADMISSION,
@@ -184,7 +183,7 @@ async def _serve(ex: Exchange) -> web.StreamResponse:
         binding=lambda conversation_id: cache.binding(user_id, conversation_id),
     )
     chain = attempt_chain(configurations, chosen)
-    cooldowns, metrics, keyring = app[COOLDOWNS], app[METRICS], app[KEYRING]
+    cooldowns, metrics = app[COOLDOWNS], app[METRICS]
     last_error: GatewayError | None = None
     for configuration in chain:
         if not cooldowns.admit(configuration.id):
@@ -194,36 +193,17 @@ async def _serve(ex: Exchange) -> web.StreamResponse:
         ex.attempts += 1
         ex.configuration = configuration
         try:
-            response = await _attempt(ex, configuration, keyring.decrypt(configuration.api_key_encrypted,
-                                                                         binding=configuration.binding))
-        except CryptoError:
-            last_error = GatewayError(f"The stored key of LLM configuration '{configuration.name}' cannot be "
-                                      "decrypted with this gateway's encryption keys", code="key_unavailable")
-            metrics.attempt["key_error"].inc()
-            continue
-        except UpstreamError as exc:
-            last_error = exc
-            # The cause by class and status only: upstream texts and aiohttp's messages may quote URLs or keys.
-            log.warning("upstream attempt failed: request_id=%s configuration_id=%s status=%s code=%s cause=%s",
-                        ex.request_id, configuration.id, exc.status, exc.code,
-                        exc.__cause__.__class__.__name__ if exc.__cause__ is not None else f"HTTP {exc.status}")
-            if not should_fail_over(exc.status):
-                cooldowns.succeeded(configuration.id)  # it answered: the request was wrong, not the key
-                metrics.attempt["client_error"].inc()
-                raise
-            metrics.attempt["failed"].inc()
-            if cooldowns.failed(configuration.id, parse_retry_after(exc.headers.get("Retry-After"))):
-                metrics.cooldowns.inc()
-            continue
+            response, failure = await _attempt(ex, configuration)
         except BaseException:
             cooldowns.released(configuration.id)
             raise
-        if ex.error_class is None:
-            metrics.attempt["ok"].inc()
-            cooldowns.succeeded(configuration.id)
-        elif cooldowns.failed(configuration.id):  # the stream broke after its first byte: no failover now
-            metrics.cooldowns.inc()
-        return response
+        _record(ex, configuration, response, failure)
+        if response is not None:
+            return response
+        assert failure is not None
+        if isinstance(failure, UpstreamError) and not should_fail_over(failure.status):
+            raise failure
+        last_error = failure
     if last_error is not None:
         raise last_error
     wait = cooldowns.retry_in([c.id for c in chain])
@@ -232,77 +212,86 @@ async def _serve(ex: Exchange) -> web.StreamResponse:
         f"{wait:.0f} s", code="configurations_cooling_down", headers={"Retry-After": str(max(1, round(wait)))})
 
 
-async def _attempt(ex: Exchange, configuration: CachedConfiguration, api_key: str) -> web.StreamResponse:
-    """One upstream attempt; raises UpstreamError only while nothing has reached the client."""
-    target = Target.of(configuration, api_key)
-    del api_key
-    http = ex.app[HTTP_CLIENT]
-    if not target.is_openai_compatible:
-        if ex.path != "/chat/completions" or ex.body is None:
-            raise BadRequest(f"Provider '{target.provider}' serves only /v1/chat/completions through the gateway",
-                             code="endpoint_not_supported")
-        translator = ex.app[TRANSLATOR]
-        if ex.stream:
-            frames = translation.stream(translator, http, target, ex.body)
-            return await _relay(ex, 200, {"Content-Type": "text/event-stream"}, frames)
-        result = await translation.complete(translator, http, target, ex.body)
-        return _answer(ex, result.status, result.headers, result.body)
-    if ex.body is not None:
-        ex.body["model"] = target.model
-        payload = orjson.dumps(ex.body)
-    else:
-        payload = ex.raw
-    # The client's Content-Type as sent: a multipart body is unreadable without its boundary parameter.
-    content_type = None if ex.body is not None else ex.request.headers.get("Content-Type")
-    upstream = await post_upstream(http, target, path=ex.path, body=payload, client_headers=ex.request.headers,
-                                   content_type=content_type)
+def _record(ex: Exchange, configuration: CachedConfiguration, response: web.StreamResponse | None,
+            failure: GatewayError | None) -> None:
+    """An attempt's outcome where it counts: the configuration's cooldown, the metrics and the usage row."""
+    cooldowns, metrics = ex.app[COOLDOWNS], ex.app[METRICS]
+    if failure is None:
+        metrics.attempt["ok"].inc()
+        cooldowns.succeeded(configuration.id)
+        return
+    if response is not None:  # the stream broke after its first byte: no failover now
+        ex.error_class = failure.__class__.__name__
+        if cooldowns.failed(configuration.id):
+            metrics.cooldowns.inc()
+        return
+    if not isinstance(failure, UpstreamError):  # the stored key could not be decrypted
+        metrics.attempt["key_error"].inc()
+        return
+    # The cause by class and status only: upstream texts and aiohttp's messages may quote URLs or keys.
+    log.warning("upstream attempt failed: request_id=%s configuration_id=%s status=%s code=%s cause=%s",
+                ex.request_id, configuration.id, failure.status, failure.code,
+                failure.__cause__.__class__.__name__ if failure.__cause__ is not None else f"HTTP {failure.status}")
+    if not should_fail_over(failure.status):
+        cooldowns.succeeded(configuration.id)  # it answered: the request was wrong, not the key
+        metrics.attempt["client_error"].inc()
+        return
+    metrics.attempt["failed"].inc()
+    if cooldowns.failed(configuration.id, parse_retry_after(failure.headers.get("Retry-After"))):
+        metrics.cooldowns.inc()
+
+
+async def _attempt(ex: Exchange, configuration: CachedConfiguration
+                   ) -> tuple[web.StreamResponse | None, GatewayError | None]:
+    """One upstream attempt's outcome: the response (with the failure that cut its stream short, if any), or the
+    failure when nothing has reached the client and another configuration may still answer."""
     try:
-        if upstream.status >= 300:
-            raise await read_error(upstream, target)
-        if ex.stream:
-            headers = relayed_headers(upstream.headers, target.api_key)
-            return await _relay(ex, upstream.status, headers, _chunks(upstream, target))
-        raw = await read_answer(upstream, target, ex.app[SETTINGS].max_upstream_body_bytes)
-        if upstream.content_type == "application/json" and not _is_json(raw):
-            raise UpstreamError(f"The upstream answered HTTP {upstream.status} with a body that is not valid JSON",
-                                code="upstream_invalid_response")
-        return _answer(ex, upstream.status, relayed_headers(upstream.headers, target.api_key), raw)
-    finally:
-        upstream.release()
-
-
-async def _chunks(upstream: aiohttp.ClientResponse, target: Target) -> AsyncGenerator[bytes, None]:
-    with upstream_errors(target):
-        async for chunk in upstream.content.iter_any():
-            yield chunk
-
-
-def _is_json(raw: bytes) -> bool:
+        api_key = ex.app[KEYRING].decrypt(configuration.api_key_encrypted, binding=configuration.binding)
+    except CryptoError:
+        return None, GatewayError(f"The stored key of LLM configuration '{configuration.name}' cannot be "
+                                  "decrypted with this gateway's encryption keys", code="key_unavailable")
     try:
-        orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return False
-    return True
+        target = Target.of(configuration, api_key)
+        del api_key
+        # The client's Content-Type as sent: a multipart body is unreadable without its boundary parameter.
+        answer = await dispatch.call(
+            ex.app[HTTP_CLIENT], ex.app[TRANSLATOR], target, path=ex.path, body=ex.body, raw=ex.raw,
+            stream=ex.stream, max_body_bytes=ex.app[SETTINGS].max_upstream_body_bytes,
+            client_headers=ex.request.headers,
+            content_type=None if ex.body is not None else ex.request.headers.get("Content-Type"))
+        try:
+            headers = relayed_headers(answer.headers, target.api_key)
+            if answer.chunks is not None:
+                return await _relay(ex, answer.status, headers, answer.chunks)
+            if answer.content_type == "application/json":
+                # Parsed once: to refuse a garbled answer, and for its usage (the flusher need not parse it again).
+                try:
+                    ex.usage = usage_of(orjson.loads(answer.body))
+                except orjson.JSONDecodeError:
+                    raise UpstreamError(f"The upstream answered HTTP {answer.status} with a body that is not valid "
+                                        "JSON", code="upstream_invalid_response") from None
+            else:
+                ex.answer = answer.body  # the flusher looks for usage in it
+            return _response(ex, answer.status, headers, answer.body), None
+        finally:
+            await answer.close()
+    except UpstreamError as exc:
+        return None, exc
 
 
-def _answer(ex: Exchange, status: int, headers: dict[str, str], body: bytes) -> web.Response:
+def _response(ex: Exchange, status: int, headers: dict[str, str], body: bytes | None = None) -> web.StreamResponse:
+    """The client's response, whole (body) or to stream; the one place the gateway's own headers are stamped."""
     ex.status = status
-    ex.answer = body
     headers.update(ex.headers())
+    if body is None:
+        return web.StreamResponse(status=status, headers=headers)
     return web.Response(body=body, status=status, headers=headers)
 
 
 async def _relay(ex: Exchange, status: int, headers: dict[str, str], chunks: AsyncGenerator[bytes, None]
-                 ) -> web.StreamResponse:
-    """Relay a stream event by event; before the first byte an upstream error may still fail over."""
-    try:
-        return await _relay_events(ex, status, headers, chunks)
-    finally:
-        await chunks.aclose()
-
-
-async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chunks: AsyncGenerator[bytes, None]
-                        ) -> web.StreamResponse:
+                 ) -> tuple[web.StreamResponse, GatewayError | None]:
+    """Relay a stream event by event: the response and the failure that cut it short, if any. Before the first
+    byte an upstream error is raised (and may fail over)."""
     settings = ex.app[SETTINGS]
     relay = SSERelay(drop_usage_chunk=ex.drop_usage_chunk, max_event_bytes=settings.max_event_bytes)
     limit_s = settings.stream_max_duration_s
@@ -320,12 +309,10 @@ async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chun
         raise _too_long(limit_s) from None
     if not first_event_is_json(first):
         # Nothing has reached the client yet: a garbled stream is an upstream failure (and may fail over).
-        raise UpstreamError(
-            "The upstream's stream is not valid server-sent JSON events", code="upstream_invalid_response"
-        )
-    headers.update(ex.headers())
-    response = web.StreamResponse(status=status, headers=headers)
-    ex.status = status
+        raise UpstreamError("The upstream's stream is not valid server-sent JSON events",
+                            code="upstream_invalid_response")
+    response = _response(ex, status, headers)
+    failure: GatewayError | None = None
     try:
         await response.prepare(ex.request)
         # Relay as the events come: buffering would delay the first token.
@@ -338,13 +325,12 @@ async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chun
         if failure is None and ex.expect_done and not relay.saw_done:
             failure = UpstreamError("The upstream stream ended before its end marker", code="upstream_stream_cut")
         if failure is not None:
-            ex.error_class = failure.__class__.__name__
             await response.write(b"data: " + orjson.dumps(failure.envelope()) + b"\n\n")
         await response.write_eof()
     except ConnectionError:
         ex.status = CLIENT_CLOSED  # the client left: leaving this block closes the upstream connection too
     ex.usage = relay.usage
-    return response
+    return response, failure
 
 
 def _too_long(limit_s: float) -> UpstreamTimeout:

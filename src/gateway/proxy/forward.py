@@ -3,24 +3,19 @@ aiohttp's errors and upstream error answers into ours (with the key scrubbed out
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
-import orjson
 
 from gateway.configurations.providers import WIRE_OPENAI
 from gateway.crypto.masking import scrub
 from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout, parse_error_body
 from gateway.proxy.cache import CachedConfiguration
-from gateway.ssrf import UnsafeURLError, UrlPolicy
-
-if TYPE_CHECKING:
-    from gateway.proxy.translation import Translator
+from gateway.ssrf import UnsafeURLError
 
 MAX_ERROR_BODY = 64 * 1024
 LARGE_BODY = 1024 * 1024
@@ -206,34 +201,3 @@ async def read_error(response: aiohttp.ClientResponse, target: Target) -> Upstre
     with upstream_errors(target):
         raw = await response.content.read(MAX_ERROR_BODY)
     return error_from_answer(response.status, raw, api_key=target.api_key, headers=response.headers)
-
-
-async def send_once(
-    http: aiohttp.ClientSession, target: Target, *, path: str, body: dict[str, Any], timeout_s: float,
-    urls: UrlPolicy, translator: Translator | None = None, max_body_bytes: int = DEFAULT_MAX_UPSTREAM_BODY,
-) -> UpstreamResult:
-    """Send one non-streamed request to the target, no failover; the model becomes the target's.
-
-    Returns 2xx answers with all their headers; raises UpstreamError (with the upstream's status, its
-    Retry-After and rate-limit headers) for error answers and connection errors, UpstreamTimeout when
-    `timeout_s` passes. Targets without OpenAI's wire format go through litellm (`translator`: the app's
-    TRANSLATOR), /chat/completions only. The base_url is asked of `urls` (the app's URL_POLICY) first: the
-    proxy's own targets come from the cache, which asked it already, but this one may be unsaved.
-    """
-    with upstream_errors(target):
-        urls.guard_url(target.base_url)
-    if not target.is_openai_compatible:
-        from gateway.proxy.translation import Translator, complete
-
-        translator = translator or Translator(timeout_s=timeout_s, urls=urls)
-        with upstream_errors(target):
-            return await asyncio.wait_for(complete(translator, http, target, body), timeout_s)
-    payload = orjson.dumps({**body, "model": target.model})
-    response = await post_upstream(http, target, path=path, body=payload, timeout_s=timeout_s)
-    try:
-        if response.status >= 300:
-            raise await read_error(response, target)
-        raw = await read_answer(response, target, max_body_bytes)
-        return UpstreamResult(response.status, dict(response.headers), raw)
-    finally:
-        response.release()

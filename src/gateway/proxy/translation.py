@@ -1,25 +1,18 @@
 """Providers without OpenAI's wire format (Anthropic's Messages API, Gemini...) through litellm's translation,
 both ways, streams included. litellm is imported on the first such request, in a thread: it takes seconds, and
-OpenAI-compatible traffic never needs it.
-
-Its HTTP goes through the gateway's own guarded ClientSession on every attempt: litellm's handler is given an
-httpx transport of ours (GuardedTransport), which it reuses for the fresh client it makes to retry a failed
-connect. Handing it the session alone is not enough: that retry would build a client of litellm's own, with the
-system's resolver and the environment's proxies, and a name that resolves first to a public address and then
-to a refused one would reach the refused one with the key."""
+OpenAI-compatible traffic never needs it. Its HTTP goes through the gateway's own guarded session
+(guarded_http.py, imported with litellm: httpx is not on the start-up path either)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from types import ModuleType
 from typing import Any
 
 import aiohttp
-import httpx
 import orjson
-from yarl import URL
 
 from gateway.configurations.providers import _litellm as import_litellm
 from gateway.errors import BadRequest, UpstreamError
@@ -37,72 +30,6 @@ CHAT_PARAMS = frozenset({
 JSON_HEADERS = {"Content-Type": "application/json"}
 # What the OpenAI path's boundary (forward.upstream_errors) translates; litellm wraps them in its own classes.
 TRANSPORT_FAILURES = (TimeoutError, UnsafeURLError, aiohttp.ClientError)
-
-
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """litellm's requests sent through the gateway's session: the URL policy judges every URL, its GuardedResolver
-    every connect; no environment proxy, no redirect; litellm closing a client it made around this transport
-    closes nothing."""
-
-    def __init__(self, http: aiohttp.ClientSession, *, urls: UrlPolicy, max_body_bytes: int) -> None:
-        self.http = http
-        self.urls = urls
-        self.max_body_bytes = max_body_bytes
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send one request; aiohttp's errors become httpx's, as litellm expects."""
-        from litellm.llms.custom_httpx.aiohttp_transport import AiohttpResponseStream, map_aiohttp_exceptions
-
-        timeouts = request.extensions.get("timeout") or {}
-        body = await request.aread()
-        try:
-            self.urls.guard_url(str(request.url))  # IP literals never reach the resolver
-            with map_aiohttp_exceptions():
-                response = await self.http.request(
-                    request.method, URL(str(request.url), encoded=True), headers=request.headers,
-                    data=body or None, allow_redirects=False, auto_decompress=False, proxy=None,
-                    timeout=aiohttp.ClientTimeout(sock_connect=timeouts.get("connect"),
-                                                  sock_read=timeouts.get("read")),
-                )
-        except UnsafeURLError as exc:
-            # A connect failure to litellm (a 502 to the client), not an unexpected error (its 500).
-            raise httpx.ConnectError(str(exc), request=request) from exc
-        stream = BoundedStream(AiohttpResponseStream(response), self.max_body_bytes)
-        return httpx.Response(status_code=response.status, headers=response.headers, stream=stream,
-                              request=request)
-
-    async def aclose(self) -> None:
-        """Nothing to close: the session belongs to the app."""
-
-
-class BoundedStream(httpx.AsyncByteStream):
-    """An answer litellm reads, cut off past `limit` bytes (streams too): memory follows MAX_UPSTREAM_BODY_BYTES,
-    not what the upstream sends."""
-
-    def __init__(self, inner: httpx.AsyncByteStream, limit: int) -> None:
-        self.inner = inner
-        self.limit = limit
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        size = 0
-        async for chunk in self.inner:
-            size += len(chunk)
-            if size > self.limit:
-                raise UpstreamError(f"The upstream answered with more than {self.limit} bytes",
-                                    code="upstream_too_large")
-            yield chunk
-
-    async def aclose(self) -> None:
-        """Release the upstream connection."""
-        await self.inner.aclose()
-
-
-def check_guarded(handler: Any, url: str) -> None:
-    """Refuse to call out when litellm would send this URL through a client that is not ours."""
-    client = handler.client
-    if client.trust_env or not isinstance(client._transport_for_url(httpx.URL(url)), GuardedTransport):
-        raise UpstreamError("Translated providers are unavailable: litellm would use an HTTP client outside the "
-                            "gateway's address policy", code="upstream_transport_unguarded")
 
 
 class Translator:
@@ -123,6 +50,8 @@ class Translator:
                 if self._module is None:
                     module = await asyncio.to_thread(import_litellm)
                     from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+                    from gateway.proxy.guarded_http import GuardedTransport
 
                     # Our transport, not only our session: litellm's connect retry reuses a transport it was
                     # given, but builds a client of its own around a session it was given.
@@ -211,6 +140,8 @@ async def _call(translator: Translator, http: aiohttp.ClientSession, target: Tar
                 **extra: Any) -> Any:
     params = _params(body)
     litellm, handler = await translator.ready(http)
+    from gateway.proxy.guarded_http import check_guarded  # loaded with litellm, by ready()
+
     check_guarded(handler, target.base_url)
     try:
         return await litellm.acompletion(

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from gateway.store.changes import CHANNEL, Change, ChangeBus
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = logging.getLogger("gateway.listener")
 PING_INTERVAL_S = 15.0
@@ -40,6 +41,8 @@ class ChangeListener:
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting with backoff."""
+        import asyncpg  # here, not at import: a SQLite deployment never loads the driver (start-up, memory)
+
         backoff = 0.5
         while True:
             try:
