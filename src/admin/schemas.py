@@ -15,13 +15,13 @@ __all__ = ["Public", "StrictBody", "json_response", "optional", "printable"]
 class StrictBody(BaseModel):
     """Request bodies refuse unknown fields (mass assignment) with 422."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, defer_build=True)
 
 
 class Public(BaseModel):
     """Response models: built from plain values, never from an object that carries a key."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, defer_build=True)
 
 
 def json_response(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -1,5 +1,5 @@
 """litellm is not imported by the web page, the provider list or an OpenAI-compatible request (nor httpx, which
-only litellm's requests use, nor asyncpg on SQLite).
+only litellm's requests use, nor asyncpg on SQLite), and the rare paths' pydantic validators are not built.
 
 It costs seconds and well over 100 MiB; only translated providers (Anthropic native, Gemini …) need it. The
 check runs in a fresh interpreter, since other tests in this process import litellm on purpose.
@@ -58,6 +58,12 @@ async def main(folder: Path, url: str) -> None:
     # Nor what only litellm (httpx, with its command line's rich) or PostgreSQL (asyncpg) needs.
     heavy = sorted(name for name in ("httpx", "rich", "asyncpg") if name in sys.modules)
     assert not heavy, f"imported on SQLite without a translated request: {heavy}"
+    # Validators of the rare paths (export/import, the legacy settings API) are built on first use, not at start.
+    from gateway.configurations import backup
+    from gateway.legacy import compat
+    rare = (backup.ExportDocument, backup.ImportReport, compat.LegacySettings, compat.LegacySettingsUpdate)
+    built = [model.__name__ for model in rare if model.__pydantic_complete__]
+    assert not built, f"built at start-up or by the web page: {built}"
     print("ok")
 
 folder = Path(sys.argv[1])

@@ -46,7 +46,8 @@ UNSET_KEY = "unset-key-cleared-after-create"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Export and import are rare: their validators are built on first use, not at start-up.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Sealing(Strict):
@@ -98,12 +99,16 @@ class ExportDocument(Strict):
 class NameConflict(BaseModel):
     """A name that exists on both sides with different settings."""
 
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     fields: list[str]
 
 
 class ImportReport(BaseModel):
     """What an import did (or, in a dry run, would do)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     dry_run: bool
     keys_restored: bool

@@ -36,6 +36,9 @@ MAX_PROVIDER_PREFIX = 51  # a legacy model is "<provider>/<model>"
 class LegacySettings(BaseModel):
     """GET /api/settings: the key itself is never returned, only whether one is stored."""
 
+    # Built on first use: only a gateway that replaces a legacy single-key service serves /api/settings.
+    model_config = ConfigDict(defer_build=True)
+
     llm_model: str | None = None
     llm_base_url: str | None = None
     llm_api_key: None = None
@@ -45,7 +48,7 @@ class LegacySettings(BaseModel):
 class LegacySettingsUpdate(BaseModel):
     """POST /api/settings: fields the gateway does not own are accepted and ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     llm_model: str | None = None
     llm_api_key: str | None = None
