@@ -64,3 +64,38 @@ async def make_configuration(client: TestClient, user: TestUser, **fields: Any) 
         )
         await app[CHANGES].commit(session, Change("configurations", user.id))
         return {"id": str(config.id), "is_default": config.is_default, **values}
+
+
+async def make_team(client: TestClient, owner: TestUser, name: str | None = None) -> dict[str, Any]:
+    """Create a team owned by `owner` via POST /api/teams."""
+    resp = await client.post("/api/teams", json={"name": name or f"team-{uuid.uuid4().hex[:8]}"},
+                             headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+    return await resp.json()  # type: ignore[no-any-return]
+
+
+async def add_member(client: TestClient, owner: TestUser, team: dict[str, Any], member: TestUser,
+                     role: str = "member") -> None:
+    """Add `member` to `team` via POST /api/teams/{id}/members, as `owner`."""
+    resp = await client.post(f"/api/teams/{team['id']}/members", json={"user": member.name, "role": role},
+                             headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+
+
+async def make_team_configuration(client: TestClient, owner: TestUser, team: dict[str, Any], **fields: Any
+                                  ) -> dict[str, Any]:
+    """Create a configuration of `team` via POST /api/teams/{id}/llm-configurations, as `owner`.
+
+    Returns the answer plus api_key (plaintext, for assertions); the key is watched like make_configuration's."""
+    values: dict[str, Any] = {
+        "name": f"cfg-{uuid.uuid4().hex[:8]}",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "api_key": f"sk-team-{uuid.uuid4().hex}",
+    }
+    values.update(fields)
+    watched(values["api_key"], "tests/factories.py make_team_configuration()")
+    resp = await client.post(f"/api/teams/{team['id']}/llm-configurations", json=values, headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return {**body, "api_key": values["api_key"]}
