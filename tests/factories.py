@@ -67,28 +67,29 @@ async def make_configuration(client: TestClient, user: TestUser, **fields: Any) 
 
 
 async def make_team(client: TestClient, owner: TestUser, name: str | None = None) -> dict[str, Any]:
-    """Create a team owned by `owner` via POST /api/teams."""
+    """Create a team through POST /api/teams; `owner` is its owner."""
     resp = await client.post("/api/teams", json={"name": name or f"team-{uuid.uuid4().hex[:8]}"},
                              headers=owner.headers)
     assert resp.status == 201, await resp.text()
-    return await resp.json()  # type: ignore[no-any-return]
+    body: dict[str, Any] = await resp.json()
+    return body
 
 
-async def add_member(client: TestClient, owner: TestUser, team: dict[str, Any], member: TestUser,
+async def add_member(client: TestClient, owner: TestUser, team: dict[str, Any], user: TestUser,
                      role: str = "member") -> None:
-    """Add `member` to `team` via POST /api/teams/{id}/members, as `owner`."""
-    resp = await client.post(f"/api/teams/{team['id']}/members", json={"user": member.name, "role": role},
+    """Add `user` to the team through the API, as `owner`."""
+    resp = await client.post(f"/api/teams/{team['id']}/members", json={"user": user.name, "role": role},
                              headers=owner.headers)
     assert resp.status == 201, await resp.text()
 
 
-async def make_team_configuration(client: TestClient, owner: TestUser, team: dict[str, Any], **fields: Any
-                                  ) -> dict[str, Any]:
-    """Create a configuration of `team` via POST /api/teams/{id}/llm-configurations, as `owner`.
+async def make_team_configuration(client: TestClient, owner: TestUser, team: dict[str, Any],
+                                  **fields: Any) -> dict[str, Any]:
+    """Create a team configuration through POST /api/teams/{id}/llm-configurations, as an owner.
 
-    Returns the answer plus api_key (plaintext, for assertions); the key is watched like make_configuration's."""
+    Returns the response object plus `api_key_plain` (the plaintext, for assertions). The key is watched."""
     values: dict[str, Any] = {
-        "name": f"cfg-{uuid.uuid4().hex[:8]}",
+        "name": f"tcfg-{uuid.uuid4().hex[:8]}",
         "provider": "openai",
         "model": "gpt-4o-mini",
         "api_key": f"sk-team-{uuid.uuid4().hex}",
@@ -98,4 +99,4 @@ async def make_team_configuration(client: TestClient, owner: TestUser, team: dic
     resp = await client.post(f"/api/teams/{team['id']}/llm-configurations", json=values, headers=owner.headers)
     assert resp.status == 201, await resp.text()
     body: dict[str, Any] = await resp.json()
-    return {**body, "api_key": values["api_key"]}
+    return {**body, "api_key_plain": values["api_key"]}

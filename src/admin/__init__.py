@@ -14,7 +14,9 @@ from admin import (
     legacy_settings,
     operators,
     providers_api,
+    team_configurations,
     team_usage,
+    teams,
     templates,
     testing,
     usage,
@@ -30,7 +32,8 @@ from gateway.web.appkeys import PROVIDER_LISTING
 # (/llm-configurations/export, /import) must never be read as a configuration id.
 REGISTRIES: list[ApiRegistry] = [
     backup.api, legacy_settings.api, legacy_migration.api, encryption.api, operators.api, testing.api,
-    conversations.api, usage.api, configurations.api, providers_api.api, audit.api, templates.api, team_usage.api,
+    conversations.api, usage.api, configurations.api, providers_api.api, audit.api, templates.api, teams.api,
+    team_configurations.api, team_usage.api,
 ]
 
 
