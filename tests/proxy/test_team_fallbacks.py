@@ -15,7 +15,7 @@ from gateway.store.changes import Change
 from gateway.store.models import LLMConfiguration
 from gateway.web.appkeys import CHANGES, SESSIONMAKER
 from tests.factories import TestUser, add_member, make_team, make_team_configuration, make_user
-from tests.fakes.openai_upstream import FakeOpenAI, start_openai_upstream
+from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream
 
 from .conftest import MESSAGES, openai_config
 
@@ -80,7 +80,7 @@ async def test_team_configuration_falls_back_only_within_its_team(
     await add_member(client, owner, team, member)
     failing = await team_config(client, owner, team, fake, name="failing", api_key=f"sk-team-{uuid.uuid4().hex}")
     same_team = await team_config(client, owner, team, team_fake, name="same-team")
-    other = await team_config(client, owner, other_team, backup, name="other", api_key="sk-test-openai-0000000000000001")
+    other = await team_config(client, owner, other_team, backup, name="other", api_key=DEFAULT_OPENAI_KEY)
     personal = await openai_config(client, owner, backup, name="personal")
     # A row that says otherwise (written behind the API's back): the owner may use all three, yet only the
     # same team's is tried.
@@ -94,3 +94,27 @@ async def test_team_configuration_falls_back_only_within_its_team(
         assert headers["X-LLM-Configuration-Id"] == same_team["id"] and headers["X-LLM-Gateway-Attempts"] == "2"
     assert backup.requests == []
     assert len(fake.requests) == 2  # the failing key is refused by the fake: 401, a failover status
+
+
+async def test_fallbacks_to_another_teams_configuration_are_refused_like_unknown_ids(
+        client: TestClient, fake: FakeOpenAI, team_fake: FakeOpenAI) -> None:
+    owner, member = await make_user(client), await make_user(client)
+    team = await make_team(client, owner, "acme")
+    await add_member(client, owner, team, member)
+    other_team = await make_team(client, owner, "other")  # the member is not in it
+    mine = await team_config(client, owner, team, team_fake, name="mine")
+    theirs = await team_config(client, owner, other_team, team_fake, name="theirs")
+    personal = await openai_config(client, member, fake, name="personal")
+    answers = []
+    for fallback in (theirs["id"], str(uuid.uuid4())):
+        resp = await client.patch(f"/api/llm-configurations/{personal['id']}", json={"fallback_ids": [fallback]},
+                                  headers=member.headers)
+        answers.append((resp.status, (await resp.json())["error"]))
+    assert answers[0] == answers[1] and answers[0][0] == 422 and answers[0][1]["param"] == "fallback_ids"
+    resp = await client.patch(f"/api/llm-configurations/{personal['id']}", json={"fallback_ids": [mine["id"]]},
+                              headers=member.headers)
+    assert resp.status == 200 and (await resp.json())["fallback_ids"] == [mine["id"]]
+    # A team configuration's fallbacks: its own team's only (another team's is a 404, as an unknown id).
+    resp = await client.patch(f"/api/llm-configurations/{mine['id']}", json={"fallback_ids": [theirs["id"]]},
+                              headers=owner.headers)
+    assert resp.status == 404, await resp.text()

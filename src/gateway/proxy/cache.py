@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.configurations.conversations import bound_configuration_id
 from gateway.configurations.providers import ProviderCatalog
-from gateway.teams.usable import Usable, usable_configurations
 from gateway.crypto.keyring import row_binding
 from gateway.ssrf import UnsafeURLError, guard_url
 from gateway.store.changes import Change
 from gateway.store.models import LLMConfiguration
+from gateway.teams.usable import Usable, usable_configurations
 
 WIRE_UNKNOWN = "unknown"
 # A change to what a user may use through their teams (membership, a team's configurations, name or key): the

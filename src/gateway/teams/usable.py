@@ -10,7 +10,9 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.configurations.crud import list_user_configurations
-from gateway.store.models import LLMConfiguration, MemberDefault, Team, TeamKey, TeamMember
+from gateway.store.models import LLMConfiguration, TeamKey
+from gateway.teams.defaults import team_default_id
+from gateway.teams.membership import memberships
 
 
 @dataclass(frozen=True)
@@ -31,14 +33,6 @@ class Usable:
     team_rows: list[TeamRow]
     teams: dict[uuid.UUID, str]  # team id → name, for every team the user is a member of
     member_default_id: uuid.UUID | None  # a team configuration chosen as the user's default
-
-
-async def memberships(session: AsyncSession, *, user_id: uuid.UUID) -> dict[uuid.UUID, str]:
-    """team id → team name of every team the user is a member of (any role)."""
-    rows = await session.execute(
-        select(Team.id, Team.name).join(TeamMember, TeamMember.team_id == Team.id).where(TeamMember.user_id == user_id)
-    )
-    return dict(rows.all())
 
 
 async def team_rows(session: AsyncSession, *, team_ids: list[uuid.UUID], names: dict[uuid.UUID, str]
@@ -63,11 +57,8 @@ async def usable_configurations(session: AsyncSession, *, user_id: uuid.UUID) ->
     A user without teams costs one query more than their own rows (the membership lookup, by an index), paid
     when the proxy's cache loads them, never per request."""
     own = await list_user_configurations(session, user_id=user_id)
-    teams = await memberships(session, user_id=user_id)
+    teams = {team_id: found.team.name for team_id, found in (await memberships(session, user_id=user_id)).items()}
     if not teams:
         return Usable(own, [], {}, None)
     rows = await team_rows(session, team_ids=list(teams), names=teams)
-    default_id = (await session.execute(
-        select(MemberDefault.configuration_id).where(MemberDefault.user_id == user_id)
-    )).scalar_one_or_none()
-    return Usable(own, rows, teams, default_id)
+    return Usable(own, rows, teams, await team_default_id(session, user_id=user_id))
