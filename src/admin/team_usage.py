@@ -50,10 +50,11 @@ async def team_usage_handler(request: web.Request) -> web.Response:
     assert query.since is not None and query.until is not None  # set by the validator
     async with request.config_dict[SESSIONMAKER]() as session:
         found = await membership(session, user_id=user_id, team_id=request.match_info["id"])
-        period = {"user_id": None if found.is_owner else user_id, "team_id": found.team.id,
-                  "since": query.since, "until": query.until}
-        (total,) = await usage_rows(session, **period)
-        groups = await usage_rows(session, group_by=query.group_by, **period) if query.group_by else []
+        whose = None if found.is_owner else user_id
+        (total,) = await usage_rows(session, user_id=whose, team_id=found.team.id, since=query.since,
+                                    until=query.until)
+        groups = await usage_rows(session, user_id=whose, team_id=found.team.id, since=query.since,
+                                  until=query.until, group_by=query.group_by) if query.group_by else []
         names = await group_names(session, group_by=query.group_by, keys=[g.key for g in groups if g.key])
     report = TeamUsageReport(
         team_id=str(found.team.id), scope="team" if found.is_owner else "own", since=query.since, until=query.until,
