@@ -249,7 +249,7 @@ class ConfigurationCache:
         """The configuration id a conversation is bound to, or None; misses are cached for a while too."""
         cached = self.bindings.get(user_id, conversation_id)
         if cached is not NOT_CACHED:
-            return cached  # type: ignore[return-value]
+            return cached  # type: ignore[return-value]  # NOT_CACHED is ruled out just above
         generation = self._generation
         async with self._sessionmaker() as session:
             found = await bound_configuration_id(session, user_id=user_id, conversation_id=conversation_id)
