@@ -122,8 +122,8 @@ async def rotate_team_key_handler(request: web.Request) -> web.Response:
 @api.route("POST", CONFIGS + "/export", summary="Export the team's configurations (owners); keys sealed under the "
            "passphrase in the body", body=ExportRequest, response=ExportDocument, errors=(*USER_ERRORS, 404, 422, 429))
 async def export_team_handler(request: web.Request) -> web.Response:
-    user_id = limited(request)
     body = await parse_body(request, ExportRequest) if request.body_exists else ExportRequest()
+    user_id = limited(request)
     check_key_export(request, body.passphrase)
     async with request.config_dict[SESSIONMAKER]() as session:
         document = await export_team_configurations(session, keyring=request.config_dict[KEYRING], user_id=user_id,
@@ -137,8 +137,8 @@ async def export_team_handler(request: web.Request) -> web.Response:
            errors=(400, *USER_ERRORS, 404, 409, 422, 429))
 async def import_team_handler(request: web.Request) -> web.Response:
     user_id, actor = _caller(request)
-    limited(request)
     body = await parse_body(request, ImportRequest)
+    limited(request)
     async with request.config_dict[SESSIONMAKER]() as session:
         report, member = await import_team_configurations(
             session, keyring=request.config_dict[KEYRING], policy=request.config_dict[POLICY], user_id=user_id,
