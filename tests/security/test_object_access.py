@@ -128,7 +128,7 @@ async def test_other_users_objects_are_404_on_every_route_with_an_id(
         "GET /api/teams/{team_id}/llm-configurations", "POST /api/teams/{team_id}/llm-configurations",
         "POST /api/teams/{team_id}/llm-configurations/share", "POST /api/teams/{team_id}/llm-configurations/export",
         "POST /api/teams/{team_id}/llm-configurations/import", "GET /api/teams/{team_id}/audit-events",
-        "POST /api/teams/{team_id}/rotate-key"}), "a new route with an id: add it here"
+        "POST /api/teams/{team_id}/rotate-key", "GET /api/teams/{team_id}/usage"}), "a new route with an id: add it here"
     # Ids in bodies and queries: bulk delete, fallbacks, audit and usage filters, exports.
     resp = await client.post(f"{CONFIGS}/bulk-delete", headers=intruder.headers, json={"ids": [ids["id"]]})
     assert (await resp.json())["deleted"] == []

@@ -27,6 +27,7 @@ from gateway.proxy.admission import CLIENT_CLOSED
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.failover import parse_retry_after, should_fail_over
 from gateway.proxy.forward import Target, relayed_headers
+from gateway.proxy.keys import plaintext_key
 from gateway.proxy.relay import SSERelay, first_event_is_json, usage_of
 from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
 from gateway.web.appkeys import (
@@ -246,7 +247,7 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration
     """One upstream attempt's outcome: the response (with the failure that cut its stream short, if any), or the
     failure when nothing has reached the client and another configuration may still answer."""
     try:
-        api_key = ex.app[KEYRING].decrypt(configuration.api_key_encrypted, binding=configuration.binding)
+        api_key = plaintext_key(ex.app[KEYRING], configuration)
     except CryptoError:
         return None, GatewayError(f"The stored key of LLM configuration '{configuration.name}' cannot be "
                                   "decrypted with this gateway's encryption keys", code="key_unavailable")

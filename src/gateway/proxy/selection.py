@@ -1,5 +1,6 @@
-"""Which configuration serves a request (DESIGN §4), first match wins: the X-LLM-Configuration header, the
-body's `model` naming a configuration, the conversation's binding, the caller's default."""
+"""Which configuration serves a request (DESIGN §4, §8), first match wins: the X-LLM-Configuration header, the
+body's `model` naming a configuration, the conversation's binding, the caller's default. The caller's set is
+their own configurations and their teams' (by id, or by `<team>/<name>`)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def _inactive(configuration: CachedConfiguration, param: str) -> BadRequest:
 
 
 def by_header(configurations: UserConfigurations, value: str) -> CachedConfiguration:
-    """The configuration an explicit header names by id or name; 404 when it is not the caller's."""
+    """The configuration an explicit header names by id or name; 404 when it is not the caller's to use."""
     found = configurations.by_id.get(value.lower()) or configurations.by_name.get(value)
     if found is None:
         raise NotFound(f"No LLM configuration '{value}' among yours", param=CONFIGURATION_HEADER,
@@ -69,12 +70,18 @@ async def select_configuration(
 
 
 def attempt_chain(configurations: UserConfigurations, chosen: CachedConfiguration) -> list[CachedConfiguration]:
-    """The chosen configuration, then its active fallbacks in order (each once, the caller's own only)."""
+    """The chosen configuration, then its active fallbacks in order, each once and only those the caller may use
+    now (a team's configuration is skipped once the caller has left the team). A team's configuration falls
+    back only to its own team's; a personal one to any the caller may use."""
     chain = [chosen]
     seen = {chosen.id_str}
+    team = chosen.team
     for fallback_id in chosen.fallback_ids:
         fallback = configurations.by_id.get(fallback_id.lower())
-        if fallback is not None and fallback.is_active and fallback.id_str not in seen:
-            chain.append(fallback)
-            seen.add(fallback.id_str)
+        if fallback is None or not fallback.is_active or fallback.id_str in seen:
+            continue
+        if team is not None and (fallback.team is None or fallback.team.id != team.id):
+            continue
+        chain.append(fallback)
+        seen.add(fallback.id_str)
     return chain
