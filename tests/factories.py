@@ -64,3 +64,39 @@ async def make_configuration(client: TestClient, user: TestUser, **fields: Any) 
         )
         await app[CHANGES].commit(session, Change("configurations", user.id))
         return {"id": str(config.id), "is_default": config.is_default, **values}
+
+
+async def make_team(client: TestClient, owner: TestUser, name: str | None = None) -> dict[str, Any]:
+    """Create a team through POST /api/teams; `owner` is its owner."""
+    resp = await client.post("/api/teams", json={"name": name or f"team-{uuid.uuid4().hex[:8]}"},
+                             headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def add_member(client: TestClient, owner: TestUser, team: dict[str, Any], user: TestUser,
+                     role: str = "member") -> None:
+    """Add `user` to the team through the API, as `owner`."""
+    resp = await client.post(f"/api/teams/{team['id']}/members", json={"user": user.name, "role": role},
+                             headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+
+
+async def make_team_configuration(client: TestClient, owner: TestUser, team: dict[str, Any],
+                                  **fields: Any) -> dict[str, Any]:
+    """Create a team configuration through POST /api/teams/{id}/llm-configurations, as an owner.
+
+    Returns the response object plus `api_key_plain` (the plaintext, for assertions). The key is watched."""
+    values: dict[str, Any] = {
+        "name": f"tcfg-{uuid.uuid4().hex[:8]}",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "api_key": f"sk-team-{uuid.uuid4().hex}",
+    }
+    values.update(fields)
+    watched(values["api_key"], "tests/factories.py make_team_configuration()")
+    resp = await client.post(f"/api/teams/{team['id']}/llm-configurations", json=values, headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return {**body, "api_key_plain": values["api_key"]}

@@ -29,8 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from gateway.configurations.crud import decrypt_key
 from gateway.crypto.keyring import CryptoError, KeyRing
+from gateway.crypto.team_keys import decrypt_configuration_key
 from gateway.store.models import LLMConfiguration
 from gateway.web.appkeys import KEYRING, SETTINGS
 from tests.fakes.anthropic_upstream import DEFAULT_ANTHROPIC_KEY
@@ -40,8 +40,8 @@ from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY
 CHATTY_LOGGERS = ("aiohttp.access", "aiohttp.server", "aiohttp.client", "aiohttp.web", "LiteLLM", "LiteLLM Router",
                   "LiteLLM Proxy", "httpx", "httpcore", "openai", "gateway", "admin", "sqlalchemy.engine",
                   "asyncpg", "aiosqlite")
-TABLES = ("change_log", "audit_events", "usage_records", "conversation_configurations", "llm_configurations",
-          "api_tokens", "users")
+TABLES = ("change_log", "audit_events", "usage_records", "conversation_configurations", "member_defaults",
+          "llm_configurations", "team_keys", "team_members", "teams", "api_tokens", "users")
 # A stored key shorter or plainer than this is not watched unless a test registered it: such strings occur by
 # chance (a fuzzer's `aaaaaaaaaaaa` is also the name it sent).
 MIN_HARVESTED, MIN_DISTINCT = 12, 8
@@ -217,7 +217,7 @@ class LeakWatch:
                 for config in (await session.execute(select(LLMConfiguration))).scalars():
                     self.ciphertexts.add(config.api_key_encrypted)
                     try:
-                        key = decrypt_key(ring, config)
+                        key = await decrypt_configuration_key(session, keyring=ring, configuration=config)
                     except CryptoError:
                         continue  # a test that stored what its ring cannot open
                     if len(key) >= MIN_HARVESTED and len(set(key)) >= MIN_DISTINCT:

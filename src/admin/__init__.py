@@ -14,6 +14,8 @@ from admin import (
     legacy_settings,
     operators,
     providers_api,
+    team_configurations,
+    teams,
     templates,
     testing,
     usage,
@@ -29,7 +31,8 @@ from gateway.web.appkeys import PROVIDER_LISTING
 # (/llm-configurations/export, /import) must never be read as a configuration id.
 REGISTRIES: list[ApiRegistry] = [
     backup.api, legacy_settings.api, legacy_migration.api, encryption.api, operators.api, testing.api,
-    conversations.api, usage.api, configurations.api, providers_api.api, audit.api, templates.api,
+    conversations.api, usage.api, configurations.api, providers_api.api, audit.api, templates.api, teams.api,
+    team_configurations.api,
 ]
 
 

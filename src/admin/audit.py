@@ -32,6 +32,7 @@ class AuditEventPublic(Public):
     action: str
     actor: str
     configuration_id: uuid.UUID | None
+    team_id: uuid.UUID | None = Field(default=None, description="The team the event belongs to, if any")
     details: dict[str, Any] = Field(description="What changed (field names, never key values)")
     created_at: datetime
 

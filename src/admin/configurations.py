@@ -1,5 +1,7 @@
-"""Configuration endpoints: CRUD, the one default, bulk delete, stats. Each acts on the caller's own
-configurations; every write is audited and announced to the proxy's caches in the same commit."""
+"""Configuration endpoints: CRUD, the one default, bulk delete, stats. They act on the caller's own
+configurations and, under the team roles (gateway.teams), on configurations of the caller's teams: owners edit
+and delete, members read (masked) and make one their own default. Every write is audited and announced to the
+proxy's caches in the same commit."""
 
 from __future__ import annotations
 
@@ -20,17 +22,24 @@ from gateway.configurations.crud import (
     configuration_stats,
     create_configuration,
     delete_configurations,
-    get_configuration,
     lock_user,
     masked_key,
     search_configurations,
-    set_default,
     update_configuration,
 )
 from gateway.crypto.keyring import KeyRing
 from gateway.errors import NotFound
 from gateway.store.changes import Change
 from gateway.store.models import LLMConfiguration
+from gateway.teams import defaults
+from gateway.teams.configurations import (
+    Access,
+    KeyReader,
+    accessible,
+    delete_team_configuration,
+    update_team_configuration,
+)
+from gateway.teams.membership import changes_for, member_ids, memberships
 from gateway.web.appkeys import CHANGES, KEYRING, POLICY, SESSIONMAKER
 from gateway.web.auth import caller_of
 from gateway.web.requests import parse_body, parse_query
@@ -86,6 +95,11 @@ class ConfigurationUpdate(StrictBody):
         return value
 
 
+class TeamRef(Public):
+    id: uuid.UUID
+    name: str
+
+
 class ConfigurationPublic(Public):
     id: uuid.UUID
     name: str
@@ -103,9 +117,11 @@ class ConfigurationPublic(Public):
     last_used_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    team: TeamRef | None = Field(default=None, description="The team it belongs to; null for your own")
 
 
-ROW_FIELDS = tuple(name for name in ConfigurationPublic.model_fields if name != "api_key")
+ROW_FIELDS = tuple(name for name in ConfigurationPublic.model_fields if name not in ("api_key", "team"))
+PERSONAL = "personal"
 
 
 class ConfigurationList(Public):
@@ -118,6 +134,8 @@ class ConfigurationQuery(BaseModel):
     q: Filter | None = optional(description="Substring of the name or the model")
     status: Filter | None = optional(description="Test status")
     is_active: bool | None = optional()
+    team: Annotated[str, Field(pattern=r"^(personal|[0-9a-fA-F-]{36})$")] | None = optional(
+        description="`personal` for your own only, or a team id for that team's only; absent: both")
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000)
 
@@ -145,6 +163,40 @@ def to_public(keyring: KeyRing, row: LLMConfiguration) -> ConfigurationPublic:
     return ConfigurationPublic(**{name: getattr(row, name) for name in ROW_FIELDS}, api_key=masked_key(keyring, row))
 
 
+async def public_rows(session: AsyncSession, keyring: KeyRing, rows: list[LLMConfiguration], *,
+                      user_id: uuid.UUID) -> list[ConfigurationPublic]:
+    """Redacted copies of personal and team rows as `user_id` sees them: a team row says its team, and is
+    `is_default` when it is that user's default."""
+    if all(row.team_id is None for row in rows):
+        return [to_public(keyring, row) for row in rows]
+    teams = await memberships(session, user_id=user_id)
+    default_id = await defaults.team_default_id(session, user_id=user_id)
+    reader = KeyReader(session, keyring)
+    items = []
+    for row in rows:
+        if row.team_id is None:
+            items.append(to_public(keyring, row))
+            continue
+        fields = {name: getattr(row, name) for name in ROW_FIELDS} | {"is_default": row.id == default_id}
+        team = teams[row.team_id].team
+        items.append(ConfigurationPublic(**fields, api_key=await reader.masked(row),
+                                         team=TeamRef(id=team.id, name=team.name)))
+    return items
+
+
+async def _one_public(session: AsyncSession, request: web.Request, config: LLMConfiguration,
+                      user_id: uuid.UUID) -> ConfigurationPublic:
+    return (await public_rows(session, request.config_dict[KEYRING], [config], user_id=user_id))[0]
+
+
+async def _commit_team(request: web.Request, session: AsyncSession, access: Access, user_id: uuid.UUID) -> None:
+    """Commit a write to a team configuration, announced to every member (and to the caller's own caches)."""
+    assert access.team is not None
+    members = await member_ids(session, team_id=access.team.team.id)
+    await request.config_dict[CHANGES].commit(session, Change("configurations", str(user_id)),
+                                              *changes_for(members))
+
+
 def _caller(request: web.Request) -> tuple[uuid.UUID, str]:
     caller = caller_of(request)
     return caller.require_user(), caller.user_name
@@ -155,14 +207,25 @@ async def _commit(request: web.Request, session: AsyncSession, user_id: uuid.UUI
 
 
 @api.route("GET", BASE, summary="List your configurations (default first, then by name)", query=ConfigurationQuery,
-           response=ConfigurationList, errors=(400, *USER_ERRORS))
+           response=ConfigurationList, errors=(400, *USER_ERRORS, 404))
 async def list_configurations_handler(request: web.Request) -> web.Response:
     user_id, _ = _caller(request)
     query = parse_query(request, ConfigurationQuery)
+    filters = query.model_dump(exclude={"team"})
     async with request.config_dict[SESSIONMAKER]() as session:
-        rows, total = await search_configurations(session, user_id=user_id, **query.model_dump())
-    keyring = request.config_dict[KEYRING]
-    return json_response(ConfigurationList(items=[to_public(keyring, row) for row in rows], total=total))
+        teams = await memberships(session, user_id=user_id)
+        if query.team is None:
+            team_ids = list(teams)
+        elif query.team == PERSONAL:
+            team_ids = []
+        else:
+            team_ids = [t for t in teams if str(t) == query.team.lower()]
+            if not team_ids:
+                raise NotFound("No team with this id", param="team")
+        rows, total = await search_configurations(session, user_id=user_id, team_ids=team_ids,
+                                                  personal=query.team in (None, PERSONAL), **filters)
+        items = await public_rows(session, request.config_dict[KEYRING], rows, user_id=user_id)
+    return json_response(ConfigurationList(items=items, total=total))
 
 
 @api.route("POST", BASE, summary="Create a configuration", body=ConfigurationCreate, response=ConfigurationPublic,
@@ -211,8 +274,8 @@ async def bulk_delete_handler(request: web.Request) -> web.Response:
 async def get_configuration_handler(request: web.Request) -> web.Response:
     user_id, _ = _caller(request)
     async with request.config_dict[SESSIONMAKER]() as session:
-        config = await get_configuration(session, user_id=user_id, configuration_id=request.match_info["id"])
-    return json_response(to_public(request.config_dict[KEYRING], config))
+        access = await accessible(session, user_id=user_id, configuration_id=request.match_info["id"])
+        return json_response(await _one_public(session, request, access.configuration, user_id))
 
 
 @api.route("PUT", ITEM, summary="Update a configuration (partial, like PATCH)", body=ConfigurationUpdate,
@@ -224,17 +287,45 @@ async def update_configuration_handler(request: web.Request) -> web.Response:
     body = await parse_body(request, ConfigurationUpdate)
     values = body.model_dump(include=body.model_fields_set - {"api_key", "test_on_save"})
     async with request.config_dict[SESSIONMAKER]() as session:
-        config, changed = await update_configuration(
-            session, keyring=request.config_dict[KEYRING], policy=request.config_dict[POLICY], user_id=user_id,
-            configuration_id=request.match_info["id"], values=values, api_key=body.api_key,
-        )
-        if changed:
-            record(session, user_id=user_id, actor=actor, action="update", configuration_id=config.id,
-                         details={"fields": changed})
-        await _commit(request, session, user_id)
+        await lock_user(session, user_id=user_id)
+        access = await accessible(session, user_id=user_id, configuration_id=request.match_info["id"],
+                                  for_update=True)
+        if access.team is not None:
+            config = await _update_team(request, session, access, user_id=user_id, actor=actor, values=values,
+                                        api_key=body.api_key)
+        else:
+            config, changed = await update_configuration(
+                session, keyring=request.config_dict[KEYRING], policy=request.config_dict[POLICY], user_id=user_id,
+                configuration_id=access.configuration.id, values=values, api_key=body.api_key,
+            )
+            if changed:
+                record(session, user_id=user_id, actor=actor, action="update", configuration_id=config.id,
+                       details={"fields": changed})
+            await _commit(request, session, user_id)
         if body.test_on_save:
             await run_test_on_save(request, session, config)
-    return json_response(to_public(request.config_dict[KEYRING], config))
+        return json_response(await _one_public(session, request, config, user_id))
+
+
+async def _update_team(request: web.Request, session: AsyncSession, access: Access, *, user_id: uuid.UUID,
+                       actor: str, values: dict[str, Any], api_key: str | None) -> LLMConfiguration:
+    """PATCH on a team configuration: `is_default` is the caller's own choice (any member); anything else is an
+    owner's edit (403 for members)."""
+    config = access.configuration
+    wants_default = values.pop("is_default", None)
+    if values or api_key is not None:
+        changed = await update_team_configuration(session, keyring=request.config_dict[KEYRING],
+                                                  policy=request.config_dict[POLICY], access=access, values=values,
+                                                  api_key=api_key)
+        if changed:
+            record(session, user_id=user_id, actor=actor, action="update", configuration_id=config.id,
+                   team_id=config.team_id, details={"fields": changed})
+    if wants_default is True:
+        await defaults.set_default(session, user_id=user_id, configuration_id=config.id)
+    elif wants_default is False:
+        await defaults.clear_team_default(session, user_id=user_id, configuration_id=config.id)
+    await _commit_team(request, session, access, user_id)
+    return config
 
 
 @api.route("PUT", f"{ITEM}/set-default", summary="Make this your only default configuration",
@@ -242,11 +333,12 @@ async def update_configuration_handler(request: web.Request) -> web.Response:
 async def set_default_handler(request: web.Request) -> web.Response:
     user_id, actor = _caller(request)
     async with request.config_dict[SESSIONMAKER]() as session:
-        config = await set_default(session, user_id=user_id, configuration_id=request.match_info["id"])
+        access = await defaults.set_default(session, user_id=user_id, configuration_id=request.match_info["id"])
+        config = access.configuration
         record(session, user_id=user_id, actor=actor, action="set_default", configuration_id=config.id,
-                     details={"name": config.name})
+               team_id=config.team_id, details={"name": config.name})
         await _commit(request, session, user_id)
-    return json_response(to_public(request.config_dict[KEYRING], config))
+        return json_response(await _one_public(session, request, config, user_id))
 
 
 @api.route("DELETE", ITEM, summary="Delete a configuration", status=204, errors=USER_ERRORS)
@@ -257,8 +349,16 @@ async def delete_configuration_handler(request: web.Request) -> web.Response:
     except ValueError:
         raise NotFound("No configuration with this id") from None
     async with request.config_dict[SESSIONMAKER]() as session:
-        if not await _delete(request, session, user_id=user_id, actor=actor, ids=[config_id]):
+        if await _delete(request, session, user_id=user_id, actor=actor, ids=[config_id]):
+            return web.Response(status=204)
+        access = await accessible(session, user_id=user_id, configuration_id=config_id, for_update=True)
+        if access.team is None:
             raise NotFound("No configuration with this id")
+        members = await member_ids(session, team_id=access.team.team.id)
+        await delete_team_configuration(session, access=access)
+        record(session, user_id=user_id, actor=actor, action="delete", configuration_id=config_id,
+               team_id=access.team.team.id, details={"name": access.configuration.name})
+        await request.config_dict[CHANGES].commit(session, *changes_for(members))
     return web.Response(status=204)
 
 

@@ -82,4 +82,6 @@ async def run_test_on_save(request: web.Request, session: AsyncSession, config: 
     """The create/update hook for `test_on_save`: call after the save is committed, in the same session.
 
     Stores the verdict on the row and updates `config` in place, so a response built from it shows the result."""
-    return await Checker.of(request.config_dict).test_on_save(session, config, actor=caller_of(request).user_name)
+    caller = caller_of(request)
+    return await Checker.of(request.config_dict).test_on_save(session, config, actor=caller.user_name,
+                                                               tester=caller.user_id)

@@ -22,7 +22,7 @@ from tests.fakes.openai_upstream import start_openai_upstream
 NewKey = Callable[..., str]
 OBJECT_FIELDS = {"id", "name", "provider", "model", "base_url", "is_default", "is_active", "fallback_ids", "api_key",
                  "test_status", "test_message", "test_latency_ms", "tested_at", "last_used_at", "created_at",
-                 "updated_at"}
+                 "updated_at", "team"}
 
 
 async def error_of(resp: Any, status: int) -> dict[str, Any]:

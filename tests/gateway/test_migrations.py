@@ -4,10 +4,13 @@ match what the migrations build."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
+import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
 from gateway.store import migrate
@@ -56,3 +59,51 @@ def test_head_is_single() -> None:
     assert migrate.head_revision() == _all_revisions()[-1]
     # serve compares against this constant to avoid importing Alembic on every start.
     assert migrate.head_revision() == migrate.HEAD_REVISION
+
+
+def _sql(url: str, *statements: str) -> list[list[tuple[object, ...]]]:
+    async def run() -> list[list[tuple[object, ...]]]:
+        engine = make_engine(url, poolclass=NullPool)
+        try:
+            async with engine.begin() as conn:
+                results = []
+                for statement in statements:
+                    result = await conn.execute(text(statement))
+                    results.append([tuple(r) for r in result] if result.returns_rows else [])
+                return results
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def test_teams_revision_keeps_personal_rows_and_drops_team_rows_on_the_way_down(database_url: str) -> None:
+    # 0004 rebuilds llm_configurations on SQLite: the rows, and the conversations bound to them, must survive
+    # it; going down, team configurations (whose keys cannot become personal) are removed, personal ones stay.
+    ids = [uuid.uuid4() for _ in range(3)]
+    user, config, team = (i.hex if database_url.startswith("sqlite") else str(i) for i in ids)
+    team_config = uuid.uuid4().hex if database_url.startswith("sqlite") else str(uuid.uuid4())
+    now = "CURRENT_TIMESTAMP"
+    columns = ("id, user_id, name, provider, model, api_key_encrypted, key_id, is_default, is_active, fallback_ids, "
+               "test_status, created_at, updated_at")
+    values = "'{id}', {owner}, 'p', 'openai', 'm', 'v1.t1.x', 't1', false, true, '[]', 'untested', " + f"{now}, {now}"
+    migrate.downgrade(database_url, "0003")
+    _sql(database_url,
+         f"INSERT INTO users (id, name, is_admin, created_at) VALUES ('{user}', 'u', false, {now})",
+         f"INSERT INTO llm_configurations ({columns}) VALUES ({values.format(id=config, owner=repr(user))})",
+         "INSERT INTO conversation_configurations (user_id, conversation_id, configuration_id, updated_at) "
+         f"VALUES ('{user}', 'c1', '{config}', {now})")
+    migrate.upgrade(database_url, "0004")
+    _sql(database_url,
+         f"INSERT INTO teams (id, name, created_at) VALUES ('{team}', 't', {now})",
+         f"INSERT INTO llm_configurations ({columns}, team_id) VALUES "
+         f"({values.format(id=team_config, owner='NULL')}, '{team}')",
+         "INSERT INTO conversation_configurations (user_id, conversation_id, configuration_id, updated_at) "
+         f"VALUES ('{user}', 'c2', '{team_config}', {now})")
+    counts = "SELECT count(*) FROM llm_configurations", "SELECT count(*) FROM conversation_configurations"
+    assert [r[0][0] for r in _sql(database_url, *counts)] == [2, 2]
+    with pytest.raises(IntegrityError):  # neither a user's nor a team's: the CHECK refuses it
+        _sql(database_url, "UPDATE llm_configurations SET team_id = NULL WHERE user_id IS NULL")
+    migrate.downgrade(database_url, "0003")
+    assert [r[0][0] for r in _sql(database_url, *counts)] == [1, 1]
+    migrate.upgrade(database_url, "head")

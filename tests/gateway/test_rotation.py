@@ -134,7 +134,8 @@ async def test_status_and_rotate_endpoints(client: TestClient, admin_headers: di
     assert (await client.get("/api/admin/encryption/status", headers=user.headers)).status == 403
     status = await (await client.get("/api/admin/encryption/status", headers=admin_headers)).json()
     assert status["needs_rotation"] == 4 and status["all_in_ring"] is True
-    assert status["key_ids"] == [{"key_id": ring.keys[1][0], "rows": 4, "in_ring": True, "primary": False}]
+    assert status["key_ids"] == [{"key_id": ring.keys[1][0], "rows": 4, "team_keys": 0, "in_ring": True,
+                                  "primary": False}]
     resp = await client.post("/api/admin/encryption/rotate", json={"batch_size": 0}, headers=admin_headers)
     assert resp.status == 422 and (await resp.json())["error"]["param"] == "batch_size"
     resp = await client.post("/api/admin/encryption/rotate", json={"batch_size": 3, "max_batches": 1},

@@ -31,12 +31,13 @@ def record(
     action: str,
     configuration_id: uuid.UUID | None = None,
     details: dict[str, Any] | None = None,
+    team_id: uuid.UUID | None = None,
 ) -> AuditEvent:
     """Add an audit event to the session's transaction (it commits with the change it describes)."""
     details = details or {}
     _check_details(details)
     event = AuditEvent(user_id=user_id, actor=actor[:100], action=action, configuration_id=configuration_id,
-                       details=details, created_at=utcnow())
+                       team_id=team_id, details=details, created_at=utcnow())
     session.add(event)
     return event
 
@@ -44,14 +45,15 @@ def record(
 async def list_events(
     session: AsyncSession,
     *,
-    user_id: uuid.UUID,
+    user_id: uuid.UUID | None,
     action: str | None = None,
     configuration_id: uuid.UUID | None = None,
     limit: int = 100,
     offset: int = 0,
+    team_id: uuid.UUID | None = None,
 ) -> tuple[list[AuditEvent], int]:
-    """One page of a user's audit events, newest first, and the total."""
-    where = [AuditEvent.user_id == user_id]
+    """One page of a user's audit events (or, with `team_id`, of a team's), newest first, and the total."""
+    where = [AuditEvent.team_id == team_id] if team_id is not None else [AuditEvent.user_id == user_id]
     if action is not None:
         where.append(AuditEvent.action == action)
     if configuration_id is not None:

@@ -27,7 +27,7 @@ from gateway.checks.probe import (
     classify_upstream_error,
     probe_request,
 )
-from gateway.configurations.crud import Policy, check_api_key, check_provider_and_url, decrypt_key, get_configuration
+from gateway.configurations.crud import Policy, check_api_key, check_provider_and_url, decrypt_key
 from gateway.configurations.providers import Provider
 from gateway.crypto.keyring import CryptoError, KeyRing
 from gateway.errors import RateLimited, Unprocessable, UpstreamError
@@ -35,6 +35,8 @@ from gateway.proxy.forward import Target, send_once
 from gateway.proxy.translation import Translator
 from gateway.store.changes import Change, ChangeBus
 from gateway.store.models import LLMConfiguration, utcnow
+from gateway.teams.configurations import KeyReader, accessible
+from gateway.teams.membership import changes_for, member_ids
 from gateway.web.appkeys import CHANGES, HTTP_CLIENT, KEYRING, POLICY, SESSIONMAKER, SETTINGS, TEST_LIMITER, TRANSLATOR
 from gateway.web.ratelimit import SlidingWindowLimiter
 
@@ -94,15 +96,18 @@ def unsaved_target(policy: Policy, *, provider: str, model: str, api_key: str, b
     return _target(entry, model=model, base_url=resolved, api_key=api_key)
 
 
-def saved_target(policy: Policy, keyring: KeyRing, config: LLMConfiguration) -> Target | TestResult:
-    """The target of a stored configuration, or a failed verdict when it cannot be called at all."""
+def saved_target(policy: Policy, keyring: KeyRing, config: LLMConfiguration, api_key: str | None = None
+                 ) -> Target | TestResult:
+    """The target of a stored configuration, or a failed verdict when it cannot be called at all. A team
+    configuration's key is read beforehand (`api_key`: it needs its team's data key from the database)."""
     entry = policy.catalog.get(config.provider)
     base_url = config.base_url or (entry.base_url if entry else None)
     if entry is None or base_url is None:
         return TestResult(success=False, status="failed",
                           message=f"Provider '{config.provider}' is not in the catalog or has no base URL")
     try:
-        api_key = decrypt_key(keyring, config)
+        if api_key is None:
+            api_key = decrypt_key(keyring, config)
     except CryptoError:
         return TestResult(success=False, status="failed",
                           message="The stored key cannot be decrypted (encryption key missing from the key ring)")
@@ -110,14 +115,15 @@ def saved_target(policy: Policy, keyring: KeyRing, config: LLMConfiguration) -> 
 
 
 async def store_result(
-    session: AsyncSession, *, config: LLMConfiguration, result: TestResult, actor: str, source: str
+    session: AsyncSession, *, config: LLMConfiguration, result: TestResult, actor: str, source: str,
+    tester: uuid.UUID | None = None,
 ) -> datetime | None:
     """Write the verdict on the row and an audit event, in the session's transaction; updated_at is kept (a
     test is not an edit). A copy of the row in this session sees the new values. None when the row is gone."""
     tested_at = utcnow()
     updated = await session.execute(
         update(LLMConfiguration)
-        .where(LLMConfiguration.id == config.id, LLMConfiguration.user_id == config.user_id)
+        .where(LLMConfiguration.id == config.id)
         .values(
             test_status=STORED_STATUS[result.status],
             test_message=result.message[:MAX_STORED_MESSAGE],
@@ -129,14 +135,14 @@ async def store_result(
     )
     if updated.rowcount == 0:
         return None
-    record_test_audit(session, user_id=config.user_id, configuration_id=config.id, result=result, actor=actor,
-                      source=source)
+    record_test_audit(session, user_id=config.user_id or tester, configuration_id=config.id, result=result,
+                      actor=actor, source=source, team_id=config.team_id)
     return tested_at
 
 
 def record_test_audit(
-    session: AsyncSession, *, user_id: uuid.UUID, configuration_id: uuid.UUID, result: TestResult, actor: str,
-    source: str,
+    session: AsyncSession, *, user_id: uuid.UUID | None, configuration_id: uuid.UUID, result: TestResult, actor: str,
+    source: str, team_id: uuid.UUID | None = None,
 ) -> None:
     """The audit event of a test: the verdict's class, never its message (it quotes the provider)."""
     details: dict[str, Any] = {
@@ -144,7 +150,7 @@ def record_test_audit(
         "source": source,
     }
     audit.record(session, user_id=user_id, actor=actor, action=AUDIT_ACTION, configuration_id=configuration_id,
-                 details=details)
+                 details=details, team_id=team_id)
 
 
 @dataclass(frozen=True)
@@ -180,24 +186,26 @@ class Checker:
 
     async def test_saved(self, *, user_id: uuid.UUID, configuration_id: uuid.UUID | str, actor: str,
                          source: str = "test") -> SavedTestResult:
-        """Test one of the caller's configurations and store the verdict (404 for another user's id)."""
+        """Test one of the caller's configurations, or of the caller's teams, and store the verdict (404 for
+        anything else)."""
         async with self.sessionmaker() as session:
-            config = await get_configuration(session, user_id=user_id, configuration_id=configuration_id)
+            config = (await accessible(session, user_id=user_id, configuration_id=configuration_id)).configuration
         self.limiter.require(user_id, what="configuration tests")
         async with self.sessionmaker() as session:
-            return (await self._run_and_store(session, [config], actor=actor, source=source))[0]
+            return (await self._run_and_store(session, [config], actor=actor, source=source, tester=user_id))[0]
 
-    async def test_on_save(self, session: AsyncSession, config: LLMConfiguration, *, actor: str) -> SavedTestResult:
+    async def test_on_save(self, session: AsyncSession, config: LLMConfiguration, *, actor: str,
+                           tester: uuid.UUID | None = None) -> SavedTestResult:
         """Test a configuration just saved (committed) in `session`, and store the verdict on `config` too.
 
         Over the test budget the save still stands: the verdict then says "rate_limited" and is not stored."""
         try:
-            self.limiter.require(config.user_id, what="configuration tests")
+            self.limiter.require(config.user_id or tester, what="configuration tests")
         except RateLimited as exc:
             return SavedTestResult(success=False, status="rate_limited", message=f"Not tested: {exc.message}",
                                    retry_after_s=int(exc.headers["Retry-After"]), configuration_id=config.id,
                                    name=config.name)
-        return (await self._run_and_store(session, [config], actor=actor, source="test_on_save"))[0]
+        return (await self._run_and_store(session, [config], actor=actor, source="test_on_save", tester=tester))[0]
 
     async def test_all(self, *, user_id: uuid.UUID, actor: str) -> list[SavedTestResult]:
         """Test every active configuration of the caller, `concurrency` at a time; store every verdict."""
@@ -212,13 +220,31 @@ class Checker:
         async with self.sessionmaker() as session:
             return await self._run_and_store(session, configs, actor=actor, source="test_all")
 
+    async def _team_keys(self, configs: list[LLMConfiguration]) -> dict[uuid.UUID, str]:
+        """The keys of the team configurations among `configs`, read in a session of their own (closed before
+        any upstream call)."""
+        keys: dict[uuid.UUID, str] = {}
+        if all(config.team_id is None for config in configs):
+            return keys
+        async with self.sessionmaker() as session:
+            reader = KeyReader(session, self.keyring)
+            for config in configs:
+                try:
+                    keys[config.id] = await reader.plaintext(config)
+                except CryptoError:
+                    continue  # reported as a failed verdict
+        return keys
+
     async def _run_and_store(self, session: AsyncSession, configs: list[LLMConfiguration], *, actor: str,
-                             source: str) -> list[SavedTestResult]:
+                             source: str, tester: uuid.UUID | None = None) -> list[SavedTestResult]:
         """Probe the configurations (no transaction open meanwhile), then store every verdict in one commit."""
         gate = asyncio.Semaphore(self.concurrency)
+        keys = await self._team_keys(configs)
 
         async def one(config: LLMConfiguration) -> TestResult:
-            target = saved_target(self.policy, self.keyring, config)
+            if config.team_id is not None and config.id not in keys:
+                return TestResult(success=False, status="failed", message="The stored key cannot be decrypted")
+            target = saved_target(self.policy, self.keyring, config, keys.get(config.id))
             if isinstance(target, TestResult):
                 return target
             async with gate:
@@ -228,9 +254,13 @@ class Checker:
         verdicts = await asyncio.gather(*(one(c) for c in configs))
         saved: list[SavedTestResult] = []
         for config, verdict in zip(configs, verdicts, strict=True):
-            tested_at = await store_result(session, config=config, result=verdict, actor=actor, source=source)
+            tested_at = await store_result(session, config=config, result=verdict, actor=actor, source=source,
+                                           tester=tester)
             saved.append(SavedTestResult(**verdict.model_dump(), configuration_id=config.id, name=config.name,
                                          tested_at=tested_at))
-        if configs:
+        if configs and configs[0].team_id is not None:
+            members = await member_ids(session, team_id=configs[0].team_id)
+            await self.changes.commit(session, *changes_for(members))
+        elif configs:
             await self.changes.commit(session, Change("configurations", str(configs[0].user_id)))
         return saved

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from yarl import URL
@@ -18,7 +18,7 @@ from gateway.crypto.keyring import KeyRing, row_binding
 from gateway.crypto.masking import is_placeholder, mask_key
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.ssrf import UnsafeURLError, check_base_url
-from gateway.store.models import LLMConfiguration, User, utcnow
+from gateway.store.models import LLMConfiguration, MemberDefault, User, utcnow
 from gateway.validation import MAX_MODEL, MAX_NAME, check_text
 
 MAX_KEY_LENGTH = 4096
@@ -113,9 +113,15 @@ async def search_configurations(
     is_active: bool | None = None,
     limit: int = 100,
     offset: int = 0,
+    team_ids: Sequence[uuid.UUID] = (),
+    personal: bool = True,
 ) -> tuple[list[LLMConfiguration], int]:
-    """One page of a user's configurations matching the filters (default first, then by name) and the total."""
-    where = [LLMConfiguration.user_id == user_id]
+    """One page of a user's configurations matching the filters (default first, then by name) and the total;
+    `team_ids` adds those teams' configurations (membership checked by the caller), `personal=False` drops the
+    user's own."""
+    owners = ([LLMConfiguration.user_id == user_id] if personal else []) + (
+        [LLMConfiguration.team_id.in_(list(team_ids))] if team_ids else [])
+    where: list[Any] = [or_(*owners) if owners else LLMConfiguration.id.is_(None)]
     if provider is not None:
         where.append(LLMConfiguration.provider == provider)
     if q:
@@ -198,18 +204,24 @@ async def get_configuration(
     return found
 
 
-async def _check_fallbacks(
-    session: AsyncSession, *, user_id: uuid.UUID, own_id: uuid.UUID, fallback_ids: Sequence[str]
-) -> list[str]:
+def parse_fallbacks(own_id: uuid.UUID, fallback_ids: Sequence[Any]) -> tuple[list[str], set[uuid.UUID]]:
+    """Fallback ids in order (normalised) and as a set: no repeats, not the configuration itself (422)."""
     ids = [str(f) for f in fallback_ids]
     if len(set(ids)) != len(ids):
         raise Unprocessable("Invalid 'fallback_ids': an id appears twice", param="fallback_ids")
     if str(own_id) in ids:
         raise Unprocessable("Invalid 'fallback_ids': a configuration cannot fall back to itself", param="fallback_ids")
     try:
-        wanted = {uuid.UUID(i) for i in ids}
+        wanted = [uuid.UUID(i) for i in ids]
     except ValueError:
         raise Unprocessable("Invalid 'fallback_ids': not a configuration id", param="fallback_ids") from None
+    return [str(i) for i in wanted], set(wanted)
+
+
+async def _check_fallbacks(
+    session: AsyncSession, *, user_id: uuid.UUID, own_id: uuid.UUID, fallback_ids: Sequence[str]
+) -> list[str]:
+    ids, wanted = parse_fallbacks(own_id, fallback_ids)
     if wanted:
         owned = set(
             (await session.execute(
@@ -218,7 +230,7 @@ async def _check_fallbacks(
         )
         if owned != wanted:
             raise Unprocessable("Invalid 'fallback_ids': not one of your configurations", param="fallback_ids")
-    return [str(uuid.UUID(i)) for i in ids]
+    return ids
 
 
 async def _flush_unique(session: AsyncSession) -> None:
@@ -235,6 +247,8 @@ async def _flush_unique(session: AsyncSession) -> None:
 
 
 async def _clear_default(session: AsyncSession, *, user_id: uuid.UUID, keep: uuid.UUID) -> None:
+    # One default per user, whichever kind: a team configuration chosen as default (member_defaults) goes too.
+    await session.execute(delete(MemberDefault).where(MemberDefault.user_id == user_id))
     await session.execute(
         update(LLMConfiguration)
         .where(LLMConfiguration.user_id == user_id, LLMConfiguration.is_default.is_(True), LLMConfiguration.id != keep)
@@ -280,9 +294,10 @@ async def create_configuration(
     )
     config.fallback_ids = await _check_fallbacks(session, user_id=user_id, own_id=config.id, fallback_ids=list(fallback_ids))
     _set_key(keyring, config, api_key)
-    # A user's first configuration is the default whatever was asked: a user with keys but no default
-    # would get a 400 on every request that names no configuration.
-    if count == 0 or is_default:
+    # A user's first configuration is the default whatever was asked (unless a team configuration already is):
+    # a user with keys but no default would get a 400 on every request that names no configuration.
+    if is_default or (count == 0 and (await session.execute(
+            select(MemberDefault.user_id).where(MemberDefault.user_id == user_id))).first() is None):
         await _clear_default(session, user_id=user_id, keep=config.id)
         config.is_default = True
     session.add(config)
@@ -293,7 +308,7 @@ async def create_configuration(
 UPDATABLE = ("name", "provider", "model", "base_url", "is_active", "fallback_ids")
 
 
-def _checked(policy: Policy, config: LLMConfiguration, values: dict[str, Any], *, key_given: bool
+def check_update(policy: Policy, config: LLMConfiguration, values: dict[str, Any], *, key_given: bool
              ) -> dict[str, Any]:
     """The update's values validated, the base URL normalised; a key move without the key is refused."""
     unknown = set(values) - set(UPDATABLE) - {"is_default"}
@@ -340,7 +355,7 @@ async def update_configuration(
     if stored == CLEARED_KEY and not key_given and values.get("is_active") is True:
         raise Unprocessable("Field 'api_key' is required: this configuration's key was cleared, so it can be "
                             "turned on again only with a key", param="api_key", code="key_required")
-    values = _checked(policy, config, values, key_given=key_given or stored == CLEARED_KEY)
+    values = check_update(policy, config, values, key_given=key_given or stored == CLEARED_KEY)
     if api_key is not None and key_given:
         if api_key != stored:
             _set_key(keyring, config, api_key)

@@ -1,5 +1,8 @@
 """Key rotation: re-encrypt every configuration still under an old key id, in batches of one transaction each.
 
+Teams' data keys are re-wrapped under the primary key first (a handful of rows; their configurations, encrypted
+under the data keys, are not touched).
+
 Safe to interrupt (each batch commits; what is done is not selected again) and to run beside another rotation
 or a serving gateway: on PostgreSQL a batch locks its rows with FOR UPDATE SKIP LOCKED, so two rotations take
 different rows; on SQLite the database lock serialises writers. Every update is conditional on the stored value
@@ -17,8 +20,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.crypto.keyring import CryptoError, KeyRing, row_binding
+from gateway.crypto.team_keys import rewrap_team_keys
 from gateway.store.changes import Change, ChangeBus
-from gateway.store.models import LLMConfiguration, utcnow
+from gateway.store.models import LLMConfiguration, TeamKey, utcnow
 
 log = logging.getLogger("gateway.rotation")
 SQLITE_BUSY_RETRIES = 5
@@ -29,16 +33,18 @@ class RotationReport(BaseModel):
 
     primary_key_id: str
     rotated: int = 0
+    team_keys_rewrapped: int = 0
     batches: int = 0
     failed: list[uuid.UUID] = Field(default_factory=list, description="rows whose key could not be decrypted")
     remaining: int = 0
 
 
 class KeyIdCount(BaseModel):
-    """How many configurations are stored under one key id."""
+    """How many configurations (and team data keys) are stored under one ring key id."""
 
     key_id: str
     rows: int
+    team_keys: int = 0
     in_ring: bool
     primary: bool
 
@@ -55,18 +61,20 @@ class EncryptionStatus(BaseModel):
 
 
 async def encryption_status(session: AsyncSession, *, keyring: KeyRing) -> EncryptionStatus:
-    """Count configurations per key id."""
-    rows = (await session.execute(
-        select(LLMConfiguration.key_id, func.count())
+    """Count personal configurations and team data keys per ring key id (team configurations are under their
+    team's data key, which the ring wraps)."""
+    rows = dict((await session.execute(
+        select(LLMConfiguration.key_id, func.count()).where(LLMConfiguration.team_id.is_(None))
         .group_by(LLMConfiguration.key_id)
-        .order_by(LLMConfiguration.key_id)
-    )).all()
-    counts = [KeyIdCount(key_id=k, rows=n, in_ring=k in keyring.key_ids, primary=k == keyring.primary_id)
-              for k, n in rows]
+    )).all())
+    wrapped = dict((await session.execute(select(TeamKey.key_id, func.count()).group_by(TeamKey.key_id))).all())
+    counts = [KeyIdCount(key_id=k, rows=rows.get(k, 0), team_keys=wrapped.get(k, 0), in_ring=k in keyring.key_ids,
+                         primary=k == keyring.primary_id) for k in sorted(set(rows) | set(wrapped))]
     missing = [c.key_id for c in counts if not c.in_ring]
     return EncryptionStatus(
         primary_key_id=keyring.primary_id, ring_key_ids=list(keyring.key_ids), key_ids=counts,
-        needs_rotation=sum(c.rows for c in counts if not c.primary), all_in_ring=not missing, missing_key_ids=missing,
+        needs_rotation=sum(c.rows + c.team_keys for c in counts if not c.primary), all_in_ring=not missing,
+        missing_key_ids=missing,
     )
 
 
@@ -75,7 +83,7 @@ async def _rotate_batch(session: AsyncSession, *, keyring: KeyRing, bus: ChangeB
     """Re-encrypt up to batch_size rows in this session's transaction; (rows seen, rows rotated)."""
     query = (
         select(LLMConfiguration.id, LLMConfiguration.user_id, LLMConfiguration.api_key_encrypted)
-        .where(LLMConfiguration.key_id != keyring.primary_id)
+        .where(LLMConfiguration.key_id != keyring.primary_id, LLMConfiguration.team_id.is_(None))
         .order_by(LLMConfiguration.id)
         .limit(batch_size)
     )
@@ -112,6 +120,11 @@ async def rotate_keys(sessionmaker: async_sessionmaker[AsyncSession], *, keyring
                       batch_size: int = 200, max_batches: int | None = None) -> RotationReport:
     """Re-encrypt every row not under the primary key; `max_batches` stops early (run again to resume)."""
     report = RotationReport(primary_key_id=keyring.primary_id)
+    async with sessionmaker() as session:
+        report.team_keys_rewrapped, unwrappable = await rewrap_team_keys(session, keyring=keyring)
+        await session.commit()
+    for team_key_id in unwrappable:
+        log.error("team data key %s cannot be re-wrapped: its ring key is not in the ring", team_key_id)
     while max_batches is None or report.batches < max_batches:
         for attempt in range(SQLITE_BUSY_RETRIES):
             try:

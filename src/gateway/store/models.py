@@ -10,9 +10,11 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -94,12 +96,57 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class Team(Base):
+    """A group of users sharing configurations; its keys are encrypted under its own data key (team_keys)."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TeamMember(Base):
+    """A user's membership of a team, with the role `owner` or `member`."""
+
+    __tablename__ = "team_members"
+    __table_args__ = (CheckConstraint("role IN ('owner', 'member')", name="role"),)
+
+    team_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(10))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TeamKey(Base):
+    """A team's 256-bit data key, stored only wrapped by the key ring (`key_id` names the ring key).
+
+    `id` is what a team configuration's `key_id` names. A retired key still decrypts while a team key rotation
+    re-encrypts the team's configurations; it is deleted when none is left under it."""
+
+    __tablename__ = "team_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    key_id: Mapped[str] = mapped_column(String(32), index=True)
+    wrapped_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class LLMConfiguration(Base):
-    """One named provider/model/key of a user; the key is AES-GCM ciphertext bound to this row."""
+    """One named provider/model/key of a user or of a team; the key is AES-GCM ciphertext bound to this row."""
 
     __tablename__ = "llm_configurations"
     __table_args__ = (
+        # A configuration belongs to exactly one user or exactly one team.
+        CheckConstraint("(user_id IS NULL) <> (team_id IS NULL)", name="one_owner"),
+        # A default is a user's choice: a team configuration is a member's default through member_defaults.
+        CheckConstraint("team_id IS NULL OR NOT is_default", name="team_not_default"),
         Index("uq_llm_configurations_user_id_name", "user_id", "name", unique=True),
+        Index("uq_llm_configurations_team_id_name", "team_id", "name", unique=True),
         # At most one default per user, enforced by the database on both PostgreSQL and SQLite.
         Index(
             "uq_llm_configurations_one_default",
@@ -112,7 +159,12 @@ class LLMConfiguration(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=True
+    )
+    team_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("teams.id", ondelete="CASCADE"), nullable=True
+    )
     name: Mapped[str] = mapped_column(String(100))
     provider: Mapped[str] = mapped_column(String(50))
     model: Mapped[str] = mapped_column(String(200))
@@ -130,6 +182,30 @@ class LLMConfiguration(Base):
     # Where an imported configuration came from (legacy migration), so a second run creates nothing new.
     source_ref: Mapped[str | None] = mapped_column(String(300), nullable=True, unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class MemberDefault(Base):
+    """A member's default when it is a team configuration (one row per user at most).
+
+    One default per user, whichever kind: a user's default is their personal row with `is_default`, or else
+    the configuration named here; writes that set one clear the other under the user's lock. The foreign key to
+    team_members drops the row when the membership ends, the one to llm_configurations when it is deleted."""
+
+    __tablename__ = "member_defaults"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["team_id", "user_id"], ["team_members.team_id", "team_members.user_id"],
+            ondelete="CASCADE", name="fk_member_defaults_team_id_team_members",
+        ),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    team_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    configuration_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("llm_configurations.id", ondelete="CASCADE", name="fk_member_defaults_configuration_id"),
+        index=True,
+    )
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -154,12 +230,16 @@ class UsageRecord(Base):
     """One proxied request: tokens, cost, latency, outcome. Written in batches off the hot path."""
 
     __tablename__ = "usage_records"
-    __table_args__ = (Index("ix_usage_records_user_id_created_at", "user_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_usage_records_user_id_created_at", "user_id", "created_at"),
+        Index("ix_usage_records_team_id_created_at", "team_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
-    # No foreign key: usage outlives a deleted configuration.
+    # No foreign keys: usage outlives a deleted configuration or team.
     configuration_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
+    team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)  # the team whose configuration served
     conversation_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     endpoint: Mapped[str] = mapped_column(String(50), default="chat/completions")
     provider: Mapped[str | None] = mapped_column(String(50), nullable=True)
@@ -179,13 +259,18 @@ class AuditEvent(Base):
     """Who did what to which configuration, and when. Never a key."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_user_id_created_at", "user_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_audit_events_user_id_created_at", "user_id", "created_at"),
+        Index("ix_audit_events_team_id_created_at", "team_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(50))
     configuration_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    # The team an event belongs to; no foreign key, so a deleted team's history stays for administrators.
+    team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
