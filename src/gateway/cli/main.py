@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import __version__, logs
 from gateway.accounts.users import (
@@ -28,6 +29,7 @@ from gateway.accounts.users import (
     set_disabled,
     valid_user_name,
 )
+from gateway.cli import teams as teams_cli
 from gateway.cli.bootstrap import (
     StartupError,
     check_database,
@@ -183,6 +185,25 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_teams(args: argparse.Namespace) -> int:
+    """List teams, create one, add or remove a member."""
+    settings = load_settings()
+    keyring = None
+    if args.action == "create":
+        keyring = KeyRing.from_entries(ensure_key_ring(settings, announce=False).key_ring_entries())
+
+    async def work(session: AsyncSession) -> str:
+        if args.action == "list":
+            return await teams_cli.teams_list(session)
+        text, changes = await teams_cli.teams_write(session, args, keyring)
+        # Running gateways drop their caches of these users: a removed member is refused at once.
+        await ChangeBus().commit(session, *changes)
+        return text
+
+    print(_run(lambda: _with_session(settings, work, writes=False)))
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     """Generate a key entry, or re-encrypt every stored key under the primary key."""
     if args.action == "generate":
@@ -312,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     legacy.add_argument("--table", default="user_settings", type=_table_name)
     legacy.add_argument("--dry-run", action="store_true", help="report what would happen, write nothing")
     legacy.set_defaults(func=cmd_migrate_legacy)
+    teams_cli.add_teams_command(sub, cmd_teams)
     add_templates_command(sub)
     return parser
 
