@@ -17,7 +17,7 @@ from playwright.async_api import expect
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.admin.browser import dom_text_and_values, launch, screenshot
+from tests.admin.browser import PHONE, dom_text_and_values, launch, screenshot
 from tests.admin.test_ui_browser import COLD_CATALOG_MS, open_page, row, sign_in
 from tests.factories import TestUser, make_configuration, make_user
 from tests.fakes.openai_upstream import start_openai_upstream
@@ -178,6 +178,14 @@ async def test_owner_and_member_share_a_team(  # type: ignore[no-untyped-def]
     await sign_in(member_page, bob.token)
     await member_steps(member_page, client, bob, team_id)
     assert fake.requests[-1].api_key == TEAM_KEY
+
+    # The owner's team view fits a phone: the members panel included, nothing scrolls sideways.
+    await owner_page.set_viewport_size(PHONE)
+    await owner_page.goto(f"/ui/?team={team_id}")
+    await expect(owner_page.get_by_role("form", name="Add a member")).to_be_visible()
+    overflow = await owner_page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the team view scrolls sideways by {overflow}px at 375 px"
+    await screenshot(owner_page, "team-owner-375px")
 
     for page in (owner_page, member_page):
         leak = await dom_text_and_values(page)

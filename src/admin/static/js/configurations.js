@@ -132,14 +132,14 @@ async function openFromParams(main, page, params) {
   }
 }
 
-/** What the chosen set allows: a team hides the personal summary and "Test all"; members cannot add to it. */
+/** What the chosen set allows: a team's view has its panel, and only its owners add to it. */
 async function showScope(page, navigate) {
   const { parts, teams } = page;
   parts.newTeamButton.addEventListener("click", () => openNewTeam(navigate, parts.newTeamButton));
   const team = teams.current;
   if (!team) return;
-  parts.statsBox.hidden = true;
-  parts.testAllButton.hidden = true;
+  // A team's rows are deleted one by one by its owners: no personal summary, "Test all" or bulk delete here.
+  for (const part of [parts.statsBox, parts.testAllButton, parts.bulkButton, parts.selectAll]) part.hidden = true;
   parts.addButton.hidden = team.role !== "owner";
   parts.addButton.textContent = "Add team configuration";
   const panel = await teamPanel(team, navigate);

@@ -46,7 +46,7 @@ function removeButton(team, member, reload) {
 function memberRow(team, member, owner, reload) {
   return h("tr", { dataset: { member: member.name } },
     h("th", { scope: "row", class: "cell-name" }, member.name),
-    h("td", { class: "cell-role" }, owner ? roleSelect(team, member, reload) : member.role),
+    h("td", { class: "cell-role", dataset: { label: "Role" } }, owner ? roleSelect(team, member, reload) : member.role),
     owner ? h("td", { class: "col-actions" }, removeButton(team, member, reload)) : null);
 }
 
