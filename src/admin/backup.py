@@ -38,18 +38,23 @@ class ImportRequest(StrictBody):
     overwrite: bool = Field(default=False, description="replace configurations whose name exists with other settings")
 
 
-def _limited(request: web.Request) -> uuid.UUID:
+def limited(request: web.Request) -> uuid.UUID:
     """The caller, within the per-user budget: each import or export may run scrypt, which is slow on purpose."""
     user_id = caller_of(request).require_user()
     request.config_dict[TEST_LIMITER].require(("backup", user_id), what="imports and exports")
     return user_id
 
 
-async def _export(request: web.Request, passphrase: str | None) -> web.Response:
-    user_id = _limited(request)
+def check_key_export(request: web.Request, passphrase: str | None) -> None:
+    """403 when keys are asked for and this gateway does not export keys."""
     if passphrase is not None and not request.config_dict[SETTINGS].allow_key_export:
         raise Forbidden("This gateway does not export keys (ALLOW_KEY_EXPORT is off): export without a passphrase",
                         param="passphrase", code="key_export_disabled")
+
+
+async def _export(request: web.Request, passphrase: str | None) -> web.Response:
+    user_id = limited(request)
+    check_key_export(request, passphrase)
     async with request.config_dict[SESSIONMAKER]() as session:
         document = await export_configurations(session, keyring=request.config_dict[KEYRING], user_id=user_id,
                                                passphrase=passphrase)
@@ -74,7 +79,7 @@ async def export_post_handler(request: web.Request) -> web.Response:
            "keys restored only with the right passphrase", body=ImportRequest, response=ImportReport,
            errors=(400, 403, 409, 422, 429))
 async def import_handler(request: web.Request) -> web.Response:
-    user_id = _limited(request)
+    user_id = limited(request)
     body = await parse_body(request, ImportRequest)
     async with request.config_dict[SESSIONMAKER]() as session:
         report = await import_configurations(

@@ -11,12 +11,15 @@ from aiohttp import web
 from pydantic import AfterValidator, Field
 
 from admin.audit import AuditEventList, AuditEventPublic, AuditQuery
+from admin.backup import NO_STORE, ExportRequest, ImportRequest, check_key_export, limited
 from admin.configurations import ConfigurationCreate, ConfigurationList, ConfigurationPublic, public_rows
 from admin.registry import ApiRegistry
 from admin.schemas import StrictBody, json_response, optional, printable
 from admin.teams import TEAM, USER_ERRORS, commit_team
 from admin.testing import run_test_on_save
 from gateway.accounts.audit import list_events, record
+from gateway.configurations.backup import ExportDocument, ImportReport
+from gateway.teams.backup import export_team_configurations, import_team_configurations
 from gateway.teams.configurations import create_team_configuration, list_team_configurations, share_configuration
 from gateway.teams.membership import membership
 from gateway.teams.rotation import TeamRotationReport, rotate_team_key
@@ -110,4 +113,36 @@ async def rotate_team_key_handler(request: web.Request) -> web.Response:
         record(session, user_id=user_id, actor=actor, action="team.rotate_key", team_id=team.id,
                details={"rotated": report.rotated, "resumed": report.resumed})
         await commit_team(request, session, team.id)
+    return json_response(report)
+
+
+@api.route("POST", CONFIGS + "/export", summary="Export the team's configurations (owners); keys sealed under the "
+           "passphrase in the body", body=ExportRequest, response=ExportDocument, errors=(*USER_ERRORS, 404, 422, 429))
+async def export_team_handler(request: web.Request) -> web.Response:
+    user_id = limited(request)
+    body = await parse_body(request, ExportRequest) if request.body_exists else ExportRequest()
+    check_key_export(request, body.passphrase)
+    async with request.config_dict[SESSIONMAKER]() as session:
+        document = await export_team_configurations(session, keyring=request.config_dict[KEYRING], user_id=user_id,
+                                                    team_id=request.match_info["team_id"],
+                                                    passphrase=body.passphrase)
+    return json_response(document, headers=NO_STORE)
+
+
+@api.route("POST", CONFIGS + "/import", summary="Import an export into the team (owners): merge by name, keys "
+           "restored only with the right passphrase", body=ImportRequest, response=ImportReport,
+           errors=(400, *USER_ERRORS, 404, 409, 422, 429))
+async def import_team_handler(request: web.Request) -> web.Response:
+    user_id, actor = _caller(request)
+    limited(request)
+    body = await parse_body(request, ImportRequest)
+    async with request.config_dict[SESSIONMAKER]() as session:
+        report, member = await import_team_configurations(
+            session, keyring=request.config_dict[KEYRING], policy=request.config_dict[POLICY], user_id=user_id,
+            team_id=request.match_info["team_id"], document=body.data, passphrase=body.passphrase,
+            dry_run=body.dry_run, overwrite=body.overwrite)
+        if not body.dry_run:
+            record(session, user_id=user_id, actor=actor, action="team.import", team_id=member.team.id,
+                   details={"created": len(report.created), "updated": len(report.updated)})
+            await commit_team(request, session, member.team.id)
     return json_response(report)

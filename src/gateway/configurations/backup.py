@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -30,7 +31,7 @@ from gateway.configurations.crud import (
 from gateway.crypto.keyring import KeyRing, b64url_decode, b64url_encode
 from gateway.errors import Unprocessable
 from gateway.legacy.compat import clear_key, default_configuration, has_key
-from gateway.store.models import utcnow
+from gateway.store.models import LLMConfiguration, utcnow
 from gateway.validation import MAX_MODEL, MAX_NAME, printable
 
 FORMAT = "llm-gateway-configurations"
@@ -155,6 +156,17 @@ async def export_configurations(session: AsyncSession, *, keyring: KeyRing, user
                                 passphrase: str | None) -> ExportDocument:
     """The user's configurations; keys only when a passphrase is given."""
     configs = await list_user_configurations(session, user_id=user_id)
+
+    async def key_of(config: LLMConfiguration) -> str | None:
+        return decrypt_key(keyring, config) if has_key(keyring, config) else None
+
+    return await build_export(configs, key_of=key_of, passphrase=passphrase)
+
+
+async def build_export(configs: list[LLMConfiguration], *, key_of: Callable[[LLMConfiguration], Awaitable[str | None]],
+                       passphrase: str | None, default_id: uuid.UUID | None = None) -> ExportDocument:
+    """An export of these configurations; `key_of` gives a row's plaintext key (None: it has none), asked only
+    when a passphrase is given. `default_id` marks the default when the rows do not (a team's member)."""
     names = {str(c.id): c.name for c in configs}
     sealing = cipher = None
     if passphrase is not None:
@@ -163,16 +175,19 @@ async def export_configurations(session: AsyncSession, *, keyring: KeyRing, user
     entries = []
     for c in configs:
         entry = ExportedConfiguration(
-            name=c.name, provider=c.provider, model=c.model, base_url=c.base_url, is_default=c.is_default,
+            name=c.name, provider=c.provider, model=c.model, base_url=c.base_url,
+            is_default=c.is_default or c.id == default_id,
             is_active=c.is_active, fallbacks=[names[f] for f in c.fallback_ids or [] if f in names],
         )
-        if cipher is not None and has_key(keyring, c):
-            entry.api_key_sealed = seal(cipher, entry, decrypt_key(keyring, c))
+        if cipher is not None:
+            key = await key_of(c)
+            if key is not None:
+                entry.api_key_sealed = seal(cipher, entry, key)
         entries.append(entry)
     return ExportDocument(exported_at=utcnow(), encryption=sealing, configurations=entries)
 
 
-async def _open_keys(document: ExportDocument, passphrase: str | None) -> dict[str, str]:
+async def open_keys(document: ExportDocument, passphrase: str | None) -> dict[str, str]:
     """name → plaintext key; refuses when the export holds keys and the passphrase is missing or wrong."""
     sealed = [e for e in document.configurations if e.api_key_sealed]
     if not sealed:
@@ -192,15 +207,29 @@ async def _open_keys(document: ExportDocument, passphrase: str | None) -> dict[s
     return {entry.name: unseal(cipher, entry) for entry in sealed}
 
 
-async def import_configurations(session: AsyncSession, *, keyring: KeyRing, policy: Policy, user_id: uuid.UUID,
-                                document: ExportDocument, passphrase: str | None, dry_run: bool,
-                                overwrite: bool) -> ImportReport:
-    """Merge an export into the user's configurations by name (flushed, not committed)."""
+async def check_document(document: ExportDocument, passphrase: str | None) -> dict[str, str]:
+    """An import's document checked (format, unique names) and its keys opened: name → plaintext key."""
     if document.format != FORMAT:
         raise Unprocessable(f"Invalid 'data.format': expected {FORMAT!r}", param="data.format")
     if len({e.name for e in document.configurations}) != len(document.configurations):
         raise Unprocessable("Invalid 'data.configurations': a name appears twice", param="data.configurations")
-    keys = await _open_keys(document, passphrase)
+    return await open_keys(document, passphrase)
+
+
+def differences(policy: Policy, current: LLMConfiguration, entry: ExportedConfiguration, *, base_url: str | None,
+                key: str | None, stored_key: str | None) -> list[str]:
+    """The fields in which an imported entry differs from the stored configuration of the same name."""
+    differs = [f for f in COMPARED if getattr(current, f) != (base_url if f == "base_url" else getattr(entry, f))]
+    if key is not None and stored_key != key:
+        differs.append("api_key")
+    return differs
+
+
+async def import_configurations(session: AsyncSession, *, keyring: KeyRing, policy: Policy, user_id: uuid.UUID,
+                                document: ExportDocument, passphrase: str | None, dry_run: bool,
+                                overwrite: bool) -> ImportReport:
+    """Merge an export into the user's configurations by name (flushed, not committed)."""
+    keys = await check_document(document, passphrase)
     report = ImportReport(dry_run=dry_run, keys_restored=bool(keys))
     existing = {c.name: c for c in await list_user_configurations(session, user_id=user_id)}
     has_default = await default_configuration(session, user_id=user_id) is not None
@@ -230,9 +259,8 @@ async def import_configurations(session: AsyncSession, *, keyring: KeyRing, poli
             has_default = has_default or make_default
             touched[entry.name] = config.id
             continue
-        differs = [f for f in COMPARED if getattr(current, f) != (base_url if f == "base_url" else getattr(entry, f))]
-        if key is not None and (not has_key(keyring, current) or decrypt_key(keyring, current) != key):
-            differs.append("api_key")
+        differs = differences(policy, current, entry, base_url=base_url, key=key, stored_key=decrypt_key(
+            keyring, current) if has_key(keyring, current) else None)
         if not differs:
             report.unchanged.append(entry.name)
         elif not overwrite:

@@ -95,7 +95,7 @@ class KeyReader:
         return mask_key(await self.plaintext(config))
 
 
-async def _set_team_key(session: AsyncSession, keyring: KeyRing, config: LLMConfiguration, plaintext: str) -> None:
+async def set_team_key(session: AsyncSession, keyring: KeyRing, config: LLMConfiguration, plaintext: str) -> None:
     assert config.team_id is not None
     team_key_id, key = await current_team_key(session, keyring=keyring, team_id=config.team_id)
     encrypt_with_data_key(key, team_key_id, config, plaintext)
@@ -148,7 +148,7 @@ async def create_team_configuration(
     )
     config.fallback_ids = await _check_team_fallbacks(session, team_id=member.team.id, own_id=config.id,
                                                       fallback_ids=list(fallback_ids))
-    await _set_team_key(session, keyring, config, api_key)
+    await set_team_key(session, keyring, config, api_key)
     session.add(config)
     await _flush_team_unique(session)
     if is_default:
@@ -189,7 +189,7 @@ async def share_configuration(
         fallback_ids=[], source_ref=None, test_status="untested", test_message=None, test_latency_ms=None,
         tested_at=None, last_used_at=None, created_at=now, updated_at=now,
     )
-    await _set_team_key(session, keyring, copy, plaintext)
+    await set_team_key(session, keyring, copy, plaintext)
     session.add(copy)
     await _flush_team_unique(session)
     return copy, source, member
@@ -207,10 +207,13 @@ async def update_team_configuration(
     key_given = api_key is not None and api_key != mask_key(stored)
     if api_key is not None and key_given:
         check_api_key(api_key)
+    if stored == CLEARED_KEY and not key_given and values.get("is_active") is True:
+        raise Unprocessable("Field 'api_key' is required: this configuration has no key, so it can be turned on "
+                            "only with a key", param="api_key", code="key_required")
     values = check_update(policy, config, values, key_given=key_given or stored == CLEARED_KEY)
     changed: list[str] = []
     if api_key is not None and key_given and api_key != stored:
-        await _set_team_key(session, keyring, config, api_key)
+        await set_team_key(session, keyring, config, api_key)
         changed.append("api_key")
     if "fallback_ids" in values:
         assert config.team_id is not None

@@ -1,0 +1,128 @@
+"""Export and import of a team's configurations (owners), in the same file format as personal ones
+(gateway.configurations.backup): keys leave only sealed under a passphrase, each bound to its entry's name,
+provider and base URL; import merges by name, under the same rules as an owner's edit."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.configurations.backup import (
+    UNSET_KEY,
+    ExportDocument,
+    ImportReport,
+    NameConflict,
+    build_export,
+    check_document,
+    differences,
+)
+from gateway.configurations.crud import CLEARED_KEY, Policy, check_provider_and_url, moves_key
+from gateway.crypto.keyring import KeyRing
+from gateway.errors import Unprocessable
+from gateway.store.models import LLMConfiguration
+from gateway.teams.configurations import (
+    Access,
+    KeyReader,
+    create_team_configuration,
+    list_team_configurations,
+    set_team_key,
+    update_team_configuration,
+)
+from gateway.teams.defaults import team_default_id
+from gateway.teams.membership import Membership, membership
+
+
+async def export_team_configurations(session: AsyncSession, *, keyring: KeyRing, user_id: uuid.UUID,
+                                     team_id: uuid.UUID | str, passphrase: str | None) -> ExportDocument:
+    """The team's configurations (owners); keys only when a passphrase is given."""
+    await membership(session, user_id=user_id, team_id=team_id, owner=True)
+    configs, _ = await list_team_configurations(session, user_id=user_id, team_id=team_id)
+    reader = KeyReader(session, keyring)
+
+    async def key_of(config: LLMConfiguration) -> str | None:
+        key = await reader.plaintext(config)
+        return None if key == CLEARED_KEY else key
+
+    return await build_export(configs, key_of=key_of, passphrase=passphrase,
+                              default_id=await team_default_id(session, user_id=user_id))
+
+
+async def _by_name(session: AsyncSession, team_id: uuid.UUID) -> dict[str, LLMConfiguration]:
+    rows = (await session.execute(select(LLMConfiguration).where(LLMConfiguration.team_id == team_id))).scalars()
+    return {c.name: c for c in rows}
+
+
+async def import_team_configurations(
+    session: AsyncSession, *, keyring: KeyRing, policy: Policy, user_id: uuid.UUID, team_id: uuid.UUID | str,
+    document: ExportDocument, passphrase: str | None, dry_run: bool, overwrite: bool,
+) -> tuple[ImportReport, Membership]:
+    """Merge an export into the team's configurations by name (owners; flushed, not committed). An entry
+    without a key is created inactive with no key (an owner sets one later); defaults are members' own
+    choices, so `is_default` is not imported."""
+    member = await membership(session, user_id=user_id, team_id=team_id, owner=True, for_update=True)
+    keys = await check_document(document, passphrase)
+    report = ImportReport(dry_run=dry_run, keys_restored=bool(keys))
+    existing = await _by_name(session, member.team.id)
+    reader = KeyReader(session, keyring)
+    touched: dict[str, LLMConfiguration] = {}
+    for entry in document.configurations:
+        try:
+            base_url = check_provider_and_url(policy, entry.provider, entry.base_url)
+        except Unprocessable as exc:
+            report.errors.append({"name": entry.name, "error": exc.message})
+            continue
+        key, current = keys.get(entry.name), existing.get(entry.name)
+        if current is None:
+            report.created.append(entry.name)
+            if key is None:
+                report.needs_key.append(entry.name)
+            if not dry_run:
+                config, _ = await create_team_configuration(
+                    session, keyring=keyring, policy=policy, user_id=user_id, team_id=member.team.id,
+                    name=entry.name, provider=entry.provider, model=entry.model, api_key=key or UNSET_KEY,
+                    base_url=base_url, is_active=entry.is_active and key is not None)
+                if key is None:
+                    await _clear_key(session, keyring, config)
+                touched[entry.name] = config
+            continue
+        stored = await reader.plaintext(current)
+        differs = differences(policy, current, entry, base_url=base_url, key=key,
+                              stored_key=None if stored == CLEARED_KEY else stored)
+        if not differs:
+            report.unchanged.append(entry.name)
+        elif not overwrite:
+            report.conflicts.append(NameConflict(name=entry.name, fields=differs))
+        elif key is None and stored != CLEARED_KEY and moves_key(policy, current, provider=entry.provider,
+                                                                 base_url=base_url):
+            report.errors.append({"name": entry.name, "code": "key_required_for_new_origin",
+                                  "error": "another provider or origin needs the key: import it with its key"})
+        else:
+            report.updated.append(entry.name)
+            if not dry_run:
+                values = {"provider": entry.provider, "model": entry.model, "base_url": base_url,
+                          "is_active": entry.is_active}
+                await update_team_configuration(session, keyring=keyring, policy=policy,
+                                                access=Access(current, member), values=values, api_key=key)
+                touched[entry.name] = current
+    if not dry_run:
+        await _link_fallbacks(session, keyring=keyring, policy=policy, member=member, document=document,
+                              touched=touched)
+    return report, member
+
+
+async def _clear_key(session: AsyncSession, keyring: KeyRing, config: LLMConfiguration) -> None:
+    await set_team_key(session, keyring, config, CLEARED_KEY)
+    await session.flush()
+
+
+async def _link_fallbacks(session: AsyncSession, *, keyring: KeyRing, policy: Policy, member: Membership,
+                          document: ExportDocument, touched: dict[str, LLMConfiguration]) -> None:
+    """Resolve fallback names, within the team, once every imported configuration exists."""
+    by_name = {name: str(c.id) for name, c in (await _by_name(session, member.team.id)).items()}
+    for entry in document.configurations:
+        if entry.name in touched and entry.fallbacks:
+            ids = [by_name[n] for n in entry.fallbacks if n in by_name and n != entry.name]
+            await update_team_configuration(session, keyring=keyring, policy=policy,
+                                            access=Access(touched[entry.name], member), values={"fallback_ids": ids})
