@@ -15,6 +15,7 @@ from admin import (
     operators,
     providers_api,
     team_configurations,
+    team_usage,
     teams,
     templates,
     testing,
@@ -32,7 +33,7 @@ from gateway.web.appkeys import PROVIDER_LISTING
 REGISTRIES: list[ApiRegistry] = [
     backup.api, legacy_settings.api, legacy_migration.api, encryption.api, operators.api, testing.api,
     conversations.api, usage.api, configurations.api, providers_api.api, audit.api, templates.api, teams.api,
-    team_configurations.api,
+    team_configurations.api, team_usage.api,
 ]
 
 

@@ -13,6 +13,7 @@ from admin.schemas import Public, StrictBody, json_response
 from gateway.configurations.conversations import bind, get_binding, unbind
 from gateway.errors import BadRequest, NotFound
 from gateway.store.changes import Change
+from gateway.teams.configurations import accessible
 from gateway.web.appkeys import CHANGES, SESSIONMAKER
 from gateway.web.auth import caller_of
 from gateway.web.requests import parse_body
@@ -23,7 +24,7 @@ MAX_CONVERSATION_ID = 200
 
 
 class BindingUpdate(StrictBody):
-    configuration_id: uuid.UUID = Field(description="One of your configurations")
+    configuration_id: uuid.UUID = Field(description="One of your configurations, or of a team you belong to")
 
 
 class BindingPublic(Public):
@@ -52,14 +53,17 @@ async def get_binding_handler(request: web.Request) -> web.Response:
     return json_response(BindingPublic.model_validate(binding))
 
 
-@api.route("PUT", PATH, summary="Bind a conversation to one of your configurations", body=BindingUpdate,
+@api.route("PUT", PATH, summary="Bind a conversation to one of your (or your teams') configurations",
+           body=BindingUpdate,
            response=BindingPublic, errors=(404,))
 async def put_binding_handler(request: web.Request) -> web.Response:
     user_id, conversation_id = caller_of(request).require_user(), _conversation_id(request)
     body = await parse_body(request, BindingUpdate)
     async with request.config_dict[SESSIONMAKER]() as session:
+        # Own configurations and those of the caller's teams; another user's or team's is the same 404.
+        access = await accessible(session, user_id=user_id, configuration_id=body.configuration_id)
         binding = await bind(session, user_id=user_id, conversation_id=conversation_id,
-                             configuration_id=body.configuration_id)
+                             configuration=access.configuration)
         public = BindingPublic.model_validate(binding)
         await request.config_dict[CHANGES].commit(session, Change("conversations", str(user_id)))
     return json_response(public)

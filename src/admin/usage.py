@@ -68,7 +68,7 @@ class UsageReport(Public):
     groups: list[UsageGroup]
 
 
-def _totals(row: UsageRow) -> dict[str, object]:
+def totals_of(row: UsageRow) -> dict[str, object]:
     return {"requests": row.requests, "errors": row.errors, "prompt_tokens": row.prompt_tokens,
             "completion_tokens": row.completion_tokens, "total_tokens": row.prompt_tokens + row.completion_tokens,
             "cost_usd": round(row.cost_usd, 8), "avg_latency_ms": row.avg_latency_ms}
@@ -77,8 +77,8 @@ def _totals(row: UsageRow) -> dict[str, object]:
 def _group(row: UsageRow, names: dict[str, str], group_by: str | None) -> UsageGroup:
     if row.key is None:
         name = NO_CONFIGURATION_NAME if group_by == "configuration" else None
-        return UsageGroup(key=NO_CONFIGURATION_KEY, configuration_name=name, **_totals(row))
-    return UsageGroup(key=row.key, configuration_name=names.get(row.key), **_totals(row))
+        return UsageGroup(key=NO_CONFIGURATION_KEY, configuration_name=name, **totals_of(row))
+    return UsageGroup(key=row.key, configuration_name=names.get(row.key), **totals_of(row))
 
 
 async def _report(request: web.Request, configuration_id: str | None) -> web.Response:
@@ -96,7 +96,7 @@ async def _report(request: web.Request, configuration_id: str | None) -> web.Res
         by_id = await configuration_names(session, user_id=user_id) if query.group_by == "configuration" else {}
     names = {str(cid): name for cid, name in by_id.items()}
     report = UsageReport(
-        since=query.since, until=query.until, group_by=query.group_by, totals=UsageTotals(**_totals(total)),
+        since=query.since, until=query.until, group_by=query.group_by, totals=UsageTotals(**totals_of(total)),
         groups=[_group(g, names, query.group_by) for g in groups],
     )
     return web.Response(text=report.model_dump_json(), content_type="application/json")

@@ -1,4 +1,4 @@
-"""Per-conversation bindings: a conversation of a user pinned to one of that user's configurations."""
+"""Per-conversation bindings: a conversation of a user pinned to one of the configurations that user may use."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import uuid
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.configurations.crud import get_configuration
-from gateway.store.models import ConversationConfiguration, utcnow
+from gateway.store.models import ConversationConfiguration, LLMConfiguration, utcnow
 
 
 async def get_binding(session: AsyncSession, *, user_id: uuid.UUID, conversation_id: str
@@ -18,9 +17,9 @@ async def get_binding(session: AsyncSession, *, user_id: uuid.UUID, conversation
 
 
 async def bind(session: AsyncSession, *, user_id: uuid.UUID, conversation_id: str,
-               configuration_id: uuid.UUID | str) -> ConversationConfiguration:
-    """Pin a conversation to one of the user's configurations (404 for anyone else's); flushed, not committed."""
-    configuration = await get_configuration(session, user_id=user_id, configuration_id=configuration_id)
+               configuration: LLMConfiguration) -> ConversationConfiguration:
+    """Pin a conversation to a configuration the user may use: their own or their team's, as the caller found it
+    (gateway.teams.configurations.accessible, a 404 for anything else); flushed, not committed."""
     binding = await get_binding(session, user_id=user_id, conversation_id=conversation_id)
     if binding is None:
         binding = ConversationConfiguration(user_id=user_id, conversation_id=conversation_id,

@@ -18,7 +18,7 @@ from gateway.crypto.keyring import KeyRing, row_binding
 from gateway.crypto.masking import is_placeholder, mask_key
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.ssrf import UnsafeURLError, check_base_url
-from gateway.store.models import LLMConfiguration, MemberDefault, User, utcnow
+from gateway.store.models import LLMConfiguration, MemberDefault, TeamMember, User, utcnow
 from gateway.validation import MAX_MODEL, MAX_NAME, check_text
 
 MAX_KEY_LENGTH = 4096
@@ -223,13 +223,19 @@ async def _check_fallbacks(
 ) -> list[str]:
     ids, wanted = parse_fallbacks(own_id, fallback_ids)
     if wanted:
-        owned = set(
+        # The owner's own, or a configuration of a team the owner belongs to (the proxy skips it once they leave);
+        # another user's or team's is refused exactly like an unknown id.
+        teams = select(TeamMember.team_id).where(TeamMember.user_id == user_id)
+        usable = set(
             (await session.execute(
-                select(LLMConfiguration.id).where(LLMConfiguration.user_id == user_id, LLMConfiguration.id.in_(wanted))
+                select(LLMConfiguration.id).where(
+                    or_(LLMConfiguration.user_id == user_id, LLMConfiguration.team_id.in_(teams)),
+                    LLMConfiguration.id.in_(wanted))
             )).scalars()
         )
-        if owned != wanted:
-            raise Unprocessable("Invalid 'fallback_ids': not one of your configurations", param="fallback_ids")
+        if usable != wanted:
+            raise Unprocessable("Invalid 'fallback_ids': not one of your or your teams' configurations",
+                                param="fallback_ids")
     return ids
 
 

@@ -1,4 +1,5 @@
-"""Usage totals over a period, for the whole of a user's traffic or one configuration, optionally grouped."""
+"""Usage totals over a period, for the whole of a user's traffic, one configuration, or a team's (all its members'
+or one member's), optionally grouped."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.store.models import UsageRecord
+from gateway.store.models import LLMConfiguration, UsageRecord, User
 
-GROUPS = ("configuration", "day")
+GROUPS = ("configuration", "day", "member")
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,13 @@ def _day(session: AsyncSession) -> Any:
 
 
 async def usage_rows(
-    session: AsyncSession, *, user_id: uuid.UUID, since: datetime, until: datetime, group_by: str | None = None,
-    configuration_id: uuid.UUID | None = None,
+    session: AsyncSession, *, user_id: uuid.UUID | None, since: datetime, until: datetime, group_by: str | None = None,
+    configuration_id: uuid.UUID | None = None, team_id: uuid.UUID | None = None,
 ) -> list[UsageRow]:
-    """Totals per group in [since, until); one row with key None when not grouped."""
+    """Totals per group in [since, until) of one user's requests, or of the requests through one team's
+    configurations (by every member when user_id is None); one row with key None when not grouped."""
+    if user_id is None and team_id is None:
+        raise ValueError("usage of whom: a user, a team, or both")
     measures = (
         func.count(),
         func.coalesce(func.sum(case((UsageRecord.status >= 400, 1), else_=0)), 0),
@@ -53,8 +57,14 @@ async def usage_rows(
         key = UsageRecord.configuration_id
     elif group_by == "day":
         key = _day(session)
+    elif group_by == "member":
+        key = UsageRecord.user_id
     query = select(*([key] if key is not None else []), *measures).where(
-        UsageRecord.user_id == user_id, UsageRecord.created_at >= since, UsageRecord.created_at < until)
+        UsageRecord.created_at >= since, UsageRecord.created_at < until)
+    if user_id is not None:
+        query = query.where(UsageRecord.user_id == user_id)
+    if team_id is not None:
+        query = query.where(UsageRecord.team_id == team_id)
     if configuration_id is not None:
         query = query.where(UsageRecord.configuration_id == configuration_id)
     if key is not None:
@@ -70,3 +80,20 @@ async def usage_rows(
                              round(float(latency), 1)))
     return rows
 
+
+
+async def group_names(session: AsyncSession, *, group_by: str | None, keys: list[str]) -> dict[str, str]:
+    """key → name of the groups of a report grouped by configuration or member (deleted ones are absent)."""
+    ids = []
+    for key in keys:
+        try:
+            ids.append(uuid.UUID(key))
+        except ValueError:
+            continue
+    if group_by == "configuration":
+        query = select(LLMConfiguration.id, LLMConfiguration.name).where(LLMConfiguration.id.in_(ids))
+    elif group_by == "member":
+        query = select(User.id, User.name).where(User.id.in_(ids))
+    else:
+        return {}
+    return {str(found_id): name for found_id, name in (await session.execute(query)).all()}

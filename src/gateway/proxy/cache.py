@@ -8,19 +8,22 @@ import sys
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.configurations.conversations import bound_configuration_id
-from gateway.configurations.crud import list_user_configurations
 from gateway.configurations.providers import ProviderCatalog
 from gateway.crypto.keyring import row_binding
 from gateway.ssrf import UnsafeURLError, guard_url
 from gateway.store.changes import Change
 from gateway.store.models import LLMConfiguration
+from gateway.teams.usable import Usable, usable_configurations
 
 WIRE_UNKNOWN = "unknown"
+# A change to what a user may use through their teams (membership, a team's configurations, name or key): the
+# user's entry is dropped; with no user, every entry that holds a team's configurations is.
+TEAMS = "teams"
 # What one binding costs besides its conversation id's string: the key tuple, the entry tuple, the dict and set
 # slots, the user's id (measured with tracemalloc on CPython 3.11: about 290 bytes; rounded up).
 BINDING_OVERHEAD_BYTES = 400
@@ -35,7 +38,7 @@ class CachedConfiguration:
 
     id: uuid.UUID
     id_str: str
-    user_id: uuid.UUID
+    user_id: uuid.UUID | None  # None for a team's configuration
     name: str
     provider: str
     model: str
@@ -49,19 +52,41 @@ class CachedConfiguration:
     created: int  # unix seconds, as /v1/models shows it
     binding: bytes  # the associated data its ciphertext is bound to
     refusal: str | None  # why the SSRF policy refuses its base_url (scheme, IP literal), None when allowed
+    team: CachedTeam | None = None  # set for a team's configuration
+
+    @property
+    def label(self) -> str:
+        """The name a caller selects it by: its own name, or `<team>/<name>` for a team's."""
+        return self.name if self.team is None else f"{self.team.name}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedTeam:
+    """The team of a team configuration, and the team data key (wrapped by the ring, still) its key is under."""
+
+    id: uuid.UUID
+    name: str
+    wrapped_key: str | None  # None when the team key is gone: the configuration's key cannot be decrypted
+
+
+NO_TEAMS: frozenset[uuid.UUID] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class UserConfigurations:
-    """One user's configurations, indexed the ways selection looks them up."""
+    """The configurations one user may use, indexed the ways selection looks them up: `by_id` holds their own
+    and their teams', `by_name` their own only (an unqualified name never reaches a team's), `by_team_name`
+    their teams' as `<team>/<name>`; `teams` are the teams they belong to."""
 
     by_id: dict[str, CachedConfiguration]
     by_name: dict[str, CachedConfiguration]
     default: CachedConfiguration | None
+    by_team_name: dict[str, CachedConfiguration] = field(default_factory=dict)
+    teams: frozenset[uuid.UUID] = NO_TEAMS
 
     def active(self) -> list[CachedConfiguration]:
-        """Active configurations, by name."""
-        return sorted((c for c in self.by_id.values() if c.is_active), key=lambda c: c.name)
+        """Active configurations, by the name they are selected by."""
+        return sorted((c for c in self.by_id.values() if c.is_active), key=lambda c: c.label)
 
 
 def _refusal(base_url: str | None, allow_private: bool) -> str | None:
@@ -74,8 +99,10 @@ def _refusal(base_url: str | None, allow_private: bool) -> str | None:
     return None
 
 
-def to_cached(row: LLMConfiguration, catalog: ProviderCatalog, *, allow_private: bool) -> CachedConfiguration:
-    """A cache entry for one row: its upstream resolved through the catalog and checked against the policy."""
+def to_cached(row: LLMConfiguration, catalog: ProviderCatalog, *, allow_private: bool,
+              team: CachedTeam | None = None) -> CachedConfiguration:
+    """A cache entry for one row (of `team`, when given): its upstream resolved through the catalog and checked
+    against the policy."""
     provider = catalog.get(row.provider)
     base_url = row.base_url or (provider.base_url if provider is not None else None)
     return CachedConfiguration(
@@ -93,19 +120,39 @@ def to_cached(row: LLMConfiguration, catalog: ProviderCatalog, *, allow_private:
         is_active=row.is_active,
         fallback_ids=tuple(str(f) for f in row.fallback_ids or ()),
         created=int(row.created_at.timestamp()),
-        binding=row_binding(row.id, row.user_id),
+        # A team row's ciphertext is bound under its team's data key (gateway.crypto.envelope), not the ring's.
+        binding=row_binding(row.id, row.user_id) if team is None else b"",
         refusal=_refusal(base_url, allow_private),
+        team=team,
     )
 
 
-def index(configurations: list[CachedConfiguration]) -> UserConfigurations:
-    """Index a user's configurations by id and name."""
+def index(configurations: list[CachedConfiguration], team_configurations: list[CachedConfiguration] | None = None,
+          *, teams: frozenset[uuid.UUID] = NO_TEAMS, member_default_id: uuid.UUID | None = None
+          ) -> UserConfigurations:
+    """Index a user's own configurations by id and name, their teams' by id and `<team>/<name>`; the default is
+    their own flagged one, else the team configuration they chose."""
+    by_id = {c.id_str: c for c in configurations}
     default = next((c for c in configurations if c.is_default), None)
-    return UserConfigurations(
-        by_id={c.id_str: c for c in configurations},
-        by_name={c.name: c for c in configurations},
-        default=default,
-    )
+    if not team_configurations:
+        return UserConfigurations(by_id=by_id, by_name={c.name: c for c in configurations}, default=default,
+                                  teams=teams)
+    by_id.update((c.id_str, c) for c in team_configurations)
+    if default is None and member_default_id is not None:
+        default = by_id.get(str(member_default_id))
+    return UserConfigurations(by_id=by_id, by_name={c.name: c for c in configurations}, default=default,
+                              by_team_name={c.label: c for c in team_configurations}, teams=teams)
+
+
+def snapshot(usable: Usable, catalog: ProviderCatalog, *, allow_private: bool) -> UserConfigurations:
+    """The cache entry of one user from what they may use."""
+    own = [to_cached(row, catalog, allow_private=allow_private) for row in usable.own]
+    if not usable.teams:
+        return index(own)
+    shared = [to_cached(t.row, catalog, allow_private=allow_private, team=CachedTeam(
+        id=t.row.team_id, name=t.team_name, wrapped_key=t.team_key.wrapped_key if t.team_key else None,
+    )) for t in usable.team_rows if t.row.team_id is not None]
+    return index(own, shared, teams=frozenset(usable.teams), member_default_id=usable.member_default_id)
 
 
 class BindingCache:
@@ -200,8 +247,8 @@ class ConfigurationCache:
     async def _load(self, user_id: uuid.UUID) -> UserConfigurations:
         generation = self._generation
         async with self._sessionmaker() as session:
-            rows = await list_user_configurations(session, user_id=user_id)
-        loaded = index([to_cached(row, self._catalog, allow_private=self._allow_private) for row in rows])
+            usable = await usable_configurations(session, user_id=user_id)
+        loaded = snapshot(usable, self._catalog, allow_private=self._allow_private)
         if generation == self._generation:
             self._users[user_id] = loaded
         return loaded
@@ -226,14 +273,19 @@ class ConfigurationCache:
             self._users.clear()
             self.bindings.clear()
             return
-        if change.kind not in ("configurations", "conversations", "users"):
+        if change.kind == TEAMS and change.user_id is None:
+            # Some team changed for all its members: forget everyone who belongs to a team, no one else.
+            for user_id in [u for u, cached in self._users.items() if cached.teams]:
+                del self._users[user_id]
+            return
+        if change.kind not in ("configurations", "conversations", "users", TEAMS):
             return
         try:
             user_id = uuid.UUID(str(change.user_id))
         except ValueError:
             self.on_change(Change("all"))
             return
-        if change.kind in ("configurations", "users"):
+        if change.kind in ("configurations", "users", TEAMS):
             self._users.pop(user_id, None)
         if change.kind in ("conversations", "users"):
             self.bindings.drop_user(user_id)

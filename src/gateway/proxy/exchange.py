@@ -28,6 +28,7 @@ from gateway.proxy.admission import CLIENT_CLOSED
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.failover import parse_retry_after, should_fail_over
 from gateway.proxy.forward import Target, post_upstream, read_answer, read_error, relayed_headers, upstream_errors
+from gateway.proxy.keys import plaintext_key
 from gateway.proxy.relay import SSERelay, first_event_is_json
 from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
 from gateway.web.appkeys import (
@@ -194,8 +195,7 @@ async def _serve(ex: Exchange) -> web.StreamResponse:
         ex.attempts += 1
         ex.configuration = configuration
         try:
-            response = await _attempt(ex, configuration, keyring.decrypt(configuration.api_key_encrypted,
-                                                                         binding=configuration.binding))
+            response = await _attempt(ex, configuration, plaintext_key(keyring, configuration))
         except CryptoError:
             last_error = GatewayError(f"The stored key of LLM configuration '{configuration.name}' cannot be "
                                       "decrypted with this gateway's encryption keys", code="key_unavailable")

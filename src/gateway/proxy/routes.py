@@ -55,10 +55,11 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    """GET /v1/models: the caller's active configurations, as OpenAI models named after them."""
+    """GET /v1/models: the caller's active configurations, as OpenAI models named after them (`<team>/<name>`
+    for their teams')."""
     user_id = caller_of(request).require_user()
     configurations = await request.config_dict[CONFIG_CACHE].configurations(user_id)
-    data = [{"id": c.name, "object": "model", "created": c.created, "owned_by": c.provider}
+    data = [{"id": c.label, "object": "model", "created": c.created, "owned_by": c.provider}
             for c in configurations.active()]
     return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
 

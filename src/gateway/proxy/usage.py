@@ -29,9 +29,9 @@ log = logging.getLogger("gateway.usage")
 access_log = logging.getLogger("gateway.access")
 USAGE_COLUMNS = ["user_id", "configuration_id", "conversation_id", "endpoint", "provider", "model", "prompt_tokens",
                  "completion_tokens", "cost_usd", "latency_ms", "status", "error_class", "attempts", "stream",
-                 "created_at"]
+                 "created_at", "team_id"]
 # Columns whose values repeat within a batch: their type processing is done once per distinct value.
-REPEATING = frozenset({"user_id", "configuration_id", "endpoint", "provider", "model", "stream"})
+REPEATING = frozenset({"user_id", "configuration_id", "endpoint", "provider", "model", "stream", "team_id"})
 # A database outage must not grow memory without bound: past this, the oldest records are dropped.
 MAX_BUFFERED = 200_000
 # The database is not there right now (down, restarting, locked, pool exhausted): records wait for the next
@@ -260,15 +260,16 @@ class UsageWriter:
             if configuration is not None:
                 cid, provider, model = configuration.id, configuration.provider, configuration.model
                 key = (configuration.litellm_provider, model)
+                team_id = configuration.team.id if configuration.team is not None else None
             else:
-                cid = provider = model = None
+                cid = provider = model = team_id = None
                 key = (None, None)
             per_token = costs.get(key)
             if per_token is None:
                 per_token = costs[key] = token_prices(prices, litellm_provider=key[0], model=key[1])
             rows.append((user_id, cid, conversation_id, endpoint(path), provider, model, prompt, completion,
                          float(prompt * per_token[0] + completion * per_token[1]), round(latency_s * 1000), status,
-                         error_class, attempts, stream, datetime.fromtimestamp(created_at, UTC)))
+                         error_class, attempts, stream, datetime.fromtimestamp(created_at, UTC), team_id))
         return rows
 
 
