@@ -15,7 +15,6 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import __version__, logs
 from gateway.accounts.users import (
@@ -191,16 +190,8 @@ def cmd_teams(args: argparse.Namespace) -> int:
     keyring = None
     if args.action == "create":
         keyring = KeyRing.from_entries(ensure_key_ring(settings, announce=False).key_ring_entries())
-
-    async def work(session: AsyncSession) -> str:
-        if args.action == "list":
-            return await teams_cli.teams_list(session)
-        text, changes = await teams_cli.teams_write(session, args, keyring)
-        # Running gateways drop their caches of these users: a removed member is refused at once.
-        await ChangeBus().commit(session, *changes)
-        return text
-
-    print(_run(lambda: _with_session(settings, work, writes=False)))
+    # The work commits itself, with the changes of the users whose view of the team changed.
+    print(_run(lambda: _with_session(settings, teams_cli.work(args, keyring), writes=False)))
     return 0
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import argparse
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.accounts.users import get_user_by_name
 from gateway.cli.bootstrap import StartupError
 from gateway.crypto.keyring import KeyRing
-from gateway.store.changes import Change
+from gateway.store.changes import Change, ChangeBus
 from gateway.store.models import Team, User
 from gateway.teams.directory import all_teams, roles, team_by_name
 from gateway.teams.members import add_member, remove_member
@@ -93,3 +93,17 @@ async def teams_write(session: AsyncSession, args: argparse.Namespace, keyring: 
     await remove_member(session, user_id=_acting_owner(team, members, not_=user.id), actor=ACTOR, team_id=team.id,
                         member_id=user.id)
     return f"removed {user.name} from {team.name}", changes_for(set(members))
+
+
+def work(args: argparse.Namespace, keyring: KeyRing | None) -> Callable[[AsyncSession], Awaitable[str]]:
+    """The command's work on an open session: a listing, or a write committed with its change notifications
+    (running gateways drop their caches of these users, so a removed member is refused at once)."""
+
+    async def run(session: AsyncSession) -> str:
+        if args.action == "list":
+            return await teams_list(session)
+        text, changes = await teams_write(session, args, keyring)
+        await ChangeBus().commit(session, *changes)
+        return text
+
+    return run
