@@ -17,7 +17,7 @@ from playwright.async_api import expect
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.admin.browser import PHONE, dom_text_and_values, launch, screenshot
+from tests.admin.browser import DESKTOP, PHONE, dom_text_and_values, launch, screenshot
 from tests.admin.test_ui_browser import COLD_CATALOG_MS, open_page, row, sign_in
 from tests.factories import TestUser, make_configuration, make_user
 from tests.fakes.openai_upstream import start_openai_upstream
@@ -186,6 +186,16 @@ async def test_owner_and_member_share_a_team(  # type: ignore[no-untyped-def]
     overflow = await owner_page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"the team view scrolls sideways by {overflow}px at 375 px"
     await screenshot(owner_page, "team-owner-375px")
+
+    # With bob an owner too, alice may step down: the page is drawn again with her new role, owner controls gone.
+    await owner_page.set_viewport_size(DESKTOP)
+    panel = owner_page.locator('.team-panel[data-team="research"]')
+    await panel.get_by_label(f"Role of {bob.name}").select_option("owner")
+    await expect(owner_page.locator("#toasts")).to_contain_text(f"{bob.name} is now an owner of research.")
+    await panel.get_by_label(f"Role of {alice.name}").select_option("member")
+    await expect(panel).to_contain_text("You are a member")
+    await expect(owner_page.get_by_role("form", name="Add a member")).to_have_count(0)
+    await expect(owner_page.get_by_role("button", name="Add team configuration")).to_be_hidden()
 
     for page in (owner_page, member_page):
         leak = await dom_text_and_values(page)

@@ -7,7 +7,7 @@ import { clear, clearErrors, confirmDialog, field, h, showError, toast, uniqueId
 
 const ROLES = ["member", "owner"];
 
-function roleSelect(team, member, reload) {
+function roleSelect(team, member, redraw) {
   const select = h("select", { name: "role", "aria-label": `Role of ${member.name}` },
     ROLES.map((r) => h("option", { value: r, selected: r === member.role }, r)));
   select.addEventListener("change", async () => {
@@ -18,12 +18,12 @@ function roleSelect(team, member, reload) {
     } catch (error) {
       toast(`Could not change ${member.name}'s role: ${error.message}`, "error");
     }
-    await reload();
+    await redraw();
   });
   return select;
 }
 
-function removeButton(team, member, reload) {
+function removeButton(team, member, redraw) {
   const button = h("button", { type: "button", class: "btn btn-small btn-danger-quiet", "aria-label": `Remove ${member.name}` }, "Remove");
   button.addEventListener("click", async () => {
     const ok = await confirmDialog({
@@ -38,16 +38,17 @@ function removeButton(team, member, reload) {
     } catch (error) {
       toast(`Could not remove ${member.name}: ${error.message}`, "error");
     }
-    await reload();
+    await redraw();
   });
   return button;
 }
 
-function memberRow(team, member, owner, reload) {
+// A role change or a removal may be the caller's own: the whole page is drawn again from the API, roles included.
+function memberRow(team, member, owner, redraw) {
   return h("tr", { dataset: { member: member.name } },
     h("th", { scope: "row", class: "cell-name" }, member.name),
-    h("td", { class: "cell-role", dataset: { label: "Role" } }, owner ? roleSelect(team, member, reload) : member.role),
-    owner ? h("td", { class: "col-actions" }, removeButton(team, member, reload)) : null);
+    h("td", { class: "cell-role", dataset: { label: "Role" } }, owner ? roleSelect(team, member, redraw) : member.role),
+    owner ? h("td", { class: "col-actions" }, removeButton(team, member, redraw)) : null);
 }
 
 function addMemberForm(team, reload) {
@@ -97,12 +98,12 @@ function deleteTeamButton(team, navigate) {
 }
 
 /** The members table of `team`, loaded into `body`; returns a function that reloads it. */
-function membersTable(team, owner, slot) {
+function membersTable(team, owner, slot, redraw) {
   const body = h("tbody");
   const reload = async () => {
     try {
       const { items } = await teams.members(team.id);
-      clear(body).append(...items.map((m) => memberRow(team, m, owner, reload)));
+      clear(body).append(...items.map((m) => memberRow(team, m, owner, redraw)));
       slot.hidden = true;
     } catch (error) {
       slot.textContent = error.message;
@@ -121,7 +122,8 @@ export async function teamPanel(team, navigate) {
   const owner = team.role === "owner";
   const headingId = uniqueId("team-title");
   const slot = h("p", { class: "form-error", role: "alert", hidden: true });
-  const { table, reload } = membersTable(team, owner, slot);
+  const redraw = async () => navigate(window.location.pathname + window.location.search, { replace: true });
+  const { table, reload } = membersTable(team, owner, slot, redraw);
   const words = owner
     ? "You own this team: add members by user name, change roles, and manage its configurations."
     : "You are a member: use the team's configurations (keys stay hidden), test them, or make one your default.";
