@@ -276,7 +276,7 @@ class WatchHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
-        except Exception:  # a record whose args do not format: its raw parts are what could leak
+        except Exception:  # noqa: BLE001 - a record whose args do not format: its raw parts are what could leak
             line = f"{record.msg!r} {record.args!r}"
         self.watch.log(record, line)
 

@@ -109,7 +109,9 @@ class ConfigurationPublic(Public):
     is_default: bool
     is_active: bool
     fallback_ids: list[uuid.UUID]
-    api_key: str = Field(description="Masked: first 4 and last 4 characters, or **** for keys shorter than 16 characters")
+    api_key: str = Field(
+        description="Masked: first 4 and last 4 characters, or **** for keys shorter than 16 characters"
+    )
     test_status: str = Field(description="untested, success, failed or rate_limited")
     test_message: str | None
     test_latency_ms: int | None
@@ -266,7 +268,8 @@ async def bulk_delete_handler(request: web.Request) -> web.Response:
     async with request.config_dict[SESSIONMAKER]() as session:
         deleted = await _delete(request, session, user_id=user_id, actor=actor, ids=wanted)
     gone = set(deleted)
-    return json_response(BulkDeleted(deleted=[i for i in wanted if i in gone], not_found=[i for i in wanted if i not in gone]))
+    deleted, missing = [i for i in wanted if i in gone], [i for i in wanted if i not in gone]
+    return json_response(BulkDeleted(deleted=deleted, not_found=missing))
 
 
 @api.route("GET", ITEM, summary="One configuration, its key masked", response=ConfigurationPublic,

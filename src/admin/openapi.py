@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from admin.openapi_v1 import ENVELOPE, v1_paths
 from admin.registry import UUID_PATTERN, ApiRegistry, Operation
@@ -63,7 +64,7 @@ def _path_parameters(path: str) -> list[dict[str, Any]]:
     return params
 
 
-def _operation(op: Operation, refs: dict[tuple[type[BaseModel], str], dict[str, Any]]) -> dict[str, Any]:
+def _operation(op: Operation, refs: Mapping[tuple[Any, JsonSchemaMode], dict[str, Any]]) -> dict[str, Any]:
     doc: dict[str, Any] = {"summary": op.summary, "tags": list(op.tags),
                            "operationId": f"{op.method.lower()}_{op.handler.__name__}"}
     params = _path_parameters(op.path)
@@ -97,7 +98,7 @@ def _operation(op: Operation, refs: dict[tuple[type[BaseModel], str], dict[str, 
 def build_document(registries: list[ApiRegistry], *, prefix: str = "/api", version: str = "0.1.0") -> dict[str, Any]:
     """Assemble the OpenAPI 3.1 document."""
     operations = [op for registry in registries for op in registry.operations]
-    models: set[tuple[type[BaseModel], str]] = set()
+    models: set[tuple[type[BaseModel], JsonSchemaMode]] = set()
     for op in operations:
         if op.body is not None:
             models.add((op.body, "validation"))

@@ -19,6 +19,7 @@ from admin.teams import TEAM, USER_ERRORS, commit_team
 from admin.testing import run_test_on_save
 from gateway.accounts.audit import list_events, record
 from gateway.configurations.backup import ExportDocument, ImportReport
+from gateway.teams import defaults
 from gateway.teams.backup import export_team_configurations, import_team_configurations
 from gateway.teams.configurations import create_team_configuration, list_team_configurations, share_configuration
 from gateway.teams.membership import membership
@@ -60,7 +61,9 @@ async def create_team_configuration_handler(request: web.Request) -> web.Respons
     async with request.config_dict[SESSIONMAKER]() as session:
         config, member = await create_team_configuration(
             session, keyring=request.config_dict[KEYRING], policy=request.config_dict[POLICY], user_id=user_id,
-            team_id=request.match_info["team_id"], **body.model_dump(exclude={"test_on_save"}))
+            team_id=request.match_info["team_id"], **body.model_dump(exclude={"test_on_save", "is_default"}))
+        if body.is_default:  # the owner's own default, like any member's choice
+            await defaults.set_default(session, user_id=user_id, configuration_id=config.id)
         record(session, user_id=user_id, actor=actor, action="create", configuration_id=config.id,
                team_id=member.team.id, details={"name": config.name, "provider": config.provider,
                                                 "model": config.model})
@@ -119,8 +122,8 @@ async def rotate_team_key_handler(request: web.Request) -> web.Response:
 @api.route("POST", CONFIGS + "/export", summary="Export the team's configurations (owners); keys sealed under the "
            "passphrase in the body", body=ExportRequest, response=ExportDocument, errors=(*USER_ERRORS, 404, 422, 429))
 async def export_team_handler(request: web.Request) -> web.Response:
-    user_id = limited(request)
     body = await parse_body(request, ExportRequest) if request.body_exists else ExportRequest()
+    user_id = limited(request)
     check_key_export(request, body.passphrase)
     async with request.config_dict[SESSIONMAKER]() as session:
         document = await export_team_configurations(session, keyring=request.config_dict[KEYRING], user_id=user_id,
@@ -134,8 +137,8 @@ async def export_team_handler(request: web.Request) -> web.Response:
            errors=(400, *USER_ERRORS, 404, 409, 422, 429))
 async def import_team_handler(request: web.Request) -> web.Response:
     user_id, actor = _caller(request)
-    limited(request)
     body = await parse_body(request, ImportRequest)
+    limited(request)
     async with request.config_dict[SESSIONMAKER]() as session:
         report, member = await import_team_configurations(
             session, keyring=request.config_dict[KEYRING], policy=request.config_dict[POLICY], user_id=user_id,

@@ -7,7 +7,8 @@ from typing import Literal
 
 from aiohttp import web
 
-from admin.registry import ID, ApiRegistry
+from admin.registry import ApiRegistry
+from admin.teams import TEAM
 from admin.usage import NO_CONFIGURATION_KEY, UsageGroup, UsageQuery, UsageReport, UsageTotals, totals_of
 from gateway.configurations.usage_report import UsageRow, group_names, usage_rows
 from gateway.teams.membership import membership
@@ -42,18 +43,19 @@ def _group(row: UsageRow, names: dict[str, str], group_by: str | None) -> TeamUs
                           member_name=name if group_by == "member" else None, **totals_of(row))
 
 
-@api.route("GET", f"/teams/{ID}/usage", summary="Use of a team's configurations: every member's for owners, "
+@api.route("GET", TEAM + "/usage", summary="Use of a team's configurations: every member's for owners, "
            "your own for members", query=TeamUsageQuery, response=TeamUsageReport, errors=(400, 404))
 async def team_usage_handler(request: web.Request) -> web.Response:
     user_id = caller_of(request).require_user()
     query = parse_query(request, TeamUsageQuery)
     assert query.since is not None and query.until is not None  # set by the validator
     async with request.config_dict[SESSIONMAKER]() as session:
-        found = await membership(session, user_id=user_id, team_id=request.match_info["id"])
-        period = {"user_id": None if found.is_owner else user_id, "team_id": found.team.id,
-                  "since": query.since, "until": query.until}
-        (total,) = await usage_rows(session, **period)
-        groups = await usage_rows(session, group_by=query.group_by, **period) if query.group_by else []
+        found = await membership(session, user_id=user_id, team_id=request.match_info["team_id"])
+        whose = None if found.is_owner else user_id
+        (total,) = await usage_rows(session, user_id=whose, team_id=found.team.id, since=query.since,
+                                    until=query.until)
+        groups = await usage_rows(session, user_id=whose, team_id=found.team.id, since=query.since,
+                                  until=query.until, group_by=query.group_by) if query.group_by else []
         names = await group_names(session, group_by=query.group_by, keys=[g.key for g in groups if g.key])
     report = TeamUsageReport(
         team_id=str(found.team.id), scope="team" if found.is_owner else "own", since=query.since, until=query.until,

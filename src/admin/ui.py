@@ -69,7 +69,8 @@ def load_assets(root: Traversable) -> dict[str, Asset]:
                 continue
             body = entry.read_bytes()
             suffix = Path(entry.name).suffix
-            content_type = CONTENT_TYPES.get(suffix) or mimetypes.guess_type(entry.name)[0] or "application/octet-stream"
+            guessed = mimetypes.guess_type(entry.name)[0]
+            content_type = CONTENT_TYPES.get(suffix) or guessed or "application/octet-stream"
             etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
             assets[name] = Asset(body=body, content_type=content_type, etag=etag, last_modified=_modified(entry))
     return assets

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Literal
 
 from aiohttp import web
@@ -89,9 +90,10 @@ async def _report(request: web.Request, configuration_id: str | None) -> web.Res
         config_uuid = None
         if configuration_id is not None:
             config_uuid = (await get_configuration(session, user_id=user_id, configuration_id=configuration_id)).id
-        period = {"user_id": user_id, "since": query.since, "until": query.until, "configuration_id": config_uuid}
-        (total,) = await usage_rows(session, **period)
-        groups = await usage_rows(session, group_by=query.group_by, **period) if query.group_by else []
+        period = partial(usage_rows, session, user_id=user_id, since=query.since, until=query.until,
+                         configuration_id=config_uuid)
+        (total,) = await period()
+        groups = await period(group_by=query.group_by) if query.group_by else []
         # Groups of deleted configurations keep only their id.
         by_id = await configuration_names(session, user_id=user_id) if query.group_by == "configuration" else {}
     names = {str(cid): name for cid, name in by_id.items()}

@@ -19,8 +19,10 @@ LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 FORMATS = ("text", "json")
 # Libraries whose DEBUG output carries SQL parameters (ciphertexts, token hashes), request bodies (prompts) or
 # headers (keys): never below WARNING, whatever LOG_LEVEL says.
-PINNED = ("aiosqlite", "asyncpg", "sqlalchemy", "sqlalchemy.engine", "sqlalchemy.pool", "httpx", "httpcore", "litellm", "LiteLLM", "LiteLLM Router",
-          "LiteLLM Proxy", "openai", "urllib3", "hpack", "asyncio", "alembic.runtime.plugins")
+PINNED = (
+    "aiosqlite", "asyncpg", "sqlalchemy", "sqlalchemy.engine", "sqlalchemy.pool", "httpx", "httpcore", "litellm",
+    "LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "openai", "urllib3", "hpack", "asyncio", "alembic.runtime.plugins",
+)
 # Request fields an access record carries (`extra={"access": {...}}`); JSON lines keep them as fields.
 ACCESS = "access"
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -112,7 +112,7 @@ def _fuzz(doc: dict[str, Any], base_url: str, headers: dict[str, str], known_id:
 
                 try:
                     run()
-                except Exception as exc:  # collect every operation's failures, then report them together
+                except Exception as exc:  # noqa: BLE001 - collect every operation's failures, then report them together
                     failures.append(f"{operation.label} [{mode.value} {fixed}]: {exc}"[:3000])
     return failures
 

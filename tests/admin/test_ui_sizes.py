@@ -120,7 +120,7 @@ def test_the_scan_sees_functions_of_every_shape() -> None:
         "  items.map((x) => {\n    return x / 2;\n  });\n  if (a) {\n  }\n}\n"
         "const api = {\n  get token() {\n    return 1;\n  },\n};\n"
     )
-    sizes = dict((name.split(" (line")[0], lines) for name, lines in function_sizes(src))
+    sizes = {name.split(" (line")[0]: lines for name, lines in function_sizes(src)}
     assert sizes == {"export async function outer(a, { b } = {})": 6, "items.map((x) =>": 1, "get token()": 1}
 
 

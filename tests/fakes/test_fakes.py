@@ -8,6 +8,7 @@ import re
 import sys
 import time
 from collections.abc import AsyncIterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -167,11 +168,11 @@ async def test_openai_chunk_delay_spaces_the_stream(aiohttp_server: Any) -> None
             arrivals = [t async for t, _ in _sse_frames(resp)]
     assert len(arrivals) == 1 + 4 + 1 + 1  # role, deltas, finish, [DONE]
     # Frames arrive spread out, a chunk delay apart, not buffered into one lump (median: robust to jitter).
-    gaps = sorted(b - a for a, b in zip(arrivals, arrivals[1:]))
+    gaps = sorted(b - a for a, b in pairwise(arrivals))
     assert gaps[len(gaps) // 2] >= delay * 0.8, gaps
     assert arrivals[-1] - arrivals[0] >= delay * (len(arrivals) - 1) * 0.9
     sent = fake.last_request.chunk_times
-    assert min(b - a for a, b in zip(sent, sent[1:])) >= delay * 0.9
+    assert min(b - a for a, b in pairwise(sent)) >= delay * 0.9
 
 
 async def test_openai_delay_before_headers(aiohttp_server: Any) -> None:

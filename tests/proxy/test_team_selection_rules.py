@@ -9,7 +9,7 @@ import pytest
 
 from gateway.errors import NotFound
 from gateway.proxy.cache import CachedConfiguration, CachedTeam, index
-from gateway.proxy.selection import attempt_chain, by_header, by_name
+from gateway.proxy.selection import attempt_chain, by_header
 
 ACME = CachedTeam(id=uuid.uuid4(), name="acme", wrapped_key="wrapped")
 OTHER = CachedTeam(id=uuid.uuid4(), name="other", wrapped_key="wrapped")
@@ -29,10 +29,10 @@ def test_names_ids_and_labels() -> None:
     own = configuration("gpt", is_default=True)
     shared = configuration("gpt", ACME)
     only_team = configuration("only-team", ACME)
-    configurations = index([own], [shared, only_team], teams=frozenset({ACME.id}))
-    assert by_name(configurations, "gpt") is own
-    assert by_name(configurations, "acme/gpt") is shared
-    assert by_name(configurations, "only-team") is None
+    configurations = index([own], [shared, only_team])
+    assert configurations.by_name["gpt"] is own
+    assert configurations.by_name["acme/gpt"] is shared
+    assert "only-team" not in configurations.by_name
     assert by_header(configurations, shared.id_str.upper()) is shared
     with pytest.raises(NotFound):
         by_header(configurations, "only-team")
@@ -53,10 +53,9 @@ def test_fallback_chains_respect_teams() -> None:
     personal = configuration("personal")
     team_primary = configuration("primary", ACME, fallbacks=(personal.id_str, other.id_str, same.id_str))
     own_primary = configuration("own", fallbacks=(other.id_str, same.id_str, str(uuid.uuid4())))
-    configurations = index([personal, own_primary], [same, other, team_primary],
-                           teams=frozenset({ACME.id, OTHER.id}))
+    configurations = index([personal, own_primary], [same, other, team_primary])
     assert attempt_chain(configurations, team_primary) == [team_primary, same]
     assert attempt_chain(configurations, own_primary) == [own_primary, other, same]
     # Membership of OTHER gone: its configuration is no longer in the set and is skipped.
-    left = index([personal, own_primary], [same, team_primary], teams=frozenset({ACME.id}))
+    left = index([personal, own_primary], [same, team_primary])
     assert attempt_chain(left, own_primary) == [own_primary, same]

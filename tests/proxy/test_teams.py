@@ -210,3 +210,25 @@ async def test_team_key_rotation_keeps_serving(client: TestClient, owner: TestUs
     assert await served_by(client, member, model="acme/shared") == shared["id"]
     assert team_fake.last_request.api_key == TEAM_KEY
     assert len(team_fake.requests) == 2
+
+
+async def test_owner_changes_reach_members_at_once(client: TestClient, owner: TestUser, member: TestUser,
+                                                   team: dict[str, Any], team_fake: FakeOpenAI) -> None:
+    shared = await team_config(client, owner, team, team_fake)
+    assert await served_by(client, member, model="acme/shared") == shared["id"]  # cached now
+    resp = await client.patch(f"/api/teams/{team['id']}", json={"name": "renamed"}, headers=owner.headers)
+    assert resp.status == 200, await resp.text()
+    assert await served_by(client, member, **{"X-LLM-Configuration": "renamed/shared"}) == shared["id"]
+    status, body, _ = await chat(client, member, **{"X-LLM-Configuration": "acme/shared"})
+    assert status == 404, body
+    resp = await client.patch(f"/api/llm-configurations/{shared['id']}", json={"is_active": False},
+                              headers=owner.headers)
+    assert resp.status == 200, await resp.text()
+    status, body, _ = await chat(client, member, **{"X-LLM-Configuration": "renamed/shared"})
+    assert status == 400 and body["error"]["code"] == "configuration_inactive"
+    # A member may not change it (403), and nothing changes.
+    resp = await client.patch(f"/api/llm-configurations/{shared['id']}", json={"is_active": True},
+                              headers=member.headers)
+    assert resp.status == 403
+    status, _, _ = await chat(client, member, **{"X-LLM-Configuration": shared["id"]})
+    assert status == 400

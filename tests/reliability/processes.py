@@ -7,6 +7,7 @@ to run as root), so the directory is made readable to it.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -76,10 +77,8 @@ class PrivateCluster:
 
     def destroy(self) -> None:
         """Stop if running and remove every file."""
-        try:
+        with contextlib.suppress(RuntimeError):
             self.stop("immediate")
-        except RuntimeError:
-            pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

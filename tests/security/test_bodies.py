@@ -31,10 +31,19 @@ LENIENT = {"POST /api/settings"}
 DATA_TABLES = tuple(t for t in TABLES if t != "change_log")
 
 
-def valid_bodies(config_id: str, key: str) -> dict[str, dict[str, Any]]:
+def valid_bodies(config_id: str, key: str, member: str = "") -> dict[str, dict[str, Any]]:
     """A body each documented operation would accept."""
     config = {"name": "n2", "provider": "openai", "model": "gpt-4o", "api_key": key}
+    team = "/api/teams/{team_id}"
     return {
+        "POST /api/teams": {"name": f"t-{uuid.uuid4().hex[:6]}"},
+        f"PATCH {team}": {"name": f"t-{uuid.uuid4().hex[:6]}"},
+        f"POST {team}/members": {"user": member},
+        f"PATCH {team}/members/{{user_id}}": {"role": "owner"},
+        f"POST {team}/llm-configurations": config,
+        f"POST {team}/llm-configurations/share": {"configuration_id": config_id},
+        f"POST {team}/llm-configurations/export": {},
+        f"POST {team}/llm-configurations/import": {"data": {"configurations": []}, "dry_run": True},
         f"POST {CONFIGS}": config,
         f"PATCH {CONFIGS}/{{id}}": {"name": "renamed"},
         f"PUT {CONFIGS}/{{id}}": {"name": "renamed"},
@@ -69,7 +78,9 @@ async def test_unknown_fields_are_422_on_every_body_and_change_nothing(
     resp = await client.post(CONFIGS, headers=user.headers, json={
         "name": "n1", "provider": "openai", "model": "gpt-4o-mini", "api_key": new_key()})
     config_id = (await resp.json())["id"]
-    bodies = valid_bodies(config_id, new_key())
+    member = await make_user(client)
+    team = await (await client.post("/api/teams", headers=user.headers, json={"name": "bodies"})).json()
+    bodies = valid_bodies(config_id, new_key(), member.name)
     # /v1 bodies are OpenAI's and passed on as sent (the document says additionalProperties: true).
     with_body = [(m, p) for m, p, op in await operations(client) if "requestBody" in op and p.startswith("/api/")]
     assert sorted(f"{m} {p}" for m, p in with_body) == sorted(bodies), "a new operation with a body: add it"
@@ -77,7 +88,8 @@ async def test_unknown_fields_are_422_on_every_body_and_change_nothing(
     accepted = []
     for method, template in with_body:
         headers = admin_headers if template.startswith("/api/admin/") else user.headers
-        path = template.format(id=config_id if "llm-configurations" in template else user.id, conversation_id="c1")
+        path = template.format(id=config_id if "llm-configurations" in template else user.id, conversation_id="c1",
+                               team_id=team["id"], user_id=user.id)
         for name, value in SMUGGLED.items():
             if (template, name) == ("/api/admin/users", "is_admin"):
                 continue  # a real field there, for the operator
@@ -110,7 +122,7 @@ async def test_oversized_bodies_are_413_everywhere(make_client: MakeClient, admi
     wrong = []
     for method, template in paths:
         headers = admin_headers if template.startswith("/api/admin/") else user.headers
-        path = template.format(id=uuid.uuid4(), conversation_id="c1")
+        path = template.format(id=uuid.uuid4(), conversation_id="c1", team_id=uuid.uuid4(), user_id=uuid.uuid4())
         resp = await client.request(method, path, headers=headers, json=huge)
         chunked = await client.request(method, path, headers=headers, data=_chunks(b"{" + b" " * 4096 + b"}"))
         for answer in (resp, chunked):

@@ -63,8 +63,22 @@ async def snapshot(client: TestClient, owner: TestUser, objects: dict[str, Any])
     return seen
 
 
+TEAM_BODIES = {
+    ("PATCH", "/api/teams/{team_id}"): {"name": "taken-over"},
+    ("POST", "/api/teams/{team_id}/members"): {"user": "intruder"},
+    ("PATCH", "/api/teams/{team_id}/members/{user_id}"): {"role": "member"},
+    ("POST", "/api/teams/{team_id}/llm-configurations"): {"name": "x", "provider": "openai", "model": "m",
+                                                          "api_key": "sk-not-a-real-key-0000000000"},
+    ("POST", "/api/teams/{team_id}/llm-configurations/import"): {"data": {"configurations": []}},
+}
+
+
 def other_body(path: str, method: str, mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any] | None:
     """A body that would be valid for the intruder's own objects, aimed at the owner's."""
+    if path.startswith("/api/teams/"):
+        if path.endswith("/share"):
+            return {"configuration_id": mine["config"]["id"]}
+        return TEAM_BODIES.get((method, path))
     if path.startswith("/api/conversations/") and method == "PUT":
         return {"configuration_id": theirs["config"]["id"]}
     if method in ("PUT", "PATCH"):
@@ -81,8 +95,10 @@ async def test_other_users_objects_are_404_on_every_route_with_an_id(
     owner, intruder = await make_user(client), await make_user(client)
     theirs = await owned_objects(client, owner, fake, new_key())
     mine = await owned_objects(client, intruder, fake, new_key())
+    team = await (await client.post("/api/teams", headers=owner.headers, json={"name": "owners-team"})).json()
     before = await snapshot(client, owner, theirs)
-    ids = {"id": theirs["config"]["id"], "conversation_id": theirs["conversation"]}
+    ids = {"id": theirs["config"]["id"], "conversation_id": theirs["conversation"], "team_id": team["id"],
+           "user_id": owner.id}
     checked, wrong = [], []
     for method, template, _ in await operations(client):
         if "{" not in template or template.startswith("/api/admin/"):
@@ -91,7 +107,8 @@ async def test_other_users_objects_are_404_on_every_route_with_an_id(
         body = other_body(template, method, mine, theirs)
         resp = await client.request(method, path, headers=intruder.headers, json=body)
         checked.append(f"{method} {template}")
-        unknown = await client.request(method, template.format(id=uuid.uuid4(), conversation_id="nope"),
+        unknown = await client.request(method, template.format(id=uuid.uuid4(), conversation_id="nope",
+                                                               team_id=uuid.uuid4(), user_id=uuid.uuid4()),
                                        headers=intruder.headers, json=body)
         if resp.status != 404 or unknown.status != 404 or await resp.json() != await unknown.json():
             wrong.append((method, template, resp.status, unknown.status))
@@ -104,7 +121,14 @@ async def test_other_users_objects_are_404_on_every_route_with_an_id(
         "GET /api/conversations/{conversation_id}/llm-configuration",
         "PUT /api/conversations/{conversation_id}/llm-configuration",
         "DELETE /api/conversations/{conversation_id}/llm-configuration",
-        "GET /api/templates/{id}", "POST /api/templates/{id}/apply"}), "a new route with an id: add it here"
+        "GET /api/templates/{id}", "POST /api/templates/{id}/apply",
+        "GET /api/teams/{team_id}", "PATCH /api/teams/{team_id}", "DELETE /api/teams/{team_id}",
+        "GET /api/teams/{team_id}/members", "POST /api/teams/{team_id}/members",
+        "PATCH /api/teams/{team_id}/members/{user_id}", "DELETE /api/teams/{team_id}/members/{user_id}",
+        "GET /api/teams/{team_id}/llm-configurations", "POST /api/teams/{team_id}/llm-configurations",
+        "POST /api/teams/{team_id}/llm-configurations/share", "POST /api/teams/{team_id}/llm-configurations/export",
+        "POST /api/teams/{team_id}/llm-configurations/import", "GET /api/teams/{team_id}/audit-events",
+        "POST /api/teams/{team_id}/rotate-key", "GET /api/teams/{team_id}/usage"}), "a new route with an id: add it here"
     # Ids in bodies and queries: bulk delete, fallbacks, audit and usage filters, exports.
     resp = await client.post(f"{CONFIGS}/bulk-delete", headers=intruder.headers, json={"ids": [ids["id"]]})
     assert (await resp.json())["deleted"] == []

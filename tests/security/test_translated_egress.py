@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import aiohttp.connector
@@ -28,7 +28,7 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 class ShiftingDNS(AbstractResolver):
     """The world's DNS for one name: the first lookup fails (a hiccup), every later one answers `then`."""
 
-    calls: list[str] = []
+    calls: ClassVar[list[str]] = []
     name = "llm.attacker.test"
     then = "127.0.0.1"  # where the hostile fake listens: reaching it is the leak
 

@@ -86,3 +86,14 @@ async def test_concurrent_set_default_leaves_exactly_one(client: TestClient) -> 
         assert any(r.status == 200 for r in responses)
         personal, team_rows, chosen = await _defaults(client, member)
         assert personal + team_rows == 1 and str(chosen) in targets
+
+
+async def test_creating_a_team_configuration_as_default_makes_it_the_owners_only(client: TestClient) -> None:
+    owner, member = await make_user(client), await make_user(client)
+    team = await make_team(client, owner)
+    await add_member(client, owner, team, member)
+    own = await make_configuration(client, owner)
+    made = await make_team_configuration(client, owner, team, is_default=True)
+    assert made["is_default"] is True and own["is_default"] is True
+    assert await _defaults(client, owner) == (0, 1, uuid.UUID(made["id"]))
+    assert await _defaults(client, member) == (0, 0, None)

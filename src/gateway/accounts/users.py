@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.accounts.tokens import display_prefix, hash_token, new_token
 from gateway.errors import Conflict, Unprocessable
+from gateway.store.db import rows_affected
 from gateway.store.models import ApiToken, User, utcnow
 
 # One rule for user names on every path (admin API, CLI, first start).
@@ -68,7 +69,7 @@ async def set_disabled(session: AsyncSession, *, user: User, disabled: bool) -> 
 async def delete_user(session: AsyncSession, *, user_id: uuid.UUID) -> bool:
     """Delete a user; the database cascades to its tokens, configurations, usage and audit rows."""
     result = await session.execute(delete(User).where(User.id == user_id))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rows_affected(result))
 
 
 async def count_users(session: AsyncSession) -> int:

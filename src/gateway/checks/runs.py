@@ -34,6 +34,7 @@ from gateway.errors import RateLimited, Unprocessable, UpstreamError
 from gateway.proxy.forward import Target, send_once
 from gateway.proxy.translation import Translator
 from gateway.store.changes import Change, ChangeBus
+from gateway.store.db import rows_affected
 from gateway.store.models import LLMConfiguration, utcnow
 from gateway.teams.configurations import KeyReader, accessible
 from gateway.teams.membership import changes_for, member_ids
@@ -133,7 +134,7 @@ async def store_result(
         )
         .execution_options(synchronize_session="evaluate")
     )
-    if updated.rowcount == 0:
+    if rows_affected(updated) == 0:
         return None
     record_test_audit(session, user_id=config.user_id or tester, configuration_id=config.id, result=result,
                       actor=actor, source=source, team_id=config.team_id)

@@ -5,6 +5,7 @@ Every failure is a `StartupError` with a one-line reason; the CLI prints it with
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -37,10 +38,8 @@ def sqlite_path(settings: Settings) -> Path | None:
 def create_sqlite_file(path: Path) -> None:
     """Create the database file 0600 (it holds ciphertexts and token hashes) before SQLite opens it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
 
 
 def describe_database_error(settings: Settings, exc: BaseException) -> str:
@@ -86,7 +85,9 @@ def ensure_key_ring(settings: Settings, *, announce: bool = True) -> Settings:
     if settings.encryption_keys is not None:
         return settings
     if not settings.is_sqlite:
-        raise StartupError("LLM_GATEWAY_ENCRYPTION_KEYS is required with PostgreSQL (make one: llm-gateway keys generate)")
+        raise StartupError(
+            "LLM_GATEWAY_ENCRYPTION_KEYS is required with PostgreSQL (make one: llm-gateway keys generate)"
+        )
     key_file = settings.data_dir / KEY_FILE
     if key_file.exists():
         entry = key_file.read_text().strip()
@@ -124,7 +125,9 @@ async def check_database(settings: Settings, *, apply_migrations: bool) -> None:
         missing = {key_id: count for key_id, count in rows if key_id not in ring_ids}
         if missing:
             detail = ", ".join(f"{count} rows under key id {key_id!r}" for key_id, count in sorted(missing.items()))
-            raise StartupError(f"the key ring lacks keys still in use: {detail}; add them to LLM_GATEWAY_ENCRYPTION_KEYS")
+            raise StartupError(
+                f"the key ring lacks keys still in use: {detail}; add them to LLM_GATEWAY_ENCRYPTION_KEYS"
+            )
     except (SQLAlchemyError, OSError) as exc:
         raise StartupError(describe_database_error(settings, exc)) from None
     finally:

@@ -8,13 +8,14 @@ import asyncio
 import logging
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from gateway import __version__, logs
 from gateway.accounts.users import (
@@ -54,14 +55,15 @@ from gateway.store.db import make_engine, make_sessionmaker
 T = TypeVar("T")
 
 
-def _run(factory: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(factory())  # type: ignore[arg-type]
+def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(factory())
 
 
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment and TOML file, or a one-line error naming the setting."""
     try:
-        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+        settings = Settings(**given)
     except ValidationError as exc:
         raise StartupError(describe_settings_error(exc)) from None
     except ConfigFileError as exc:
@@ -117,7 +119,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _current_and_dispose(engine):  # type: ignore[no-untyped-def]
+async def _current_and_dispose(engine: AsyncEngine) -> str | None:
     try:
         return await migrate.current_revision(engine)
     finally:
@@ -130,16 +132,17 @@ def cmd_users(args: argparse.Namespace) -> int:
     if args.action == "create":
         valid_user_name(args.name)
 
-    async def work(session):  # type: ignore[no-untyped-def]
+    async def work(session: AsyncSession) -> str:
         if args.action == "list":
             return "\n".join(
                 f"{u.id}  {u.name}{'  admin' if u.is_admin else ''}{'  disabled' if u.disabled_at else ''}"
                 for u in await list_users(session)
             ) or "no users"
         if args.action == "create":
-            user = await create_user(session, name=args.name, is_admin=args.admin)
-            _, token = await issue_token(session, user_id=user.id)
-            return f"created user {user.name} ({user.id}){' as admin' if user.is_admin else ''}; token, shown once:\n{token}"
+            created = await create_user(session, name=args.name, is_admin=args.admin)
+            _, token = await issue_token(session, user_id=created.id)
+            role = " as admin" if created.is_admin else ""
+            return f"created user {created.name} ({created.id}){role}; token, shown once:\n{token}"
         user = await get_user_by_name(session, name=args.name)
         if user is None:
             raise StartupError(f"no user named {args.name!r} (see `llm-gateway users list`)")
@@ -157,7 +160,7 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     """Create, list or revoke tokens."""
     settings = load_settings()
 
-    async def work(session):  # type: ignore[no-untyped-def]
+    async def work(session: AsyncSession) -> str:
         if args.action == "revoke":
             try:
                 token_id = uuid.UUID(args.target)

@@ -10,7 +10,7 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -216,13 +216,28 @@ async def check_document(document: ExportDocument, passphrase: str | None) -> di
     return await open_keys(document, passphrase)
 
 
-def differences(policy: Policy, current: LLMConfiguration, entry: ExportedConfiguration, *, base_url: str | None,
-                key: str | None, stored_key: str | None) -> list[str]:
-    """The fields in which an imported entry differs from the stored configuration of the same name."""
+def merge_existing(policy: Policy, report: ImportReport, current: LLMConfiguration, entry: ExportedConfiguration,
+                   *, base_url: str | None, key: str | None, stored_key: str | None, overwrite: bool
+                   ) -> dict[str, Any] | None:
+    """Decide what importing `entry` does to the stored configuration of the same name, noting it in the report
+    (unchanged, conflict, error, updated); the values to write when it is to be updated, else None.
+    `stored_key` is the stored plaintext, None when the configuration has no key."""
     differs = [f for f in COMPARED if getattr(current, f) != (base_url if f == "base_url" else getattr(entry, f))]
     if key is not None and stored_key != key:
         differs.append("api_key")
-    return differs
+    if not differs:
+        report.unchanged.append(entry.name)
+    elif not overwrite:
+        report.conflicts.append(NameConflict(name=entry.name, fields=differs))
+    elif key is None and stored_key is not None and moves_key(
+            policy, current, provider=entry.provider, base_url=base_url):
+        # The same rule as every other write path: a stored key is only moved by someone who sends it.
+        report.errors.append({"name": entry.name, "code": "key_required_for_new_origin",
+                              "error": "another provider or origin needs the key: import it with its key"})
+    else:
+        report.updated.append(entry.name)
+        return {"provider": entry.provider, "model": entry.model, "base_url": base_url, "is_active": entry.is_active}
+    return None
 
 
 async def import_configurations(session: AsyncSession, *, keyring: KeyRing, policy: Policy, user_id: uuid.UUID,
@@ -259,25 +274,12 @@ async def import_configurations(session: AsyncSession, *, keyring: KeyRing, poli
             has_default = has_default or make_default
             touched[entry.name] = config.id
             continue
-        differs = differences(policy, current, entry, base_url=base_url, key=key, stored_key=decrypt_key(
-            keyring, current) if has_key(keyring, current) else None)
-        if not differs:
-            report.unchanged.append(entry.name)
-        elif not overwrite:
-            report.conflicts.append(NameConflict(name=entry.name, fields=differs))
-        elif key is None and has_key(keyring, current) and moves_key(
-                policy, current, provider=entry.provider, base_url=base_url):
-            # The same rule as every other write path: a stored key is only moved by someone who sends it.
-            report.errors.append({"name": entry.name, "code": "key_required_for_new_origin",
-                                  "error": "another provider or origin needs the key: import it with its key"})
-        else:
-            report.updated.append(entry.name)
-            if not dry_run:
-                values = {"provider": entry.provider, "model": entry.model, "base_url": base_url,
-                          "is_active": entry.is_active}
-                await update_configuration(session, keyring=keyring, policy=policy, user_id=user_id,
-                                           configuration_id=current.id, values=values, api_key=key)
-                touched[entry.name] = current.id
+        values = merge_existing(policy, report, current, entry, base_url=base_url, key=key, overwrite=overwrite,
+                                stored_key=decrypt_key(keyring, current) if has_key(keyring, current) else None)
+        if values is not None and not dry_run:
+            await update_configuration(session, keyring=keyring, policy=policy, user_id=user_id,
+                                       configuration_id=current.id, values=values, api_key=key)
+            touched[entry.name] = current.id
     if not dry_run:
         await _link_fallbacks(session, keyring=keyring, policy=policy, user_id=user_id, document=document,
                               touched=touched)

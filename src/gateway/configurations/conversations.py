@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.store.db import rows_affected
 from gateway.store.models import ConversationConfiguration, LLMConfiguration, utcnow
 
 
@@ -36,7 +37,7 @@ async def unbind(session: AsyncSession, *, user_id: uuid.UUID, conversation_id: 
     """Remove a conversation's binding; False when there was none."""
     result = await session.execute(delete(ConversationConfiguration).where(
         ConversationConfiguration.user_id == user_id, ConversationConfiguration.conversation_id == conversation_id))
-    return bool(result.rowcount)
+    return bool(rows_affected(result))
 
 
 async def bound_configuration_id(session: AsyncSession, *, user_id: uuid.UUID, conversation_id: str

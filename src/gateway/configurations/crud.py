@@ -18,6 +18,7 @@ from gateway.crypto.keyring import KeyRing, row_binding
 from gateway.crypto.masking import is_placeholder, mask_key
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.ssrf import UnsafeURLError, check_base_url
+from gateway.store.db import dialect_name, take_sqlite_write_lock
 from gateway.store.models import LLMConfiguration, MemberDefault, TeamMember, User, utcnow
 from gateway.validation import MAX_MODEL, MAX_NAME, check_text
 
@@ -38,7 +39,8 @@ class Policy:
 
 def decrypt_key(keyring: KeyRing, configuration: LLMConfiguration) -> str:
     """The plaintext key, for one upstream call; never store or log the result."""
-    return keyring.decrypt(configuration.api_key_encrypted, binding=row_binding(configuration.id, configuration.user_id))
+    binding = row_binding(configuration.id, configuration.user_id)
+    return keyring.decrypt(configuration.api_key_encrypted, binding=binding)
 
 
 def masked_key(keyring: KeyRing, configuration: LLMConfiguration) -> str:
@@ -47,7 +49,8 @@ def masked_key(keyring: KeyRing, configuration: LLMConfiguration) -> str:
 
 
 def _set_key(keyring: KeyRing, configuration: LLMConfiguration, plaintext: str) -> None:
-    configuration.api_key_encrypted = keyring.encrypt(plaintext, binding=row_binding(configuration.id, configuration.user_id))
+    binding = row_binding(configuration.id, configuration.user_id)
+    configuration.api_key_encrypted = keyring.encrypt(plaintext, binding=binding)
     configuration.key_id = keyring.primary_id
 
 
@@ -179,9 +182,8 @@ async def lock_user(session: AsyncSession, *, user_id: uuid.UUID) -> None:
 
     Without it two simultaneous default switches can each clear the other's default (none left) or collide
     on the partial unique index, and two creates can both pass the per-user limit."""
-    if session.bind.dialect.name == "sqlite":
-        # SQLite has no row locks: a write takes its database-wide write lock now, before anything is read.
-        await session.execute(update(User).where(User.id == user_id).values(is_admin=User.is_admin))
+    if dialect_name(session) == "sqlite":
+        await take_sqlite_write_lock(session)
     else:
         # NO KEY UPDATE: still lets other transactions insert rows referencing the user (tokens, usage).
         await session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
@@ -248,7 +250,9 @@ async def _flush_unique(session: AsyncSession) -> None:
         message = str(exc.orig)
         if "uq_llm_configurations_user_id_name" in message or "llm_configurations.name" in message:
             # The name is not repeated back: errors never echo what the client sent.
-            raise Conflict("You already have a configuration with this name", param="name", code="duplicate_name") from None
+            raise Conflict(
+                "You already have a configuration with this name", param="name", code="duplicate_name"
+            ) from None
         raise Conflict("Another request changed the default at the same time; retry", code="default_conflict") from None
 
 
@@ -298,7 +302,9 @@ async def create_configuration(
         test_message=None, test_latency_ms=None, tested_at=None, last_used_at=None,
         created_at=utcnow(), updated_at=utcnow(),
     )
-    config.fallback_ids = await _check_fallbacks(session, user_id=user_id, own_id=config.id, fallback_ids=list(fallback_ids))
+    config.fallback_ids = await _check_fallbacks(
+        session, user_id=user_id, own_id=config.id, fallback_ids=list(fallback_ids)
+    )
     _set_key(keyring, config, api_key)
     # A user's first configuration is the default whatever was asked (unless a team configuration already is):
     # a user with keys but no default would get a 400 on every request that names no configuration.
@@ -326,8 +332,7 @@ def check_update(policy: Policy, config: LLMConfiguration, values: dict[str, Any
     if "provider" not in values and "base_url" not in values:
         return values
     provider = values.get("provider", config.provider)
-    base_url = check_provider_and_url(policy, provider, values["base_url"] if "base_url" in values
-                                      else config.base_url)
+    base_url = check_provider_and_url(policy, provider, values.get("base_url", config.base_url))
     # Moving a key is re-entering it: without this, anyone holding a gateway token could point a stored key at
     # a host they control and call Test.
     if not key_given and moves_key(policy, config, provider=provider, base_url=base_url):
@@ -362,10 +367,9 @@ async def update_configuration(
         raise Unprocessable("Field 'api_key' is required: this configuration's key was cleared, so it can be "
                             "turned on again only with a key", param="api_key", code="key_required")
     values = check_update(policy, config, values, key_given=key_given or stored == CLEARED_KEY)
-    if api_key is not None and key_given:
-        if api_key != stored:
-            _set_key(keyring, config, api_key)
-            changed.append("api_key")
+    if api_key is not None and key_given and api_key != stored:
+        _set_key(keyring, config, api_key)
+        changed.append("api_key")
     if "fallback_ids" in values:
         values["fallback_ids"] = await _check_fallbacks(
             session, user_id=user_id, own_id=config.id, fallback_ids=values["fallback_ids"] or []
@@ -387,7 +391,9 @@ async def update_configuration(
     return config, changed
 
 
-async def set_default(session: AsyncSession, *, user_id: uuid.UUID, configuration_id: uuid.UUID | str) -> LLMConfiguration:
+async def set_default(
+    session: AsyncSession, *, user_id: uuid.UUID, configuration_id: uuid.UUID | str
+) -> LLMConfiguration:
     """Make one configuration the user's only default (one transaction, backed by the partial unique index)."""
     await lock_user(session, user_id=user_id)
     config = await get_configuration(session, user_id=user_id, configuration_id=configuration_id, for_update=True)
@@ -409,7 +415,9 @@ async def configuration_names(
     return {row.id: row.name for row in await session.execute(query)}
 
 
-async def delete_configurations(session: AsyncSession, *, user_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+async def delete_configurations(
+    session: AsyncSession, *, user_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> list[uuid.UUID]:
     """Delete the caller's configurations among `ids`; drops them from others' fallbacks; returns what was deleted."""
     await lock_user(session, user_id=user_id)
     rows = list((await session.execute(

@@ -97,7 +97,7 @@ def _provider(provider_id: str, table: dict[str, Any], source: str) -> Provider:
             raise CatalogError(f"{where}: {name} must be a list of strings")
     if not table.get("requires_base_url", False) and "base_url" not in table:
         raise CatalogError(f"{where}: give a base_url or set requires_base_url = true")
-    values = {name: tuple(table[name]) if name in _LISTS else table[name] for name in table}
+    values: dict[str, Any] = {name: tuple(table[name]) if name in _LISTS else table[name] for name in table}
     return Provider(id=provider_id, **values)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.store.db import dialect_name
 from gateway.store.models import LLMConfiguration, UsageRecord, User
 
 GROUPS = ("configuration", "day", "member")
@@ -31,7 +32,7 @@ class UsageRow:
 
 def _day(session: AsyncSession) -> Any:
     column = UsageRecord.created_at
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
     return func.strftime("%Y-%m-%d", column)  # SQLite holds the UTC timestamp as text
 

@@ -57,8 +57,15 @@ def generate_key_entry(key_id: str | None = None) -> str:
     return f"{key_id}:{b64url_encode(AESGCM.generate_key(bit_length=256))}"
 
 
-def row_binding(configuration_id: uuid.UUID | str, user_id: uuid.UUID | str) -> bytes:
-    """The associated data that ties a ciphertext to one configuration row of one user."""
+class NotPersonal(CryptoError):
+    """A team configuration (no user): its key is under its team's data key (crypto.team_keys), not the ring."""
+
+
+def row_binding(configuration_id: uuid.UUID | str, user_id: uuid.UUID | str | None) -> bytes:
+    """The associated data that ties a ciphertext to one configuration row of one user; a row without a user
+    (a team's) has none: NotPersonal."""
+    if user_id is None:
+        raise NotPersonal("a team configuration's key is not encrypted by the key ring")
     return f"llm-gateway|cfg={configuration_id}|user={user_id}".encode()
 
 

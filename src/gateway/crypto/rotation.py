@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.crypto.keyring import CryptoError, KeyRing, row_binding
 from gateway.crypto.team_keys import rewrap_team_keys
 from gateway.store.changes import Change, ChangeBus
+from gateway.store.db import dialect_name, rows_affected, take_sqlite_write_lock
 from gateway.store.models import LLMConfiguration, TeamKey, utcnow
 
 log = logging.getLogger("gateway.rotation")
@@ -89,11 +90,10 @@ async def _rotate_batch(session: AsyncSession, *, keyring: KeyRing, bus: ChangeB
     )
     if failed:
         query = query.where(LLMConfiguration.id.not_in(failed))
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         query = query.with_for_update(skip_locked=True)
     else:
-        # Take SQLite's write lock before reading, so the read and the writes are one serialised unit.
-        await session.execute(update(LLMConfiguration).where(LLMConfiguration.id.is_(None)).values(key_id=""))
+        await take_sqlite_write_lock(session)
     rows = (await session.execute(query)).all()
     users: set[str] = set()
     rotated = 0
@@ -109,7 +109,7 @@ async def _rotate_batch(session: AsyncSession, *, keyring: KeyRing, bus: ChangeB
             .where(LLMConfiguration.id == config_id, LLMConfiguration.api_key_encrypted == stored)
             .values(api_key_encrypted=fresh, key_id=keyring.primary_id, updated_at=utcnow())
         )
-        if result.rowcount:  # type: ignore[attr-defined]
+        if rows_affected(result):
             rotated += 1
             users.add(str(user_id))
     await bus.commit(session, *(Change("configurations", u) for u in sorted(users)))

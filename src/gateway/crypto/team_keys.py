@@ -17,6 +17,7 @@ from gateway.crypto.envelope import (
     wrap_data_key,
 )
 from gateway.crypto.keyring import CryptoError, KeyRing, UnknownKeyId, row_binding
+from gateway.store.db import rows_affected
 from gateway.store.models import LLMConfiguration, TeamKey, utcnow
 
 
@@ -82,7 +83,7 @@ async def decrypt_configuration_key(session: AsyncSession, *, keyring: KeyRing,
     call; never store or log the result. Raises a CryptoError when it cannot be decrypted."""
     if configuration.team_id is None:
         return keyring.decrypt(configuration.api_key_encrypted,
-                               binding=row_binding(configuration.id, configuration.user_id or ""))
+                               binding=row_binding(configuration.id, configuration.user_id))
     key = await data_key(session, keyring=keyring, team_id=configuration.team_id, team_key_id=configuration.key_id)
     return decrypt_with_data_key(key, configuration)
 
@@ -91,7 +92,7 @@ async def shred_team_keys(session: AsyncSession, *, team_id: uuid.UUID) -> int:
     """Destroy every data key of the team (flushed): its configuration ciphertexts become undecryptable."""
     result = await session.execute(delete(TeamKey).where(TeamKey.team_id == team_id))
     await session.flush()
-    return int(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of a DELETE has rowcount
+    return rows_affected(result)
 
 
 async def rewrap_team_keys(session: AsyncSession, *, keyring: KeyRing) -> tuple[int, list[str]]:
@@ -111,6 +112,6 @@ async def rewrap_team_keys(session: AsyncSession, *, keyring: KeyRing) -> tuple[
         result = await session.execute(
             update(TeamKey).where(TeamKey.id == row.id, TeamKey.wrapped_key == row.wrapped_key)
             .values(key_id=ring_key_id, wrapped_key=wrapped))
-        done += int(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE has rowcount
+        done += rows_affected(result)
     await session.flush()
     return done, failed

@@ -82,8 +82,8 @@ def classify(settings: dict[str, Any]) -> Verdict:
         reason = None
     if model is None:
         return Verdict("skipped", "no llm_model" if reason is None else "no llm settings")
-    if reason is not None:
-        return Verdict("needs_reentry", reason, model=model, base_url=base_url)
+    if reason is not None or not isinstance(key, str):
+        return Verdict("needs_reentry", reason or "not_a_string", model=model, base_url=base_url)
     # A stored key never legitimately starts or ends with whitespace: a pasted newline is not part of it.
     return Verdict("real", model=model, api_key=key.strip(), base_url=base_url)
 
@@ -95,9 +95,10 @@ def split_model(catalog: ProviderCatalog, legacy_model: str) -> tuple[str, str]:
     provider_id = catalog.infer_provider(legacy_model)
     head, slash, rest = legacy_model.partition("/")
     provider = catalog.get(provider_id)
-    if slash and rest and provider is not None:
-        if head.lower() in {provider.id, provider.litellm_provider, *provider.litellm_aliases}:
-            return provider_id, rest
+    if slash and rest and provider is not None and (
+        head.lower() in {provider.id, provider.litellm_provider, *provider.litellm_aliases}
+    ):
+        return provider_id, rest
     return provider_id, legacy_model
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,12 +18,10 @@ from gateway.crypto.keyring import row_binding
 from gateway.ssrf import UnsafeURLError, guard_url
 from gateway.store.changes import Change
 from gateway.store.models import LLMConfiguration
+from gateway.teams.membership import CHANGE_KIND as TEAM_CHANGE
 from gateway.teams.usable import Usable, usable_configurations
 
 WIRE_UNKNOWN = "unknown"
-# A change to what a user may use through their teams (membership, a team's configurations, name or key): the
-# user's entry is dropped; with no user, every entry that holds a team's configurations is.
-TEAMS = "teams"
 # What one binding costs besides its conversation id's string: the key tuple, the entry tuple, the dict and set
 # slots, the user's id (measured with tracemalloc on CPython 3.11: about 290 bytes; rounded up).
 BINDING_OVERHEAD_BYTES = 400
@@ -69,20 +67,15 @@ class CachedTeam:
     wrapped_key: str | None  # None when the team key is gone: the configuration's key cannot be decrypted
 
 
-NO_TEAMS: frozenset[uuid.UUID] = frozenset()
-
-
 @dataclass(frozen=True, slots=True)
 class UserConfigurations:
     """The configurations one user may use, indexed the ways selection looks them up: `by_id` holds their own
-    and their teams', `by_name` their own only (an unqualified name never reaches a team's), `by_team_name`
-    their teams' as `<team>/<name>`; `teams` are the teams they belong to."""
+    and their teams'; `by_name` their own by name and their teams' by `<team>/<name>` (a team name has no '/',
+    so an unqualified name never reaches a team's; one lookup either way)."""
 
     by_id: dict[str, CachedConfiguration]
     by_name: dict[str, CachedConfiguration]
     default: CachedConfiguration | None
-    by_team_name: dict[str, CachedConfiguration] = field(default_factory=dict)
-    teams: frozenset[uuid.UUID] = NO_TEAMS
 
     def active(self) -> list[CachedConfiguration]:
         """Active configurations, by the name they are selected by."""
@@ -121,27 +114,26 @@ def to_cached(row: LLMConfiguration, catalog: ProviderCatalog, *, allow_private:
         fallback_ids=tuple(str(f) for f in row.fallback_ids or ()),
         created=int(row.created_at.timestamp()),
         # A team row's ciphertext is bound under its team's data key (gateway.crypto.envelope), not the ring's.
-        binding=row_binding(row.id, row.user_id) if team is None else b"",
+        binding=row_binding(row.id, row.user_id) if row.user_id is not None else b"",
         refusal=_refusal(base_url, allow_private),
         team=team,
     )
 
 
 def index(configurations: list[CachedConfiguration], team_configurations: list[CachedConfiguration] | None = None,
-          *, teams: frozenset[uuid.UUID] = NO_TEAMS, member_default_id: uuid.UUID | None = None
-          ) -> UserConfigurations:
+          *, member_default_id: uuid.UUID | None = None) -> UserConfigurations:
     """Index a user's own configurations by id and name, their teams' by id and `<team>/<name>`; the default is
     their own flagged one, else the team configuration they chose."""
     by_id = {c.id_str: c for c in configurations}
     default = next((c for c in configurations if c.is_default), None)
     if not team_configurations:
-        return UserConfigurations(by_id=by_id, by_name={c.name: c for c in configurations}, default=default,
-                                  teams=teams)
+        return UserConfigurations(by_id=by_id, by_name={c.name: c for c in configurations}, default=default)
     by_id.update((c.id_str, c) for c in team_configurations)
     if default is None and member_default_id is not None:
         default = by_id.get(str(member_default_id))
-    return UserConfigurations(by_id=by_id, by_name={c.name: c for c in configurations}, default=default,
-                              by_team_name={c.label: c for c in team_configurations}, teams=teams)
+    # Own names last: an own name spelt like `<team>/<name>` keeps meaning the caller's own.
+    by_name = {c.label: c for c in team_configurations} | {c.name: c for c in configurations}
+    return UserConfigurations(by_id=by_id, by_name=by_name, default=default)
 
 
 def snapshot(usable: Usable, catalog: ProviderCatalog, *, allow_private: bool) -> UserConfigurations:
@@ -152,7 +144,7 @@ def snapshot(usable: Usable, catalog: ProviderCatalog, *, allow_private: bool) -
     shared = [to_cached(t.row, catalog, allow_private=allow_private, team=CachedTeam(
         id=t.row.team_id, name=t.team_name, wrapped_key=t.team_key.wrapped_key if t.team_key else None,
     )) for t in usable.team_rows if t.row.team_id is not None]
-    return index(own, shared, teams=frozenset(usable.teams), member_default_id=usable.member_default_id)
+    return index(own, shared, member_default_id=usable.member_default_id)
 
 
 class BindingCache:
@@ -257,7 +249,7 @@ class ConfigurationCache:
         """The configuration id a conversation is bound to, or None; misses are cached for a while too."""
         cached = self.bindings.get(user_id, conversation_id)
         if cached is not NOT_CACHED:
-            return cached  # type: ignore[return-value]
+            return cached  # type: ignore[return-value]  # NOT_CACHED is ruled out just above
         generation = self._generation
         async with self._sessionmaker() as session:
             found = await bound_configuration_id(session, user_id=user_id, conversation_id=conversation_id)
@@ -273,19 +265,15 @@ class ConfigurationCache:
             self._users.clear()
             self.bindings.clear()
             return
-        if change.kind == TEAMS and change.user_id is None:
-            # Some team changed for all its members: forget everyone who belongs to a team, no one else.
-            for user_id in [u for u, cached in self._users.items() if cached.teams]:
-                del self._users[user_id]
-            return
-        if change.kind not in ("configurations", "conversations", "users", TEAMS):
+        # A `teams` change names a user whose teams changed (membership, a team's configurations, name or key).
+        if change.kind not in ("configurations", "conversations", "users", TEAM_CHANGE):
             return
         try:
             user_id = uuid.UUID(str(change.user_id))
         except ValueError:
             self.on_change(Change("all"))
             return
-        if change.kind in ("configurations", "users", TEAMS):
+        if change.kind in ("configurations", "users", TEAM_CHANGE):
             self._users.pop(user_id, None)
         if change.kind in ("conversations", "users"):
             self.bindings.drop_user(user_id)

@@ -320,7 +320,9 @@ async def _relay_events(ex: Exchange, status: int, headers: dict[str, str], chun
         raise _too_long(limit_s) from None
     if not first_event_is_json(first):
         # Nothing has reached the client yet: a garbled stream is an upstream failure (and may fail over).
-        raise UpstreamError("The upstream's stream is not valid server-sent JSON events", code="upstream_invalid_response")
+        raise UpstreamError(
+            "The upstream's stream is not valid server-sent JSON events", code="upstream_invalid_response"
+        )
     headers.update(ex.headers())
     response = web.StreamResponse(status=status, headers=headers)
     ex.status = status

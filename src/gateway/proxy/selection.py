@@ -29,15 +29,9 @@ def _inactive(configuration: CachedConfiguration, param: str) -> BadRequest:
     )
 
 
-def by_name(configurations: UserConfigurations, name: str) -> CachedConfiguration | None:
-    """The configuration a name selects: one of the caller's own by its name, else one of their teams' by
-    `<team>/<name>` (an unqualified name never reaches a team's configuration)."""
-    return configurations.by_name.get(name) or configurations.by_team_name.get(name)
-
-
 def by_header(configurations: UserConfigurations, value: str) -> CachedConfiguration:
     """The configuration an explicit header names by id or name; 404 when it is not the caller's to use."""
-    found = configurations.by_id.get(value.lower()) or by_name(configurations, value)
+    found = configurations.by_id.get(value.lower()) or configurations.by_name.get(value)
     if found is None:
         raise NotFound(f"No LLM configuration '{value}' among yours", param=CONFIGURATION_HEADER,
                        code="configuration_not_found")
@@ -58,7 +52,7 @@ async def select_configuration(
     if header:
         return by_header(configurations, header.strip())
     if isinstance(model, str) and model:
-        named = by_name(configurations, model)
+        named = configurations.by_name.get(model)
         if named is not None:
             if not named.is_active:
                 raise _inactive(named, "model")
@@ -75,20 +69,19 @@ async def select_configuration(
     raise BadRequest(NOTHING_SELECTED, param=CONFIGURATION_HEADER, code="no_configuration_selected")
 
 
-def may_fall_back(chosen: CachedConfiguration, fallback: CachedConfiguration) -> bool:
-    """A team's configuration falls back only to its own team's; a personal one to any the caller may use."""
-    return chosen.team is None or (fallback.team is not None and fallback.team.id == chosen.team.id)
-
-
 def attempt_chain(configurations: UserConfigurations, chosen: CachedConfiguration) -> list[CachedConfiguration]:
-    """The chosen configuration, then its active fallbacks in order (each once, only those the caller may use
-    now: a team's configuration is skipped once the caller has left the team)."""
+    """The chosen configuration, then its active fallbacks in order, each once and only those the caller may use
+    now (a team's configuration is skipped once the caller has left the team). A team's configuration falls
+    back only to its own team's; a personal one to any the caller may use."""
     chain = [chosen]
     seen = {chosen.id_str}
+    team = chosen.team
     for fallback_id in chosen.fallback_ids:
         fallback = configurations.by_id.get(fallback_id.lower())
-        if fallback is not None and fallback.is_active and fallback.id_str not in seen and \
-                may_fall_back(chosen, fallback):
-            chain.append(fallback)
-            seen.add(fallback.id_str)
+        if fallback is None or not fallback.is_active or fallback.id_str in seen:
+            continue
+        if team is not None and (fallback.team is None or fallback.team.id != team.id):
+            continue
+        chain.append(fallback)
+        seen.add(fallback.id_str)
     return chain

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -75,7 +75,7 @@ class RowInserter:
     costs more than the database's own work here; its type processors are still the ones applied."""
 
     def __init__(self, dialect: Dialect) -> None:
-        table = UsageRecord.__table__
+        table = cast(Table, UsageRecord.__table__)
         compiled = insert(table).compile(dialect=dialect, column_keys=USAGE_COLUMNS)
         if compiled.positiontup is None:
             raise RuntimeError(f"{dialect.name}: a positional paramstyle is needed for usage inserts")
@@ -84,14 +84,18 @@ class RowInserter:
         self.order = tuple(compiled.positiontup)
         processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.order]
         self.picks = tuple(USAGE_COLUMNS.index(name) for name in self.order)
-        self.steps = tuple((i, process, name in REPEATING) for i, (name, process) in
-                           enumerate(zip(self.order, processors)) if process is not None)
+        pairs = enumerate(zip(self.order, processors, strict=True))
+        self.steps: tuple[tuple[int, Callable[[Any], Any], bool], ...] = tuple(
+            (i, process, name in REPEATING) for i, (name, process) in pairs if process is not None
+        )
 
     def parameters(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """Rows (tuples in USAGE_COLUMNS order) as positional parameters, each value through its column type's
         processor; a repeating value (a user's id) is processed once per batch."""
         picks = self.picks
-        steps = [(i, process, {} if repeating else None) for i, process, repeating in self.steps]
+        steps: list[tuple[int, Callable[[Any], Any], dict[Any, Any] | None]] = [
+            (i, process, {} if repeating else None) for i, process, repeating in self.steps
+        ]
         out = []
         for row in rows:
             values = [row[i] for i in picks]
@@ -122,7 +126,7 @@ def access_fields(event: UsageEvent) -> dict[str, Any]:
 
 def access_line(fields: dict[str, Any]) -> str:
     """The text form of an access record: `time key=value ...` (the log formatter escapes what a client sent)."""
-    return fields["at"] + " " + " ".join(f"{key}={value}" for key, value in fields.items() if key != "at")
+    return str(fields["at"]) + " " + " ".join(f"{key}={value}" for key, value in fields.items() if key != "at")
 
 
 def endpoint(path: str) -> str:
@@ -231,7 +235,7 @@ class UsageWriter:
             cid = row[1]
             if cid is not None and row[10] < 400:
                 last_used[cid] = max(row[14], last_used.get(cid, row[14]))
-        table = LLMConfiguration.__table__
+        table = cast(Table, LLMConfiguration.__table__)
         async with self._sessionmaker() as session:
             connection = await session.connection()
             inserter = self._inserter
@@ -257,13 +261,15 @@ class UsageWriter:
             if usage is None and body is not None:
                 usage = usage_of_body(body)
             prompt, completion = usage or (0, 0)
+            cid: uuid.UUID | None = None
+            provider: str | None = None
+            model: str | None = None
+            key: tuple[str | None, str | None] = (None, None)
+            team_id: uuid.UUID | None = None
             if configuration is not None:
                 cid, provider, model = configuration.id, configuration.provider, configuration.model
                 key = (configuration.litellm_provider, model)
                 team_id = configuration.team.id if configuration.team is not None else None
-            else:
-                cid = provider = model = team_id = None
-                key = (None, None)
             per_token = costs.get(key)
             if per_token is None:
                 per_token = costs[key] = token_prices(prices, litellm_provider=key[0], model=key[1])

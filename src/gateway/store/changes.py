@@ -12,6 +12,8 @@ import orjson
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.store.db import dialect_name
+
 CHANNEL = "llm_gateway_changes"
 log = logging.getLogger("gateway.changes")
 
@@ -66,7 +68,7 @@ class ChangeBus:
     async def commit(self, session: AsyncSession, *changes: Change) -> None:
         """Commit the session's transaction with its changes announced to every process: NOTIFY on PostgreSQL,
         rows of change_log (polled by the other processes) on SQLite."""
-        if session.bind.dialect.name == "postgresql":
+        if dialect_name(session) == "postgresql":
             for change in changes:
                 await session.execute(select(func.pg_notify(CHANNEL, change.encode(self.origin))))
         elif changes:

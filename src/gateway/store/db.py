@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event
+from sqlalchemy import CursorResult, Result, event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -35,3 +35,19 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions whose objects stay readable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def dialect_name(session: AsyncSession) -> str:
+    """The database behind a session: "postgresql" or "sqlite" (where row locks, NOTIFY and dates differ)."""
+    return session.get_bind().dialect.name
+
+
+def rows_affected(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed (for those statements `execute` returns a CursorResult)."""
+    return cast(CursorResult[Any], result).rowcount
+
+
+async def take_sqlite_write_lock(session: AsyncSession) -> None:
+    """SQLite has no row locks: take its database-wide write lock now, before anything is read, so the reads and
+    writes that follow are one serialised unit. A write that matches no row is enough to take it."""
+    await session.execute(text("UPDATE change_log SET id = id WHERE 0"))

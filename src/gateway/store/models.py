@@ -280,7 +280,7 @@ class ChangeLog(Base):
     uses NOTIFY and never writes here). AUTOINCREMENT keeps ids rising after old rows are pruned."""
 
     __tablename__ = "change_log"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(20))

@@ -13,12 +13,11 @@ from gateway.configurations.backup import (
     UNSET_KEY,
     ExportDocument,
     ImportReport,
-    NameConflict,
     build_export,
     check_document,
-    differences,
+    merge_existing,
 )
-from gateway.configurations.crud import CLEARED_KEY, Policy, check_provider_and_url, moves_key
+from gateway.configurations.crud import CLEARED_KEY, Policy, check_provider_and_url
 from gateway.crypto.keyring import KeyRing
 from gateway.errors import Unprocessable
 from gateway.store.models import LLMConfiguration
@@ -88,24 +87,12 @@ async def import_team_configurations(
                 touched[entry.name] = config
             continue
         stored = await reader.plaintext(current)
-        differs = differences(policy, current, entry, base_url=base_url, key=key,
-                              stored_key=None if stored == CLEARED_KEY else stored)
-        if not differs:
-            report.unchanged.append(entry.name)
-        elif not overwrite:
-            report.conflicts.append(NameConflict(name=entry.name, fields=differs))
-        elif key is None and stored != CLEARED_KEY and moves_key(policy, current, provider=entry.provider,
-                                                                 base_url=base_url):
-            report.errors.append({"name": entry.name, "code": "key_required_for_new_origin",
-                                  "error": "another provider or origin needs the key: import it with its key"})
-        else:
-            report.updated.append(entry.name)
-            if not dry_run:
-                values = {"provider": entry.provider, "model": entry.model, "base_url": base_url,
-                          "is_active": entry.is_active}
-                await update_team_configuration(session, keyring=keyring, policy=policy,
-                                                access=Access(current, member), values=values, api_key=key)
-                touched[entry.name] = current
+        values = merge_existing(policy, report, current, entry, base_url=base_url, key=key, overwrite=overwrite,
+                                stored_key=None if stored == CLEARED_KEY else stored)
+        if values is not None and not dry_run:
+            await update_team_configuration(session, keyring=keyring, policy=policy, access=Access(current, member),
+                                            values=values, api_key=key)
+            touched[entry.name] = current
     if not dry_run:
         await _link_fallbacks(session, keyring=keyring, policy=policy, member=member, document=document,
                               touched=touched)

@@ -126,10 +126,9 @@ async def _flush_team_unique(session: AsyncSession) -> None:
 async def create_team_configuration(
     session: AsyncSession, *, keyring: KeyRing, policy: Policy, user_id: uuid.UUID, team_id: uuid.UUID | str,
     name: str, provider: str, model: str, api_key: str, base_url: str | None = None, is_active: bool = True,
-    fallback_ids: Iterable[str] = (), is_default: bool = False,
+    fallback_ids: Iterable[str] = (),
 ) -> tuple[LLMConfiguration, Membership]:
-    """A new configuration of the team (owners), its key under the team's data key (flushed, not committed).
-    `is_default` makes it the caller's own default."""
+    """A new configuration of the team (owners), its key under the team's data key (flushed, not committed)."""
     check_text(name, param="name", max_length=MAX_NAME)
     check_text(model, param="model", max_length=MAX_MODEL)
     check_api_key(api_key)
@@ -151,10 +150,6 @@ async def create_team_configuration(
     await set_team_key(session, keyring, config, api_key)
     session.add(config)
     await _flush_team_unique(session)
-    if is_default:
-        from gateway.teams.defaults import set_default
-
-        await set_default(session, user_id=user_id, configuration_id=config.id)
     return config, member
 
 

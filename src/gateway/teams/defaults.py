@@ -10,6 +10,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.configurations import crud
+from gateway.store.db import rows_affected
 from gateway.store.models import LLMConfiguration, MemberDefault, utcnow
 from gateway.teams.configurations import Access, accessible
 
@@ -52,4 +53,4 @@ async def clear_team_default(session: AsyncSession, *, user_id: uuid.UUID, confi
     """Stop a team configuration being the user's default (PATCH is_default=false); whether it was."""
     result = await session.execute(delete(MemberDefault).where(
         MemberDefault.user_id == user_id, MemberDefault.configuration_id == configuration_id))
-    return bool(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of a DELETE has rowcount
+    return bool(rows_affected(result))

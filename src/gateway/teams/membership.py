@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +18,7 @@ from gateway.crypto.keyring import KeyRing
 from gateway.crypto.team_keys import create_team_key, shred_team_keys
 from gateway.errors import Conflict, Forbidden, NotFound, Unprocessable
 from gateway.store.changes import Change
+from gateway.store.db import dialect_name, take_sqlite_write_lock
 from gateway.store.models import Team, TeamMember, utcnow
 from gateway.validation import MAX_NAME, check_text
 
@@ -96,8 +97,8 @@ async def membership(session: AsyncSession, *, user_id: uuid.UUID, team_id: uuid
 
 async def lock_team(session: AsyncSession, *, team_id: uuid.UUID) -> None:
     """Serialise writes to one team's members (the last-owner rule reads, then writes)."""
-    if session.bind.dialect.name == "sqlite":
-        await session.execute(update(Team).where(Team.id == team_id).values(name=Team.name))
+    if dialect_name(session) == "sqlite":
+        await take_sqlite_write_lock(session)
     else:
         await session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
 

@@ -17,6 +17,7 @@ from gateway.crypto.envelope import decrypt_team_key, encrypt_team_key
 from gateway.crypto.keyring import KeyRing
 from gateway.crypto.team_keys import create_team_key, current_team_key, data_key
 from gateway.store.changes import ChangeBus
+from gateway.store.db import rows_affected
 from gateway.store.models import LLMConfiguration, TeamKey, utcnow
 from gateway.teams.membership import changes_for, lock_team, member_ids
 
@@ -68,7 +69,7 @@ async def _batch(session: AsyncSession, *, keyring: KeyRing, bus: ChangeBus, tea
             update(LLMConfiguration).where(LLMConfiguration.id == config_id,
                                            LLMConfiguration.api_key_encrypted == stored)
             .values(api_key_encrypted=fresh, key_id=team_key_id, updated_at=utcnow()))
-        rotated += int(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE has rowcount
+        rotated += rows_affected(result)
     await bus.commit(session, *changes_for(await member_ids(session, team_id=team_id)))
     return len(rows), rotated
 
@@ -80,7 +81,7 @@ async def _finish(session: AsyncSession, *, bus: ChangeBus, team_id: uuid.UUID) 
     result = await session.execute(delete(TeamKey).where(
         TeamKey.team_id == team_id, TeamKey.retired_at.is_not(None), TeamKey.id.not_in(in_use)))
     await bus.commit(session, *changes_for(await member_ids(session, team_id=team_id)))
-    return int(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of a DELETE has rowcount
+    return rows_affected(result)
 
 
 async def rotate_team_key(sessionmaker: async_sessionmaker[AsyncSession], *, keyring: KeyRing, bus: ChangeBus,

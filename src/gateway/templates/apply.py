@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,7 +56,7 @@ def check_inputs(template: Template, policy: Policy, given: Mapping[str, str]) -
     return values
 
 
-def _filled(template: Template, config: TemplateConfiguration, values: Mapping[str, str]) -> dict[str, str | None]:
+def _filled(template: Template, config: TemplateConfiguration, values: Mapping[str, str]) -> dict[str, Any]:
     """A configuration's provider, model, key and base URL once the inputs of its provider are filled in."""
     def value(kind: str) -> str | None:
         item = template.input_for(kind, config.provider)

@@ -1,7 +1,7 @@
 """`llm-gateway templates check`: every template model must still be in litellm's model catalog.
 
-The catalog is the JSON file litellm ships (gateway.configurations.model_catalog): importing litellm takes seconds and is not
-needed to read a file."""
+The catalog is the JSON file litellm ships (gateway.configurations.model_catalog): importing litellm takes seconds
+and is not needed to read a file."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -75,7 +76,7 @@ class TokenCache:
             self.by_header.clear()
         self.by_header[header] = caller
 
-    def get(self, token: str) -> Caller | bool | None:
+    def get(self, token: str) -> Caller | Literal[False] | None:
         """A cached Caller, None for a cached revoked/unknown token, False when not cached."""
         caller = self._known.get(token)
         if caller is not None:
