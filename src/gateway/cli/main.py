@@ -29,6 +29,7 @@ from gateway.accounts.users import (
     set_disabled,
     valid_user_name,
 )
+from gateway.cli import teams as teams_cli
 from gateway.cli.bootstrap import (
     StartupError,
     check_database,
@@ -187,6 +188,17 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_teams(args: argparse.Namespace) -> int:
+    """List teams, create one, add or remove a member."""
+    settings = load_settings()
+    keyring = None
+    if args.action == "create":
+        keyring = KeyRing.from_entries(ensure_key_ring(settings, announce=False).key_ring_entries())
+    # The work commits itself, with the changes of the users whose view of the team changed.
+    print(_run(lambda: _with_session(settings, teams_cli.work(args, keyring), writes=False)))
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     """Generate a key entry, or re-encrypt every stored key under the primary key."""
     if args.action == "generate":
@@ -316,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     legacy.add_argument("--table", default="user_settings", type=_table_name)
     legacy.add_argument("--dry-run", action="store_true", help="report what would happen, write nothing")
     legacy.set_defaults(func=cmd_migrate_legacy)
+    teams_cli.add_teams_command(sub, cmd_teams)
     add_templates_command(sub)
     return parser
 

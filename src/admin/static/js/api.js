@@ -109,12 +109,27 @@ export const configurations = {
   testAll: () => api.post(`${CONFIGS}/test-all`),
 };
 
-/** Every configuration of the caller (the API pages at most `limit` at a time). */
-export async function allConfigurations() {
+const TEAMS = "/api/teams";
+const team = (id) => `${TEAMS}/${encodeURIComponent(id)}`;
+
+export const teams = {
+  list: () => getOptional(TEAMS),
+  create: (name) => api.post(TEAMS, { name }),
+  remove: (id) => api.del(team(id)),
+  members: (id) => api.get(`${team(id)}/members`),
+  addMember: (id, user, role) => api.post(`${team(id)}/members`, { user, role }),
+  setRole: (id, userId, role) => api.patch(`${team(id)}/members/${encodeURIComponent(userId)}`, { role }),
+  removeMember: (id, userId) => api.del(`${team(id)}/members/${encodeURIComponent(userId)}`),
+  createConfiguration: (id, body) => api.post(`${team(id)}/llm-configurations`, body),
+  share: (id, body) => api.post(`${team(id)}/llm-configurations/share`, body),
+};
+
+/** Every configuration of the caller (the API pages at most `limit` at a time); `query` may name a team. */
+export async function allConfigurations(query = {}) {
   const items = [];
   const limit = 100;
   for (let offset = 0; ; offset += limit) {
-    const page = await configurations.list({ limit, offset });
+    const page = await configurations.list({ ...query, limit, offset });
     items.push(...page.items);
     if (items.length >= page.total || page.items.length === 0) return items;
   }

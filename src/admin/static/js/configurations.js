@@ -4,7 +4,9 @@ import { configurations, providerNames, providers } from "./api.js";
 import { clear, clearErrors, h, showError } from "./dom.js";
 import { bulkDelete, makeDefault, openWith, remove, runTest, testAll } from "./configurations/actions.js";
 import { pageNodes, pageParts } from "./configurations/layout.js";
+import { teamPanel } from "./configurations/members.js";
 import { configRow, emptyRow, pagerNodes, statCards } from "./configurations/table.js";
+import { canManage, loadTeams, openNewTeam, openShare, ownedTeams, scopeSwitcher } from "./configurations/teams.js";
 
 const PAGE_SIZE = 50;
 
@@ -14,6 +16,7 @@ function fail(page, error) {
 }
 
 async function loadStats(page) {
+  if (page.teams.current) return;
   try {
     const stats = await configurations.stats();
     clear(page.parts.statsBox).append(...statCards(stats));
@@ -26,7 +29,7 @@ async function load(page) {
   const { state } = page;
   try {
     const result = await configurations.list({
-      q: state.q, provider: state.provider, limit: PAGE_SIZE, offset: state.offset,
+      q: state.q, provider: state.provider, limit: PAGE_SIZE, offset: state.offset, team: page.teams.scope || undefined,
     });
     state.items = result.items;
     state.total = result.total;
@@ -39,12 +42,17 @@ async function load(page) {
   }
 }
 
+// Bulk delete is for the caller's own configurations: team rows have no checkbox.
+const selectable = (items) => items.filter((c) => !c.team);
+
 function updateSelection({ state, parts }) {
   const count = state.selected.size;
+  const rows = selectable(state.items).length;
   parts.bulkButton.disabled = count === 0;
   parts.bulkButton.textContent = count ? `Delete selected (${count})` : "Delete selected";
-  parts.selectAll.checked = count > 0 && count === state.items.length;
-  parts.selectAll.indeterminate = count > 0 && count < state.items.length;
+  parts.selectAll.checked = count > 0 && count === rows;
+  parts.selectAll.indeterminate = count > 0 && count < rows;
+  parts.selectAll.disabled = rows === 0;
 }
 
 function rowHandlers(page) {
@@ -58,15 +66,18 @@ function rowHandlers(page) {
     makeDefault: (config) => makeDefault(page, config),
     edit: (config, button) => openWith(page, config, button),
     remove: (config) => remove(page, config),
+    share: (config, button) => openShare(page, config, button),
   };
 }
 
 function renderRows(page) {
   const { state, parts } = page;
   clear(parts.body);
-  if (!state.items.length) parts.body.append(emptyRow(state.q || state.provider));
+  if (!state.items.length) parts.body.append(emptyRow(state.q || state.provider, page.teams.current));
   const on = rowHandlers(page);
-  const view = { selected: state.selected, running: state.running, providerName: page.providerName };
+  const owned = ownedTeams(page.teams.items).length > 0;
+  const rights = (config) => ({ manage: canManage(config, page.teams.items), share: owned && !config.team });
+  const view = { selected: state.selected, running: state.running, providerName: page.providerName, rights };
   for (const config of state.items) parts.body.append(configRow(config, view, on));
   const step = (delta) => {
     state.offset = Math.max(0, state.offset + delta);
@@ -90,7 +101,7 @@ function wireToolbar(page) {
   });
   filter.addEventListener("change", () => { state.provider = filter.value; state.offset = 0; load(page); });
   selectAll.addEventListener("change", () => {
-    state.selected = new Set(selectAll.checked ? state.items.map((c) => c.id) : []);
+    state.selected = new Set(selectAll.checked ? selectable(state.items).map((c) => c.id) : []);
     renderRows(page);
   });
   parts.bulkButton.addEventListener("click", () => bulkDelete(page));
@@ -121,12 +132,30 @@ async function openFromParams(main, page, params) {
   }
 }
 
-export async function renderConfigurations(main, { params, isCurrent }) {
+/** What the chosen set allows: a team's view has its panel, and only its owners add to it. */
+async function showScope(page, navigate) {
+  const { parts, teams } = page;
+  parts.newTeamButton.addEventListener("click", () => openNewTeam(navigate, parts.newTeamButton));
+  const team = teams.current;
+  if (!team) return;
+  // A team's rows are deleted one by one by its owners: no personal summary, "Test all" or bulk delete here.
+  for (const part of [parts.statsBox, parts.testAllButton, parts.bulkButton, parts.selectAll]) part.hidden = true;
+  parts.addButton.hidden = team.role !== "owner";
+  parts.addButton.textContent = "Add team configuration";
+  const panel = await teamPanel(team, navigate);
+  if (page.isCurrent()) parts.teamSlot.append(panel);
+}
+
+export async function renderConfigurations(main, { params, isCurrent, navigate }) {
+  const teams = await loadTeams(params);
+  if (!isCurrent()) return;
   const parts = pageParts();
+  if (teams.enabled) parts.switcher = scopeSwitcher(teams, navigate);
   main.append(...pageNodes(parts));
   const page = {
     parts,
     isCurrent,
+    teams,
     state: { q: "", provider: "", offset: 0, items: [], total: 0, selected: new Set(), running: new Set() },
     providerName: {},
   };
@@ -135,6 +164,6 @@ export async function renderConfigurations(main, { params, isCurrent }) {
   wireToolbar(page);
   clearErrors(main);
   loadProviders(page);
-  await page.refresh();
+  await Promise.all([showScope(page, navigate), page.refresh()]);
   await openFromParams(main, page, params);
 }

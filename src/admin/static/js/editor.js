@@ -1,6 +1,6 @@
 // The add / edit dialog. On edit the key field holds the masked key; left as is, the stored key is kept.
 
-import { configurations } from "./api.js";
+import { configurations, teams } from "./api.js";
 import { clearErrors, field, h, showDialog, showError, toast, uniqueId } from "./dom.js";
 import { describeResult, withResult } from "./status.js";
 
@@ -79,6 +79,11 @@ function checkbox(input, label, extra) {
     h("p", { class: "field-error", dataset: { errorFor: input.name } }));
 }
 
+function editorTitle({ current, editing, team }) {
+  if (editing) return current.team ? `Edit ${current.team.name}/${current.name}` : `Edit ${current.name}`;
+  return team ? `Add a configuration to team ${team.name}` : "Add a configuration";
+}
+
 /** The form around the controls; returns it with the base URL field, whose label and hint follow the provider. */
 function editorForm(ed, titleId) {
   const { current, editing } = ed;
@@ -94,7 +99,7 @@ function editorForm(ed, titleId) {
   const form = h(
     "form",
     { class: "editor", novalidate: true },
-    h("div", { class: "dialog-head" }, h("h2", { id: titleId }, editing ? `Edit ${current.name}` : "Add a configuration")),
+    h("div", { class: "dialog-head" }, h("h2", { id: titleId }, editorTitle(ed))),
     ed.generalError,
     h("div", { class: "form-grid" },
       field("Name", ed.name, { name: "name", hint: "Clients may send it as the model to pick this configuration." }),
@@ -201,7 +206,7 @@ async function submit(ed) {
   save.textContent = "Saving…";
   try {
     const body = payload(ed);
-    let saved = editing ? await configurations.update(ed.current.id, body) : await configurations.create(body);
+    let saved = editing ? await configurations.update(ed.current.id, body) : await ed.create(body);
     // The key goes no further than the request that carried it.
     ed.apiKey.value = "";
     if (ed.testOnSave.checked) saved = await testedAfterSave(saved, ed.current);
@@ -228,12 +233,13 @@ function wire(ed) {
   });
 }
 
-/** Open the dialog; `config` null adds a new configuration. */
-export function openEditor({ config, catalog, others, onSaved, returnFocus }) {
+/** Open the dialog; `config` null adds a new configuration, inside `team` when given. */
+export function openEditor({ config, catalog, others, onSaved, returnFocus, team = null }) {
   const editing = Boolean(config);
   const current = config || { provider: catalog[0]?.id || "openai", is_active: true, fallback_ids: [] };
   const titleId = uniqueId("editor-title");
-  const ed = { ...editorControls(current, editing, catalog, others), current, editing, catalog, onSaved };
+  const create = team ? (body) => teams.createConfiguration(team.id, body) : configurations.create;
+  const ed = { ...editorControls(current, editing, catalog, others), current, editing, catalog, onSaved, team, create };
   Object.assign(ed, editorForm(ed, titleId));
   ed.dialog = h("dialog", { class: "dialog", "aria-labelledby": titleId }, ed.form);
   wire(ed);

@@ -8,7 +8,7 @@ function defaultSelect(items, chosen, providerName) {
   return h("select", { name: "default_id" },
     chosen ? null : h("option", { value: "", selected: true }, "No default (choose one)"),
     items.map((c) => h("option", { value: c.id, selected: chosen && c.id === chosen.id, disabled: !c.is_active },
-      `${c.name} — ${providerName[c.provider] || c.provider} · ${c.model}${c.is_active ? "" : " (inactive)"}`)));
+      `${c.team ? `${c.team.name}/` : ""}${c.name} — ${providerName[c.provider] || c.provider} · ${c.model}${c.is_active ? "" : " (inactive)"}`)));
 }
 
 /** The chosen default's provider, model, masked key and test status. */

@@ -97,8 +97,10 @@ export async function openWith(page, config, button) {
     if (button === page.parts.addButton) button.textContent = "Loading…";
   }
   try {
-    const [catalog, others] = await Promise.all([providers(), allConfigurations()]);
-    openEditor({ config, catalog, others, onSaved: page.refresh, returnFocus: button });
+    // A team configuration falls back only within its team; a personal one to any configuration the caller uses.
+    const team = config ? config.team : page.teams.current;
+    const [catalog, others] = await Promise.all([providers(), allConfigurations(team ? { team: team.id } : {})]);
+    openEditor({ config, catalog, others, onSaved: page.refresh, returnFocus: button, team: config ? null : team });
   } catch (error) {
     toast(`Could not open the editor: ${error.message}`, "error");
   } finally {
