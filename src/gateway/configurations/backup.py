@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -118,6 +118,19 @@ class ImportReport(BaseModel):
     conflicts: list[NameConflict] = Field(default_factory=list)
     needs_key: list[str] = Field(default_factory=list, description="created without a key: inactive until one is set")
     errors: list[dict[str, str]] = Field(default_factory=list)
+
+
+def checked_entries(document: ExportDocument, policy: Policy, report: ImportReport
+                    ) -> Iterator[tuple[ExportedConfiguration, str | None]]:
+    """The document's entries with their base URL checked and normalised; one the catalog or the URL policy
+    refuses becomes an error of the report instead."""
+    for entry in document.configurations:
+        try:
+            base_url = check_provider_and_url(policy, entry.provider, entry.base_url)
+        except Unprocessable as exc:
+            report.errors.append({"name": entry.name, "error": exc.message})
+            continue
+        yield entry, base_url
 
 
 def check_passphrase(passphrase: str) -> str:
@@ -255,12 +268,7 @@ async def import_configurations(session: AsyncSession, *, keyring: KeyRing, poli
     existing = {c.name: c for c in await list_user_configurations(session, user_id=user_id)}
     has_default = await default_configuration(session, user_id=user_id) is not None
     touched: dict[str, uuid.UUID] = {}
-    for entry in document.configurations:
-        try:
-            base_url = check_provider_and_url(policy, entry.provider, entry.base_url)
-        except Unprocessable as exc:
-            report.errors.append({"name": entry.name, "error": exc.message})
-            continue
+    for entry, base_url in checked_entries(document, policy, report):
         key = keys.get(entry.name)
         current = existing.get(entry.name)
         if current is None:

@@ -15,11 +15,11 @@ from gateway.configurations.backup import (
     ImportReport,
     build_export,
     check_document,
+    checked_entries,
     merge_existing,
 )
-from gateway.configurations.crud import CLEARED_KEY, Policy, check_provider_and_url
+from gateway.configurations.crud import CLEARED_KEY, Policy
 from gateway.crypto.keyring import KeyRing
-from gateway.errors import Unprocessable
 from gateway.store.models import LLMConfiguration
 from gateway.teams.configurations import (
     Access,
@@ -66,12 +66,7 @@ async def import_team_configurations(
     existing = await _by_name(session, member.team.id)
     reader = KeyReader(session, keyring)
     touched: dict[str, LLMConfiguration] = {}
-    for entry in document.configurations:
-        try:
-            base_url = check_provider_and_url(policy, entry.provider, entry.base_url)
-        except Unprocessable as exc:
-            report.errors.append({"name": entry.name, "error": exc.message})
-            continue
+    for entry, base_url in checked_entries(document, policy, report):
         key, current = keys.get(entry.name), existing.get(entry.name)
         if current is None:
             report.created.append(entry.name)
