@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,6 +37,19 @@ METRICS = (
     Metric("requests/s, 128 connections", "rps_128", "reported", "ratio", None),
     Metric("stream: time to first chunk p50 ms, 1 connection", "ttfc_p50", "reported", "delta", None, 3),
 )
+
+
+def median_of(runs: list[dict[str, object]]) -> dict[str, object]:
+    """One target's runs as one: each numeric figure's median; anything else (raw wrk output, profiles) from
+    the first run."""
+    merged = dict(runs[0])
+    for key, first in runs[0].items():
+        values = [run.get(key) for run in runs]
+        if isinstance(first, int | float) and not isinstance(first, bool) and all(
+                isinstance(v, int | float) for v in values):
+            merged[key] = statistics.median(v for v in values if isinstance(v, int | float))
+    merged["runs"] = len(runs)
+    return merged
 
 
 def _num(value: float, digits: int) -> str:

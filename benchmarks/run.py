@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--chunk-delay", type=float, default=0.005, help="upstream gap between stream events, s")
     p.add_argument("--gateway-cpus", default="0", help="taskset CPU list of the process under test")
     p.add_argument("--load-cpus", default="1", help="taskset CPU list of the upstream, wrk and probes")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="measure every target this many times, interleaved; the table shows each figure's median")
     p.add_argument("--long-run", action="store_true", help="memory mode: RSS after --long-requests and half")
     p.add_argument("--long-requests", type=int, default=200_000)
     p.add_argument("--workers", type=int, default=0,
@@ -287,8 +289,13 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"{name} {what}: FAILED: {first}")
 
     with bench.upstream():
-        for name in args.targets:
-            attempt(name, "", partial(bench.measure, name), results)
+        rounds: dict[str, list[dict[str, object]]] = {name: [] for name in args.targets}
+        for round_ in range(args.repeat):
+            for name in args.targets:
+                measured: dict[str, dict[str, object]] = {}
+                attempt(name, f"round {round_ + 1}", partial(bench.measure, name), measured)
+                rounds[name] += measured.values()
+        results = {name: report.median_of(runs) for name, runs in rounds.items() if runs}
         if args.long_run:
             for name in args.targets:
                 attempt(name, "long run", partial(bench.long_run, name), long_rows)
@@ -296,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
             # Only PostgreSQL: serve refuses several workers on SQLite (no cross-process change path there).
             for name in (t for t in args.targets if t == "postgres"):
                 attempt(name, "workers", partial(bench.workers, name, args.workers), worker_rows)
-    lines = [f"Measured {header}; load average after: {procs.load_average()}", "", *report.main_table(results)]
+    lines = [f"Measured {header}; load average after: {procs.load_average()}"
+             + (f"; medians of {args.repeat} interleaved runs" if args.repeat > 1 else ""), "",
+             *report.main_table(results)]
     if long_rows:
         lines += ["", "Long run (fresh process, 32 connections):", "", *report.long_run_table(long_rows)]
     if worker_rows:

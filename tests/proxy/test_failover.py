@@ -34,7 +34,7 @@ def settings(settings: Settings) -> Settings:
 async def cooled_down(client: TestClient, configuration_id: str) -> None:
     """Until the configuration's cooldown is over (the next request may probe it)."""
     cooldowns = client.server.app[COOLDOWNS]
-    assert await settled(lambda: not cooldowns.is_cooling(uuid.UUID(configuration_id)), timeout=30)
+    assert await settled(lambda: cooldowns.retry_in([uuid.UUID(configuration_id)]) == 0, timeout=30)
 
 
 @pytest.fixture

@@ -86,8 +86,3 @@ class Cooldowns:
         health = self._health.get(configuration_id)
         if health is not None:
             health.probing = False
-
-    def is_cooling(self, configuration_id: uuid.UUID) -> bool:
-        """True while the configuration is skipped."""
-        health = self._health.get(configuration_id)
-        return health is not None and health.failures >= self.threshold and time.monotonic() < health.open_until

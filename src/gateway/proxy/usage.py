@@ -66,8 +66,13 @@ def token_prices(prices: Mapping[str, Any], *, litellm_provider: str | None, mod
 def cost_usd(prices: Mapping[str, Any], *, litellm_provider: str | None, model: str | None,
              prompt_tokens: int, completion_tokens: int) -> float:
     """Price of a request from the per-token prices of its model; 0.0 for a model the list does not know."""
-    prompt_price, completion_price = token_prices(prices, litellm_provider=litellm_provider, model=model)
-    return float(prompt_tokens * prompt_price + completion_tokens * completion_price)
+    per_token = token_prices(prices, litellm_provider=litellm_provider, model=model)
+    return priced(per_token, prompt_tokens, completion_tokens)
+
+
+def priced(per_token: tuple[float, float], prompt_tokens: int, completion_tokens: int) -> float:
+    """The cost of one request's tokens at (prompt, completion) prices per token: the one formula of usage rows."""
+    return float(prompt_tokens * per_token[0] + completion_tokens * per_token[1])
 
 
 class RowInserter:
@@ -274,7 +279,7 @@ class UsageWriter:
             if per_token is None:
                 per_token = costs[key] = token_prices(prices, litellm_provider=key[0], model=key[1])
             rows.append((user_id, cid, conversation_id, endpoint(path), provider, model, prompt, completion,
-                         float(prompt * per_token[0] + completion * per_token[1]), round(latency_s * 1000), status,
+                         priced(per_token, prompt, completion), round(latency_s * 1000), status,
                          error_class, attempts, stream, datetime.fromtimestamp(created_at, UTC), team_id))
         return rows
 
