@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.web.appkeys import ENGINE
+from tests.admin.browser import launch
 from tests.conftest import TABLES
 from tests.leakwatch import KEYS, WatchHandler, new_watched_key, watched
 
@@ -156,3 +157,18 @@ async def client(make_client: MakeClient) -> TestClient:
 def new_key(leak_watch: LeakWatch) -> Callable[..., str]:
     """Make a plaintext key the leak watch looks for."""
     return leak_watch.new_key
+
+
+# The browser tests' fixtures (test_*_browser.py): Chromium, and a gateway on a real port for it to open.
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Chromium for one test."""
+    async with launch() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+async def gateway(aiohttp_server, aiohttp_client, settings: Settings) -> tuple[TestServer, TestClient]:  # type: ignore[no-untyped-def]
+    """A real gateway on a real port, and a client of it for setup and checks."""
+    server = await aiohttp_server(create_app(settings))
+    return server, await aiohttp_client(server)

@@ -8,16 +8,12 @@ its default, and has none of the owner's controls.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import expect
 
-from gateway.app import create_app
-from gateway.settings import Settings
-from tests.admin.browser import DESKTOP, PHONE, dom_text_and_values, launch, screenshot
+from tests.admin.browser import DESKTOP, PHONE, dom_text_and_values, screenshot
 from tests.admin.test_ui_browser import COLD_CATALOG_MS, open_page, row, sign_in
 from tests.factories import ApiUser, make_configuration, make_user
 from tests.fakes.openai_upstream import start_openai_upstream
@@ -27,20 +23,6 @@ TEAM_KEY = "sk-team-shared-key-0123456789abcdefT1"
 OWN_KEY = "sk-own-personal-key-9876543210fedcbaP2"
 
 expect.set_options(timeout=15_000)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    """Chromium for one test."""
-    async with launch() as chromium:
-        yield chromium
-
-
-@pytest.fixture
-async def gateway(aiohttp_server, aiohttp_client, settings: Settings) -> tuple[TestServer, TestClient]:  # type: ignore[no-untyped-def]
-    """A real gateway on a real port, and a client of it for setup and checks."""
-    server = await aiohttp_server(create_app(settings))
-    return server, await aiohttp_client(server)
 
 
 async def api_error(

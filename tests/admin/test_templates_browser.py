@@ -3,17 +3,15 @@ a template picked from the gallery, its keys typed, the chain created and each c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import expect
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.admin.browser import dom_text_and_values, launch, screenshot, watch
+from tests.admin.browser import dom_text_and_values, screenshot, watch
 from tests.factories import make_user
 from tests.fakes.anthropic_upstream import start_anthropic_upstream
 from tests.fakes.openai_upstream import start_openai_upstream
@@ -22,12 +20,6 @@ ANTHROPIC_KEY = "sk-ant-ui-template-key-0123456789abcdef"
 OPENAI_KEY = "sk-ui-template-openai-key-fedcba9876543210"
 
 expect.set_options(timeout=15_000)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with launch() as chromium:
-        yield chromium
 
 
 async def test_apply_a_template_from_the_gallery(browser: Any, aiohttp_server: Any, aiohttp_client: Any,

@@ -8,7 +8,6 @@ the controls it does not reach: paging, select-all, "Test all", the ?edit= and ?
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import expect
 
-from gateway.app import create_app
-from gateway.settings import Settings
-from tests.admin.browser import DESKTOP, PHONE, dom_text_and_values, launch, screenshot, watch
+from tests.admin.browser import DESKTOP, PHONE, dom_text_and_values, screenshot, watch
 from tests.factories import make_user
 from tests.fakes.openai_upstream import start_openai_upstream
 
@@ -32,20 +29,6 @@ README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 # Two shared cores: give a loaded machine room; a broken step still fails within seconds.
 expect.set_options(timeout=15_000)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    """Chromium for one test."""
-    async with launch() as chromium:
-        yield chromium
-
-
-@pytest.fixture
-async def gateway(aiohttp_server, aiohttp_client, settings: Settings) -> tuple[TestServer, TestClient]:  # type: ignore[no-untyped-def]
-    """A real gateway on a real port, and a client of it for setup and checks."""
-    server = await aiohttp_server(create_app(settings))
-    return server, await aiohttp_client(server)
 
 
 async def open_page(browser: Any, server: TestServer, viewport: dict[str, int] = DESKTOP) -> tuple[Any, Any, Any]:

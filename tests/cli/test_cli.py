@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import stat
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from gateway.settings import parse_key_ring
 from gateway.store import migrate
 from gateway.store.db import make_engine, make_sessionmaker
 from gateway.store.models import LLMConfiguration, User
+from tests.reliability.processes import free_port
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -33,12 +33,6 @@ def cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway", *args], cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=60
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_healthy(port: int, proc: subprocess.Popen[str], timeout: float = 20) -> None:

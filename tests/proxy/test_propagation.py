@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +25,12 @@ from gateway.store.listener import asyncpg_dsn
 from gateway.web.appkeys import KEYRING, POLICY, SESSIONMAKER
 from tests.conftest import ADMIN_TOKEN
 from tests.fakes.openai_upstream import FakeOpenAI, start_openai_upstream
+from tests.reliability.processes import free_port
 
 from .conftest import MESSAGES
 
 REPO = Path(__file__).resolve().parents[2]
 OLD_KEY, NEW_KEY = "sk-propagation-old-0000000001", "sk-propagation-new-0000000002"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -66,14 +61,14 @@ async def until_healthy(http: aiohttp.ClientSession, port: int, process: asyncio
     raise AssertionError("gateway did not become ready")
 
 
-@pytest.fixture
-async def two_gateways(postgres_url: str, key_ring: str, tmp_path: Path) -> AsyncIterator[tuple[int, int]]:
-    """Two `python -m gateway serve` processes on the same PostgreSQL database."""
+@asynccontextmanager
+async def running_gateways(database_url: str, key_ring: str, logs: Path) -> AsyncIterator[tuple[int, int]]:
+    """Two `python -m gateway serve` processes on the same database, healthy; their ports. Stopped on exit."""
     ports = (free_port(), free_port())
-    processes = [await start_gateway(postgres_url, key_ring, port, tmp_path / f"gw{port}.log") for port in ports]
+    processes = [await start_gateway(database_url, key_ring, port, logs / f"gw{port}.log") for port in ports]
     try:
         async with aiohttp.ClientSession() as http:
-            for port, process in zip(ports, processes):
+            for port, process in zip(ports, processes, strict=True):
                 await until_healthy(http, port, process)
         yield ports
     finally:
@@ -81,6 +76,13 @@ async def two_gateways(postgres_url: str, key_ring: str, tmp_path: Path) -> Asyn
             if process.returncode is None:
                 process.terminate()
             await process.wait()
+
+
+@pytest.fixture
+async def two_gateways(postgres_url: str, key_ring: str, tmp_path: Path) -> AsyncIterator[tuple[int, int]]:
+    """Two gateway processes on the same PostgreSQL database."""
+    async with running_gateways(postgres_url, key_ring, tmp_path) as ports:
+        yield ports
 
 
 async def test_key_changed_through_one_process_is_used_by_the_other(

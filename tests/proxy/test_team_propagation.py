@@ -17,7 +17,7 @@ from tests.fakes.openai_upstream import FakeOpenAI, start_openai_upstream
 from tests.leakwatch import watched
 
 from .conftest import MESSAGES
-from .test_propagation import free_port, start_gateway, until_healthy
+from .test_propagation import running_gateways
 
 TEAM_KEY = "sk-team-propagation-0000000000001"
 # DESIGN §8: every process stops serving a removed member at once; "at once" across processes is this bound.
@@ -31,19 +31,9 @@ async def upstream(aiohttp_server: Any) -> FakeOpenAI:
 
 @pytest.fixture
 async def two_gateways(database_url: str, key_ring: str, tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
-    """Two `python -m gateway serve` processes on the same database (either backend)."""
-    ports = (free_port(), free_port())
-    processes = [await start_gateway(database_url, key_ring, port, tmp_path / f"gw{port}.log") for port in ports]
-    try:
-        async with aiohttp.ClientSession() as http:
-            for port, process in zip(ports, processes, strict=True):
-                await until_healthy(http, port, process)
+    """Two gateway processes on the same database (either backend): their base URLs."""
+    async with running_gateways(database_url, key_ring, tmp_path) as ports:
         yield f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}"
-    finally:
-        for process in processes:
-            if process.returncode is None:
-                process.terminate()
-            await process.wait()
 
 
 class Api:
