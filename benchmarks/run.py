@@ -88,6 +88,7 @@ class Bench:
         self.upstream_url = f"http://127.0.0.1:{self.upstream_port}/v1"
         self.anthropic_key = "sk-ant-bench-" + secrets.token_hex(12)
         self.anthropic_port = procs.free_port()
+        self.wrap: list[str] = []  # a command the gateway runs under (benchmarks.icount: valgrind)
 
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -119,7 +120,8 @@ class Bench:
         drop = None
         if name == "bare":
             token = "bench-" + secrets.token_hex(16)
-            cmd = [sys.executable, "-m", "benchmarks.bare_proxy", "--port", str(port), "--upstream", self.upstream_url]
+            cmd = [*self.wrap, sys.executable, "-m", "benchmarks.bare_proxy", "--port", str(port), "--upstream",
+                   self.upstream_url]
             env = clean_env(PYTHONPATH=str(REPO), BARE_UPSTREAM_KEY=self.upstream_key, BARE_TOKEN=token)
             cwd = REPO
         else:
@@ -129,7 +131,7 @@ class Bench:
             drop = prepared["drop"]
             token = prepared["token"]
             # -X importtime logs every import to stderr: the log then shows whether litellm was ever imported.
-            cmd = [sys.executable, "-X", "importtime", "-m", "gateway", "serve", "--host", "127.0.0.1",
+            cmd = [*self.wrap, sys.executable, "-X", "importtime", "-m", "gateway", "serve", "--host", "127.0.0.1",
                    "--port", str(port), "--workers", str(workers)]
             env = clean_env(
                 PYTHONPATH=str(self.args.src), LLM_GATEWAY_DATABASE_URL=prepared["database_url"],

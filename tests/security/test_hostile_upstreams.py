@@ -5,6 +5,7 @@ within the limits the settings give (small here), and the gateway goes on servin
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -104,7 +105,13 @@ async def sse_events(resp: Any) -> list[Any]:
     return [orjson.loads(part[6:]) for part in raw.split(b"\n\n") if part.startswith(b"data: {")]
 
 
-@pytest.mark.parametrize("handler", [endless_body, huge_declared_body])
+async def gzip_bomb(request: web.Request) -> web.StreamResponse:
+    """A small gzip answer with an honest Content-Length that inflates to 64 times the limit."""
+    body = gzip.compress(b'{"id": "x", "choices": [{"message": {"content": "' + b"a" * (64 * SMALL) + b'"}}]}')
+    return web.Response(body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+
+
+@pytest.mark.parametrize("handler", [endless_body, huge_declared_body, gzip_bomb])
 async def test_an_answer_past_the_body_limit_is_a_502(make_client: MakeClient, hostile: Any,
                                                        handler: Handler) -> None:
     client, user = await gateway_with(make_client, await hostile(handler), max_upstream_body_bytes=SMALL)

@@ -1,0 +1,103 @@
+"""Instructions per request of one or more gateway trees, counted by valgrind (callgrind): the comparison a busy
+machine cannot spoil.
+
+    python -m benchmarks.icount SRC [SRC ...] [--requests 600] [--warmup 200] [--target sqlite]
+
+Each tree is started under callgrind against the same fake upstream, warmed up, its counters zeroed, then
+sent REQUESTS chat completions one at a time (the benchmark's body and configuration); the instructions all its
+threads executed in that window, divided by REQUESTS, are printed. Time per request also depends on caches and
+branch prediction, which instruction counts ignore, and the loop does more per request at one connection than
+at 32 (no batching): use it to rank changes to the gateway's own work, and `make bench` for the figures.
+Needs valgrind (apt-get install valgrind); a run takes about a minute per tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import procs
+from benchmarks.procs import MODEL
+from benchmarks.run import Bench, parse_args
+
+
+def drive(port: int, token: str, count: int) -> None:
+    """COUNT chat completions, one at a time over one keep-alive connection; each must answer 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    body = procs.chat_body(MODEL)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    for _ in range(count):
+        conn.request("POST", "/v1/chat/completions", body, headers)
+        answer = conn.getresponse()
+        answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"HTTP {answer.status}")
+    conn.close()
+
+
+def instructions(out: Path) -> int:
+    """The total of a callgrind dump: `summary:` or `totals:` (instructions, the first event)."""
+    text = out.read_text()
+    found = re.search(r"^(?:summary|totals): (\d+)", text, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"no totals in {out}")
+    return int(found.group(1))
+
+
+def count(bench: Bench, src: Path, *, warmup: int, requests: int, label: str) -> float:
+    """Instructions per request of the tree at src."""
+    bench.args.src = src
+    with bench.target(bench.args.targets[0], label=label) as (proc, port, token):
+        procs.wait_first_200(proc, port, token, MODEL, timeout=300)
+        drive(port, token, warmup)
+        time.sleep(1.5)  # the usage flusher writes the warm-up's rows outside the counted window
+        subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
+        drive(port, token, requests)
+        time.sleep(1.5)  # ... and the counted requests' rows inside it
+        dumps = set(bench.out.glob(f"callgrind.{label}.*"))
+        subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, capture_output=True)
+        for _ in range(100):
+            new = set(bench.out.glob(f"callgrind.{label}.*")) - dumps
+            if new:
+                time.sleep(0.5)
+                return instructions(max(new, key=lambda p: p.stat().st_mtime)) / requests
+            time.sleep(0.2)
+    raise RuntimeError("callgrind wrote no dump")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sources", nargs="+", type=Path, help="src/ folders to count")
+    p.add_argument("--requests", type=int, default=600)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--target", default="sqlite", choices=("sqlite", "postgres", "bare"))
+    p.add_argument("--out", type=Path, default=Path("/tmp/llm-gateway-bench/icount"))
+    ours = p.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        raise SystemExit("icount needs valgrind: apt-get install valgrind")
+    ours.out.mkdir(parents=True, exist_ok=True)
+    args = parse_args(["--targets", ours.target, "--out", str(ours.out)])
+    bench = Bench(args)
+    figures = []
+    with bench.upstream():
+        for n, src in enumerate(ours.sources):
+            label = f"tree{n}"
+            bench.wrap = ["valgrind", "--tool=callgrind", "--trace-children=no",
+                          f"--callgrind-out-file={ours.out}/callgrind.{label}.%p"]
+            per_request = count(bench, src, warmup=ours.warmup, requests=ours.requests, label=label)
+            figures.append(per_request)
+            print(f"{src}: {per_request:,.0f} instructions/request", flush=True)
+    base = figures[0]
+    for src, figure in zip(ours.sources[1:], figures[1:], strict=True):
+        print(f"{src} vs {ours.sources[0]}: {figure - base:+,.0f} ({(figure / base - 1) * 100:+.1f} %)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
