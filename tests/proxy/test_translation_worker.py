@@ -52,16 +52,17 @@ def gone(pid: int) -> bool:
         return True
 
 
-def children_of(pid: int) -> list[int]:
-    """The live processes whose parent is `pid`."""
+def translation_workers(pid: int) -> list[int]:
+    """The live translation workers whose parent is `pid` (not the model catalog's short-lived child)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
             except (FileNotFoundError, ProcessLookupError):
                 continue
-            if fields[1] == str(pid) and fields[0] != "Z":
+            if fields[1] == str(pid) and fields[0] != "Z" and protocol.WORKER_MODULE.encode() in argv:
                 found.append(int(entry.name))
     return found
 
@@ -262,7 +263,7 @@ async def test_no_key_in_either_processs_output(tmp_path: Path, key_ring: str, a
             claude.behaviour.status, claude.behaviour.echo_key_in_error = 200, False
             resp = await http.post("/v1/chat/completions", headers=auth, json={**CHAT, "fallbacks": ["y"]})
             assert resp.status == 400
-            workers = children_of(gateway.process.pid)
+            workers = translation_workers(gateway.process.pid)
             assert len(workers) == 1
             claude.behaviour.hang = True
             seen = len(claude.requests)

@@ -51,9 +51,10 @@ class _Child:
         self.process = process
         self.folder = folder
         self.secret = secret
-        # A connection per call: after a crash no pooled connection is stale, a refused connect says "gone".
+        # Keep-alive: the client drops idle connections (15 s) before the worker would (75 s), and a call that
+        # fails before its headers came back was never taken (call() sends it again).
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.UnixConnector(os.path.join(folder, "worker.sock"), force_close=True),
+            connector=aiohttp.UnixConnector(os.path.join(folder, "worker.sock"), limit=0),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10), auto_decompress=False)
         self.tasks: set[asyncio.Task[Any]] = set()
 

@@ -425,6 +425,12 @@ async def run() -> None:
 def main() -> None:
     """Entry point; Ctrl-C in the gateway's terminal is the gateway's to handle: the worker ends with its stdin."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:  # the gateway's own event loop when installed (as `serve` does)
+        import uvloop
+    except ImportError:
+        pass
+    else:
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(run())
 
 
