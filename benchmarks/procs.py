@@ -51,10 +51,26 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def rss_kib(pid: int) -> int:
-    """Resident memory of a process tree, KiB."""
+def translation_workers(pid: int) -> list[int]:
+    """The translation worker processes (litellm's, gateway/proxy/translation/worker.py) under a gateway."""
+    found = []
+    for p in tree(pid)[1:]:
+        try:
+            argv = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"gateway.proxy.translation.worker" in argv:
+            found.append(p)
+    return found
+
+
+def rss_kib(pid: int, *, without: Sequence[int] = ()) -> int:
+    """Resident memory of a process tree, KiB; the subtrees of `without` left out."""
+    skipped = {q for w in without for q in tree(w)}
     total = 0
     for p in tree(pid):
+        if p in skipped:
+            continue
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):

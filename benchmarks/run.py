@@ -210,12 +210,16 @@ class Bench:
         started = time.perf_counter()
         translated = procs.post_status(port, token, TRANSLATED_MODEL, timeout=120)
         seconds = round(time.perf_counter() - started, 2)
-        rss_translated = round(procs.rss_kib(proc.pid) / 1024, 1)
+        # litellm lives in the translation worker, a child process: its memory is not the gateway's, nor free.
+        workers = procs.translation_workers(proc.pid)
+        rss_translated = round(procs.rss_kib(proc.pid, without=workers) / 1024, 1)
+        rss_worker = round(sum(procs.rss_kib(w) for w in workers) / 1024, 1)
         self.log(f"{name}: web page {statuses}, RSS {rss_page} MiB; translated request HTTP {translated} in "
-                 f"{seconds} s, RSS {rss_translated} MiB")
+                 f"{seconds} s, RSS {rss_translated} MiB (+ translation worker {rss_worker} MiB, "
+                 f"{len(workers)} process)")
         failed = sum(1 for status in (*statuses.values(), translated) if status != 200)
-        return {"rss_page_mib": rss_page, "rss_translated_mib": rss_translated, "translated_s": seconds,
-                "page_errors": failed}
+        return {"rss_page_mib": rss_page, "rss_translated_mib": rss_translated, "rss_worker_mib": rss_worker,
+                "translated_s": seconds, "page_errors": failed}
 
     def long_run(self, name: str) -> dict[str, float]:
         """RSS of a fresh process after half of --long-requests and after all of them (32 connections)."""

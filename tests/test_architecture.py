@@ -38,6 +38,10 @@ def test_import_contract_is_kept() -> None:
         # forward and translation once imported each other: the proxy's layers contract keeps it one way.
         ("gateway/proxy/forward.py", "import gateway.proxy.translation",
          "gateway.proxy.forward -> gateway.proxy.translation"),
+        # litellm lives in the translation worker's process: the gateway's side never imports the worker.
+        ("gateway/proxy/dispatch.py", "import gateway.proxy.translation.worker",
+         "gateway.proxy.dispatch -> gateway.proxy.translation.worker"),
+        ("gateway/proxy/translation/client.py", "import litellm", "gateway.proxy.translation.client -> litellm"),
     ],
 )
 def test_import_contract_fails_when_broken(tmp_path: Path, module: str, line: str, reported: str) -> None:

@@ -105,7 +105,7 @@ def create_app(settings: Settings, *, dns: AbstractResolver | None = None) -> we
     app.cleanup_ctx.append(change_log_ctx)
     app.cleanup_ctx.append(http_client_ctx(dns))
     app.cleanup_ctx.append(legacy_ctx)
-    proxy_routes.setup(app)
+    proxy_routes.setup(app, dns=dns)
     runtime_metrics.register(app, app[METRICS].registry)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

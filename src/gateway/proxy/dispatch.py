@@ -1,6 +1,6 @@
-"""The one dispatch on wire format: an upstream call forwarded as bytes (forward) or translated by litellm
-(translation), answered the same way. The proxy's attempts and configuration tests both call through here, so
-forward and translation never need each other's callers."""
+"""The one dispatch on wire format: an upstream call forwarded as bytes (forward) or translated by litellm in
+the translation worker (translation), answered the same way. The proxy's attempts and configuration tests both
+call through here, so forward and translation never need each other's callers."""
 
 from __future__ import annotations
 
@@ -112,9 +112,14 @@ async def send_once(
     """
     with upstream_errors(target):
         urls.guard_url(target.base_url)
+    own = translator is None  # a translator of its own starts its own worker: stopped before returning
     translator = translator or Translator(timeout_s=timeout_s, urls=urls)
-    with upstream_errors(target):
-        answer = await asyncio.wait_for(
-            call(http, translator, target, path=path, body={**body}, raw=b"", stream=False,
-                 max_body_bytes=max_body_bytes, timeout_s=timeout_s), timeout_s)
+    try:
+        with upstream_errors(target):
+            answer = await asyncio.wait_for(
+                call(http, translator, target, path=path, body={**body}, raw=b"", stream=False,
+                     max_body_bytes=max_body_bytes, timeout_s=timeout_s), timeout_s)
+    finally:
+        if own:
+            await translator.close()
     return UpstreamResult(answer.status, dict(answer.headers), answer.body)

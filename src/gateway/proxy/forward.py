@@ -7,15 +7,17 @@ import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from gateway.configurations.providers import WIRE_OPENAI
 from gateway.crypto.masking import scrub
 from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout, parse_error_body
-from gateway.proxy.cache import CachedConfiguration
 from gateway.ssrf import UnsafeURLError
+
+if TYPE_CHECKING:  # not at run time: the translation worker imports this module, and the cache brings SQLAlchemy
+    from gateway.proxy.cache import CachedConfiguration
 
 MAX_ERROR_BODY = 64 * 1024
 LARGE_BODY = 1024 * 1024

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 
 from gateway.proxy.admission import Admission
 from gateway.proxy.cache import ConfigurationCache
@@ -75,14 +76,21 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def setup(app: web.Application) -> None:
-    """Routes, metrics, cooldowns, caches, the usage writer and the change listener (after the database)."""
+async def stop_translator(app: web.Application) -> None:
+    """Stop the translation worker, if one was started."""
+    await app[TRANSLATOR].close()
+
+
+def setup(app: web.Application, *, dns: AbstractResolver | None = None) -> None:
+    """Routes, metrics, cooldowns, caches, the usage writer and the change listener (after the database); `dns`:
+    the upstream name lookup under the SSRF check (as the app's session's)."""
     settings = app[SETTINGS]
     app[METRICS] = ProxyMetrics()
     app[ADMISSION] = Admission.from_settings(settings, app[METRICS].registry)
     app[COOLDOWNS] = Cooldowns(threshold=settings.cooldown_failures, cooldown_s=settings.cooldown_s)
-    app[TRANSLATOR] = Translator(timeout_s=settings.upstream_timeout_s, urls=app[URL_POLICY],
-                                 max_body_bytes=settings.max_upstream_body_bytes)
+    # litellm's worker process, started by the first translated request; its lookups use the upstream DNS.
+    app[TRANSLATOR] = Translator.from_settings(settings, urls=app[URL_POLICY], dns=dns)
+    app.on_cleanup.append(stop_translator)
     app.cleanup_ctx.append(cache_ctx)
     app.cleanup_ctx.append(usage_ctx)
     app.cleanup_ctx.append(listener_ctx)
