@@ -18,7 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.background import running
-from gateway.configurations.model_catalog import model_data
+from gateway.configurations.model_catalog import ModelEntry, model_data
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.metrics import ProxyMetrics
 from gateway.proxy.relay import usage_of_body
@@ -55,17 +55,18 @@ UsageEvent = tuple[str, uuid.UUID, CachedConfiguration | None, str | None, str, 
                    tuple[int, int] | None, bytes | None, str | None]
 
 
-def token_prices(prices: Mapping[str, Any], *, litellm_provider: str | None, model: str | None) -> tuple[float, float]:
+def token_prices(prices: Mapping[str, ModelEntry], *, litellm_provider: str | None,
+                 model: str | None) -> tuple[float, float]:
     """(prompt, completion) price per token of a model; zeros for a model the list does not know."""
     if not model:
         return (0.0, 0.0)
     entry = prices.get(f"{litellm_provider}/{model}") or prices.get(model)
-    if not isinstance(entry, dict):
+    if entry is None:
         return (0.0, 0.0)
-    return (entry.get("input_cost_per_token") or 0.0, entry.get("output_cost_per_token") or 0.0)
+    return (entry.input_cost_per_token or 0.0, entry.output_cost_per_token or 0.0)
 
 
-def cost_usd(prices: Mapping[str, Any], *, litellm_provider: str | None, model: str | None,
+def cost_usd(prices: Mapping[str, ModelEntry], *, litellm_provider: str | None, model: str | None,
              prompt_tokens: int, completion_tokens: int) -> float:
     """Price of a request from the per-token prices of its model; 0.0 for a model the list does not know."""
     per_token = token_prices(prices, litellm_provider=litellm_provider, model=model)
@@ -162,7 +163,7 @@ class UsageWriter:
         self._metrics = metrics
         self._incoming: list[UsageEvent] = []  # not yet counted in the metrics nor logged
         self._buffer: list[UsageEvent] = []  # counted and logged, not yet written
-        self._prices: Mapping[str, Any] | None = None
+        self._prices: Mapping[str, ModelEntry] | None = None
         self._inserter: RowInserter | None = None
         self._lock = asyncio.Lock()
         self.dropped = 0
