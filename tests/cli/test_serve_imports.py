@@ -13,14 +13,15 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import sys
 import gateway.app, gateway.cli.main, gateway.cli.serve
-# multiprocessing: only `serve --workers N` (N > 1) forks.
-held = sorted(name for name in ("multiprocessing",) if name in sys.modules)
+# multiprocessing: only `serve --workers N` (N > 1) forks. SQLAlchemy's PostgreSQL dialect: only a PostgreSQL
+# database needs it (the models name no PostgreSQL-only option, which SQLAlchemy would load it to check).
+held = sorted(name for name in ("multiprocessing", "sqlalchemy.dialects.postgresql") if name in sys.modules)
 assert not held, f"imported by the serve path: {held}"
 print("ok")
 """
 
 
-def test_the_serve_path_leaves_the_workers_modules_to_serve_with_workers() -> None:
+def test_the_serve_path_leaves_workers_and_postgresql_modules_to_the_paths_that_need_them() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=ROOT, capture_output=True,
                             text=True, timeout=120, check=False)
