@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from gateway.configurations.model_catalog import model_data
-from gateway.proxy.usage import cost_usd
+from gateway.proxy.usage import MIN_PAUSE_S, cost_usd, next_pause
 from gateway.store.models import LLMConfiguration, UsageRecord
 from gateway.web.appkeys import SESSIONMAKER
 from tests.factories import ApiUser, make_user
@@ -160,3 +160,13 @@ async def test_requests_refused_before_a_configuration_group_as_no_configuration
     await wait_for_requests(client, newcomer, 1)
     (group,) = (await usage(client, newcomer, group_by="configuration"))["groups"]
     assert (group["configuration_name"], group["requests"]) == ("(no configuration)", 1)
+
+
+def test_the_flusher_comes_back_sooner_while_busy_and_at_the_interval_when_idle() -> None:
+    pause = next_pause(1.0, 3000, interval_s=1.0, batch_size=500)
+    assert pause == pytest.approx(1 / 6)  # 3,000 records a second: back when ~500 have arrived
+    assert next_pause(pause, 500, interval_s=1.0, batch_size=500) == pytest.approx(pause)  # steady
+    assert next_pause(pause, 100, interval_s=1.0, batch_size=500) == pytest.approx(5 / 6)  # slowing: longer
+    assert next_pause(pause, 10, interval_s=1.0, batch_size=500) == 1.0  # never beyond the interval
+    assert next_pause(pause, 0, interval_s=1.0, batch_size=500) == 1.0  # idle, or the flush failed
+    assert next_pause(MIN_PAUSE_S, 10**6, interval_s=1.0, batch_size=500) == MIN_PAUSE_S  # never a busy loop

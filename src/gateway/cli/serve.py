@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import multiprocessing
 import signal
 import socket
-from multiprocessing.connection import wait
 from typing import Any
 
 from aiohttp import web
@@ -111,6 +109,10 @@ def _stop(_signum: int, _frame: object) -> None:
 
 def _supervise(settings: Settings) -> int:
     """Fork `workers` processes sharing the port (SO_REUSEPORT); stop them all when one dies or on SIGTERM."""
+    # Imported here: one serving process (the default) never needs them.
+    import multiprocessing
+    from multiprocessing.connection import wait
+
     fork = multiprocessing.get_context("fork")
     workers = [fork.Process(target=_run_worker, args=(settings,), kwargs={"reuse_port": True}, daemon=True,
                             name=f"llm-gateway-worker-{n}") for n in range(settings.workers)]

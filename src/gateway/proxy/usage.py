@@ -18,7 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.background import running
-from gateway.configurations.model_catalog import model_data
+from gateway.configurations.model_catalog import ModelEntry, model_data
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.metrics import ProxyMetrics
 from gateway.proxy.relay import usage_of_body
@@ -34,6 +34,8 @@ USAGE_COLUMNS = ["user_id", "configuration_id", "conversation_id", "endpoint", "
 REPEATING = frozenset({"user_id", "configuration_id", "endpoint", "provider", "model", "stream", "team_id"})
 # A database outage must not grow memory without bound: past this, the oldest records are dropped.
 MAX_BUFFERED = 200_000
+# The flusher's shortest pause between flushes, however busy.
+MIN_PAUSE_S = 0.01
 # The database is not there right now (down, restarting, locked, pool exhausted): records wait for the next
 # flush. Any other failure is a row the database refuses: retried alone, then dropped.
 UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError)
@@ -53,17 +55,18 @@ UsageEvent = tuple[str, uuid.UUID, CachedConfiguration | None, str | None, str, 
                    tuple[int, int] | None, bytes | None, str | None]
 
 
-def token_prices(prices: Mapping[str, Any], *, litellm_provider: str | None, model: str | None) -> tuple[float, float]:
+def token_prices(prices: Mapping[str, ModelEntry], *, litellm_provider: str | None,
+                 model: str | None) -> tuple[float, float]:
     """(prompt, completion) price per token of a model; zeros for a model the list does not know."""
     if not model:
         return (0.0, 0.0)
     entry = prices.get(f"{litellm_provider}/{model}") or prices.get(model)
-    if not isinstance(entry, dict):
+    if entry is None:
         return (0.0, 0.0)
-    return (entry.get("input_cost_per_token") or 0.0, entry.get("output_cost_per_token") or 0.0)
+    return (entry.input_cost_per_token or 0.0, entry.output_cost_per_token or 0.0)
 
 
-def cost_usd(prices: Mapping[str, Any], *, litellm_provider: str | None, model: str | None,
+def cost_usd(prices: Mapping[str, ModelEntry], *, litellm_provider: str | None, model: str | None,
              prompt_tokens: int, completion_tokens: int) -> float:
     """Price of a request from the per-token prices of its model; 0.0 for a model the list does not know."""
     per_token = token_prices(prices, litellm_provider=litellm_provider, model=model)
@@ -73,6 +76,15 @@ def cost_usd(prices: Mapping[str, Any], *, litellm_provider: str | None, model: 
 def priced(per_token: tuple[float, float], prompt_tokens: int, completion_tokens: int) -> float:
     """The cost of one request's tokens at (prompt, completion) prices per token: the one formula of usage rows."""
     return float(prompt_tokens * per_token[0] + completion_tokens * per_token[1])
+
+
+def next_pause(pause: float, written: int, *, interval_s: float, batch_size: int) -> float:
+    """The flusher's next pause after one that saw WRITTEN records: the interval, or while busy about the time one
+    batch takes to arrive. A record holds its answer body until written: an interval's worth at thousands of
+    requests/s is megabytes of peak memory, which the process keeps. The batches (transactions) are the same."""
+    if written <= 0:
+        return interval_s
+    return max(MIN_PAUSE_S, min(interval_s, pause * batch_size / written))
 
 
 class RowInserter:
@@ -151,7 +163,7 @@ class UsageWriter:
         self._metrics = metrics
         self._incoming: list[UsageEvent] = []  # not yet counted in the metrics nor logged
         self._buffer: list[UsageEvent] = []  # counted and logged, not yet written
-        self._prices: Mapping[str, Any] | None = None
+        self._prices: Mapping[str, ModelEntry] | None = None
         self._inserter: RowInserter | None = None
         self._lock = asyncio.Lock()
         self.dropped = 0
@@ -185,13 +197,16 @@ class UsageWriter:
         return len(self._buffer) + len(self._incoming)
 
     async def run(self) -> None:
-        """Flush every interval until cancelled; no record, however odd, stops it."""
+        """Flush every interval, sooner while busy, until cancelled; no record, however odd, stops it."""
+        pause = self.interval_s
         while True:
-            await asyncio.sleep(self.interval_s)
+            await asyncio.sleep(pause)
             try:
-                await self.flush()
+                done = await self.flush()
             except Exception as exc:  # noqa: BLE001 - one bad flush must not end accounting for everyone
                 log.warning("usage flush failed (%s); will retry", exc.__class__.__name__)
+                done = 0
+            pause = next_pause(pause, done, interval_s=self.interval_s, batch_size=self.batch_size)
 
     async def flush(self) -> int:
         """Write what was buffered when called (later records wait for the next flush); returns the count of

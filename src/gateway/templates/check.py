@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from gateway.configurations.model_catalog import model_data
+from gateway.configurations.model_catalog import ModelEntry, model_data
 from gateway.configurations.providers import ProviderCatalog
 from gateway.templates.catalog import TemplateCatalog
 
@@ -23,9 +22,10 @@ class ModelReport:
     unchecked_providers: list[str]
 
 
-def check_models(templates: TemplateCatalog, providers: ProviderCatalog, known: Mapping[str, Any]) -> ModelReport:
+def check_models(templates: TemplateCatalog, providers: ProviderCatalog,
+                 known: Mapping[str, ModelEntry]) -> ModelReport:
     """Check each template model against litellm's map (models named by an input are the user's choice)."""
-    listed = {entry.get("litellm_provider") for entry in known.values() if isinstance(entry, dict)}
+    listed = {entry.litellm_provider for entry in known.values()}
     unknown: list[str] = []
     unchecked: dict[str, None] = {}
     for template in templates.items():
@@ -39,7 +39,7 @@ def check_models(templates: TemplateCatalog, providers: ProviderCatalog, known: 
                 continue
             bare = known.get(config.model)
             if f"{provider.litellm_provider}/{config.model}" in known or (
-                    isinstance(bare, dict) and bare.get("litellm_provider") in names):
+                    bare is not None and bare.litellm_provider in names):
                 continue
             unknown.append(f"template {template.id!r} ({template.source}): configuration {config.name!r}: model "
                            f"{config.model!r} of provider {config.provider!r} is not in litellm's catalog")
