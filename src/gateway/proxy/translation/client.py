@@ -262,6 +262,8 @@ class Translator:
                 await self._starting
         child, self._child = self._child, None
         if child is not None:
+            # Our keep-alive connections closed first: the worker's shutdown need not wait for them.
+            await child.session.close()
             if child.process.stdin is not None:
                 child.process.stdin.close()
             with contextlib.suppress(ProcessLookupError):
