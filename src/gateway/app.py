@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
-import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
@@ -41,7 +40,7 @@ from gateway.web.changes import change_log_ctx
 from gateway.web.health import healthz, readyz
 from gateway.web.legacy import legacy_ctx, read_through_middleware
 from gateway.web.ratelimit import SlidingWindowLimiter
-from gateway.web.resolver import GuardedResolver
+from gateway.web.resolver import guarded_session
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -60,21 +59,15 @@ def http_client_ctx(dns: AbstractResolver | None = None) -> Callable[[web.Applic
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=settings.upstream_connect_timeout_s, sock_read=settings.upstream_timeout_s
-        )
-        resolver = GuardedResolver(app[URL_POLICY], resolver=dns)
         # The pool is as large as admission's slots (proxy/admission.py): a request that got a slot never
         # waits for a connection, unless a per-host limit is set lower.
         raise_open_file_limit(settings.upstream_max_connections)
-        connector = aiohttp.TCPConnector(limit=settings.upstream_max_connections,
-                                         limit_per_host=settings.upstream_max_connections_per_host,
-                                         ttl_dns_cache=60, resolver=resolver)
-        # trust_env=False: through an HTTP(S)_PROXY the resolver would check the proxy, not the upstream.
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
+        async with guarded_session(app[URL_POLICY], lookup=dns, max_connections=settings.upstream_max_connections,
+                                   max_connections_per_host=settings.upstream_max_connections_per_host,
+                                   connect_timeout_s=settings.upstream_connect_timeout_s,
+                                   read_timeout_s=settings.upstream_timeout_s) as session:
             app[HTTP_CLIENT] = session
             yield
-        await resolver.close()
 
     return ctx
 

@@ -68,7 +68,7 @@ async def run_probe(
     probe = probe_request(target.model)
     if not target.is_openai_compatible:
         # The first translated call imports litellm (seconds): neither the test's timeout nor its latency.
-        await translator.ready(http)
+        await translator.ready()
     started = time.perf_counter()
     try:
         reply = await send_once(http, target, path=probe.path, body=probe.body, timeout_s=timeout_s,

@@ -69,8 +69,8 @@ async def call(
             raise BadRequest(f"Provider '{target.provider}' serves only /v1/chat/completions through the gateway",
                              code="endpoint_not_supported")
         if stream:
-            return Answer(200, STREAM_HEADERS, chunks=translation.stream(translator, http, target, body))
-        result = await translation.complete(translator, http, target, body)
+            return Answer(200, STREAM_HEADERS, chunks=translation.stream(translator, target, body))
+        result = await translation.complete(translator, target, body)
         return Answer(result.status, result.headers, body=result.body)
     if body is not None:
         body["model"] = target.model

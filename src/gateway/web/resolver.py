@@ -4,7 +4,8 @@ allows, so a connection opens only to a checked address, whatever DNS says by th
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -54,3 +55,20 @@ def _filter(
         else:
             allowed.append(result)
     return allowed, refusal
+
+
+@asynccontextmanager
+async def guarded_session(policy: UrlPolicy, *, lookup: AbstractResolver | None, max_connections: int,
+                          max_connections_per_host: int, connect_timeout_s: float, read_timeout_s: float
+                          ) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for upstream calls: keep-alive pooling, every connect to an address the policy allows
+    (`lookup`: the name lookup under the check, the system's by default), no proxies from the environment (through
+    an HTTP(S)_PROXY the resolver would check the proxy, not the upstream). The gateway's and the translation
+    worker's sessions."""
+    resolver = GuardedResolver(policy, resolver=lookup)
+    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections_per_host,
+                                     ttl_dns_cache=60, resolver=resolver)
+    timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=read_timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
+        yield session
+    await resolver.close()

@@ -133,8 +133,8 @@ class Translator:
         child = self._child
         return os.path.join(child.folder, "worker.sock") if child is not None and child.alive else None
 
-    async def ready(self, http: aiohttp.ClientSession | None = None) -> None:
-        """Start the worker if needed and wait until it has imported litellm (`http` is not used any more)."""
+    async def ready(self) -> None:
+        """Start the worker if needed and wait until it has imported litellm."""
         await self._running()
 
     async def _running(self) -> _Child:
@@ -186,21 +186,17 @@ class Translator:
     @staticmethod
     async def _until_ready(child: _Child) -> None:
         assert child.process.stdout is not None
-        while line := await child.process.stdout.readline():
-            with contextlib.suppress(orjson.JSONDecodeError):
-                message = orjson.loads(line)
-                if isinstance(message, dict) and message.get("ready"):
-                    return
+        async for message in protocol.messages(child.process.stdout):
+            if message.get("ready"):
+                return
         raise protocol.worker_failure(f"it exited while starting (status {await child.process.wait()})")
 
     async def _serve_lines(self, child: _Child) -> None:
         """Answer the worker's name lookups with the gateway's resolver, until its stdout ends."""
         assert child.process.stdout is not None
-        while line := await child.process.stdout.readline():
-            with contextlib.suppress(orjson.JSONDecodeError):
-                message = orjson.loads(line)
-                if isinstance(message, dict) and isinstance(message.get("resolve"), str):
-                    child.spawn(self._lookup(child, message))
+        async for message in protocol.messages(child.process.stdout):
+            if isinstance(message.get("resolve"), str):
+                child.spawn(self._lookup(child, message))
 
     async def _lookup(self, child: _Child, message: dict[str, Any]) -> None:
         answer: dict[str, Any] = {"resolved": message.get("id")}
@@ -302,9 +298,8 @@ async def _frames(response: aiohttp.ClientResponse, target: Target) -> AsyncGene
         raise protocol.worker_failure(f"the answer broke off: {exc.__class__.__name__}") from None
 
 
-async def complete(translator: Translator, http: aiohttp.ClientSession | None, target: Target, body: dict[str, Any]
-                   ) -> UpstreamResult:
-    """A non-streamed chat completion, answered in OpenAI's shape (`http` is not used: the worker calls out)."""
+async def complete(translator: Translator, target: Target, body: dict[str, Any]) -> UpstreamResult:
+    """A non-streamed chat completion, answered in OpenAI's shape."""
     response = await translator.call(target, body, stream=False)
     try:
         parts = [part async for part in _frames(response, target)]
@@ -313,8 +308,7 @@ async def complete(translator: Translator, http: aiohttp.ClientSession | None, t
     return UpstreamResult(200, dict(JSON_HEADERS), b"".join(parts))
 
 
-async def stream(translator: Translator, http: aiohttp.ClientSession | None, target: Target, body: dict[str, Any]
-                 ) -> AsyncGenerator[bytes, None]:
+async def stream(translator: Translator, target: Target, body: dict[str, Any]) -> AsyncGenerator[bytes, None]:
     """A streamed chat completion as OpenAI's SSE frames, relayed frame by frame as the worker sends them."""
     response = await translator.call(target, body, stream=True)
     try:

@@ -16,6 +16,8 @@ the gateway rebuilds the error the in-process translation raised: the same failo
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -35,6 +37,17 @@ HEAD = 5  # kind byte + 4-byte length
 # Error classes the worker may report; anything else arrives as UpstreamError.
 ERRORS: dict[str, type[GatewayError]] = {cls.__name__: cls for cls in (
     GatewayError, BadRequest, UpstreamError, UpstreamTimeout)}
+
+
+async def messages(lines: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
+    """The JSON objects of a pipe, one per line, until it ends; a line that is no JSON object is skipped."""
+    while line := await lines.readline():
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(message, dict):
+            yield message
 
 
 def frame(kind: bytes, payload: bytes = b"") -> bytes:

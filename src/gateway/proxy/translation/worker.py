@@ -41,7 +41,7 @@ from gateway.errors import BadRequest, GatewayError, UpstreamError
 from gateway.proxy.forward import Target, error_from_answer, transport_error
 from gateway.proxy.translation import protocol
 from gateway.ssrf import UnsafeURLError, UrlPolicy
-from gateway.web.resolver import GuardedResolver
+from gateway.web.resolver import guarded_session
 
 log = logging.getLogger("gateway.translation.worker")
 
@@ -285,13 +285,11 @@ class Pipes:
 
     async def serve_until_eof(self) -> None:
         """Hand each answer to its question until stdin ends."""
-        while line := await self.reader.readline():
-            with contextlib.suppress(orjson.JSONDecodeError):
-                message = orjson.loads(line)
-                number = message.get("resolved") if isinstance(message, dict) else None
-                future = self.pending.get(number) if isinstance(number, int) else None
-                if future is not None and not future.done():
-                    future.set_result(message)
+        async for message in protocol.messages(self.reader):
+            number = message.get("resolved")
+            future = self.pending.get(number) if isinstance(number, int) else None
+            if future is not None and not future.done():
+                future.set_result(message)
 
 
 class GatewayLookup(AbstractResolver):
@@ -375,14 +373,10 @@ async def serve(pipes: Pipes, config: dict[str, Any]) -> None:
     gc.collect()
     gc.freeze()
     urls = UrlPolicy(allow_private=bool(config["allow_private"]))
-    resolver = GuardedResolver(urls, resolver=GatewayLookup(pipes))
-    connector = aiohttp.TCPConnector(limit=int(config["max_connections"]),
-                                     limit_per_host=int(config["max_connections_per_host"]), ttl_dns_cache=60,
-                                     resolver=resolver)
-    timeout = aiohttp.ClientTimeout(total=None, connect=float(config["connect_timeout_s"]),
-                                    sock_read=float(config["timeout_s"]))
-    # trust_env=False: through an HTTP(S)_PROXY the resolver would check the proxy, not the upstream.
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as http:
+    async with guarded_session(urls, lookup=GatewayLookup(pipes), max_connections=int(config["max_connections"]),
+                               max_connections_per_host=int(config["max_connections_per_host"]),
+                               connect_timeout_s=float(config["connect_timeout_s"]),
+                               read_timeout_s=float(config["timeout_s"])) as http:
         handler = AsyncHTTPHandler(timeout=float(config["timeout_s"]), follow_redirects=False,
                                    transport=GuardedTransport(http, urls=urls,
                                                               max_body_bytes=int(config["max_body_bytes"])))
