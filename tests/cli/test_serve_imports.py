@@ -3,12 +3,7 @@ as long as it runs, so a module only a rare path needs is imported by that path.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fresh import run_fresh
 
 SCRIPT = """
 import sys
@@ -22,7 +17,4 @@ print("ok")
 
 
 def test_the_serve_path_leaves_workers_and_postgresql_modules_to_the_paths_that_need_them() -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=ROOT, capture_output=True,
-                            text=True, timeout=120, check=False)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+    assert run_fresh(SCRIPT, timeout=120, warnings_as_errors=False).strip() == "ok"

@@ -7,12 +7,9 @@ check runs in a fresh interpreter, since other tests in this process import lite
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fresh import run_fresh
 
 SCRIPT = """
 import asyncio, sys, uuid
@@ -74,8 +71,4 @@ asyncio.run(main(folder, url))
 
 
 def test_web_page_providers_and_openai_requests_never_import_litellm(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    result = subprocess.run([sys.executable, "-W", "error", "-c", SCRIPT, str(tmp_path)], env=env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=180, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("ok")
+    run_fresh(SCRIPT, str(tmp_path), timeout=180)

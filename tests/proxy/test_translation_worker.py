@@ -8,8 +8,6 @@ import asyncio
 import os
 import signal
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from gateway.web.appkeys import TRANSLATOR
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import ApiUser, make_configuration
 from tests.fakes.anthropic_upstream import DEFAULT_ANTHROPIC_KEY, FakeAnthropic, start_anthropic_upstream
+from tests.fresh import run_fresh
 from tests.leakwatch import new_watched_key
 from tests.reliability.processes import Gateway
 
@@ -131,11 +130,7 @@ asyncio.run(main(folder, url))
 
 
 def test_the_gateways_process_serves_anthropic_without_importing_litellm(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    result = subprocess.run([sys.executable, "-W", "error", "-c", SCRIPT, str(tmp_path)], env=env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("ok")
+    assert run_fresh(SCRIPT, str(tmp_path), timeout=300).strip().endswith("ok")
 
 
 async def test_a_killed_worker_fails_its_calls_cleanly_and_the_next_call_starts_a_new_one(

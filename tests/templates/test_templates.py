@@ -12,6 +12,7 @@ import pytest
 
 from gateway.configurations.providers import ProviderCatalog
 from gateway.templates.catalog import TemplateCatalog, TemplateError
+from tests.fresh import run_fresh
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = """
@@ -95,9 +96,7 @@ def test_templates_check_reports_a_model_litellm_does_not_know(tmp_path: Path) -
 def test_the_check_reads_litellms_catalog_without_importing_it() -> None:
     script = ("import sys\nfrom gateway.templates.check import model_data\n"
               "assert 'gpt-4o-mini' in model_data()\nassert 'litellm' not in sys.modules\nprint('ok')")
-    result = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    assert result.stdout.strip() == "ok", result.stderr[-2000:]
+    assert run_fresh(script, timeout=60).strip() == "ok"
 
 
 def test_the_example_operator_file_is_valid() -> None:
