@@ -34,6 +34,24 @@ async def anthropic_config(client: TestClient, user: ApiUser, fake: FakeAnthropi
     return await make_configuration(client, user, **values)
 
 
+@pytest.mark.parametrize(("extra", "param", "code"), [
+    ({"messages": "hi"}, "messages", "invalid_type"),
+    ({"messages": []}, "messages", "invalid_type"),
+    ({"messages": ["hi"]}, "messages", "invalid_type"),
+    ({"logit_bias_extra": 1}, "logit_bias_extra", "unsupported_parameter"),
+])
+async def test_a_malformed_translated_request_is_a_400_naming_the_field(
+        client: TestClient, user: ApiUser, claude: FakeAnthropic, extra: dict[str, Any], param: str, code: str) -> None:
+    await anthropic_config(client, user, claude)
+    seen = len(claude.requests)
+    resp = await client.post("/v1/chat/completions", headers=user.headers,
+                             json={"model": "x", "messages": MESSAGES, "max_tokens": 10, **extra})
+    error = (await resp.json())["error"]
+    assert resp.status == 400, error
+    assert (error["param"], error["code"]) == (param, code)
+    assert len(claude.requests) == seen  # nothing reached the upstream
+
+
 async def test_translated_both_ways(client: TestClient, user: ApiUser, claude: FakeAnthropic) -> None:
     config = await anthropic_config(client, user, claude)
     async with sdk(client, user) as api:

@@ -75,6 +75,11 @@ def _params(body: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise BadRequest(f"Field '{unknown[0]}' is not supported for this provider", param=unknown[0],
                          code="unsupported_parameter")
+    messages = body.get("messages")
+    # litellm reports a malformed list as a connection error: said here, as what it is.
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise BadRequest("Field 'messages' must be a non-empty list of message objects", param="messages",
+                         code="invalid_type")
     return {k: v for k, v in body.items() if k not in ("model", "stream", "stream_options")}
 
 
