@@ -238,8 +238,9 @@ class UsageRecord(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
-    # No foreign keys: usage outlives a deleted configuration or team.
-    configuration_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
+    # No foreign keys: usage outlives a deleted configuration or team. No index of its own either: usage is always
+    # asked of a user or a team, whose indexes find the rows; one more index would cost every request's insert.
+    configuration_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)  # the team whose configuration served
     conversation_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     endpoint: Mapped[str] = mapped_column(String(50), default="chat/completions")
