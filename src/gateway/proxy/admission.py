@@ -20,11 +20,12 @@ from collections.abc import Iterator
 from types import TracebackType
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.errors import GatewayError, RateLimited, ServiceUnavailable
+from gateway.proxy.metrics import Histograms
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.admission")
@@ -44,8 +45,9 @@ class AdmissionMetrics(Collector):
 
     def __init__(self, admission: Admission, registry: CollectorRegistry) -> None:
         self.admission = admission
-        self.wait = Histogram("llm_gateway_queue_wait_seconds", "Time a /v1 request waited for a slot",
-                              buckets=WAIT_BUCKETS, registry=registry)
+        self.wait = Histograms("llm_gateway_queue_wait_seconds", "Time a /v1 request waited for a slot", [],
+                               WAIT_BUCKETS, registry)
+        self.waits = self.wait.child()  # its counts: a request let in at once adds 1 to the first bucket
         rejections = Counter("llm_gateway_admission_rejections", "Requests turned away by admission control",
                              ["reason"], registry=registry)
         self.rejected = {reason: rejections.labels(reason) for reason in REJECTION_REASONS}
@@ -118,7 +120,7 @@ class Admission:
         loop = asyncio.get_running_loop()
         if self.in_flight < self.limit and not self._waiters:
             self.in_flight += 1
-            self.metrics.wait.observe(0.0)
+            self.metrics.waits[0] += 1  # observe(0.0): the first bucket, and nothing to the sum
             return
         started = loop.time()
         deadline = started + self.queue_timeout_s
@@ -148,7 +150,7 @@ class Admission:
                 self._waiters.remove(waiter)
             raise
         finally:
-            self.metrics.wait.observe(loop.time() - started)
+            self.metrics.wait.observe(self.metrics.waits, loop.time() - started)
 
     def _release(self) -> None:
         # Hand the slot straight to the oldest waiter: in_flight stays, nobody can overtake the queue.

@@ -206,6 +206,7 @@ class UsageWriter:
     def settle(self) -> None:
         """Count the requests since the last call in the metrics and log their access lines (buffered like
         nginx's, one record each); their rows wait for the next flush. /metrics calls it before every scrape."""
+        self._metrics.settle_attempts()
         events, self._incoming = self._incoming, []
         if not events:
             return
