@@ -39,7 +39,8 @@ class Histograms(Collector):
         self.documentation = documentation
         self.labelnames = list(labelnames)
         self.bounds = tuple(float(bound) for bound in buckets)
-        self._le = [floatToGoString(bound) for bound in self.bounds] + ["+Inf"]
+        # The `le` labels as prometheus_client's Histogram writes them (the function is untyped there).
+        self._le = [str(floatToGoString(bound)) for bound in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
         self._children: dict[tuple[str, ...], list[float]] = {}
         registry.register(self)
 
