@@ -25,22 +25,13 @@ from gateway.errors import (
 from gateway.proxy import dispatch
 from gateway.proxy.admission import CLIENT_CLOSED
 from gateway.proxy.cache import CachedConfiguration
+from gateway.proxy.context import ProxyContext
 from gateway.proxy.failover import parse_retry_after, should_fail_over
 from gateway.proxy.forward import Target, relayed_headers
 from gateway.proxy.keys import plaintext_key
 from gateway.proxy.relay import SSERelay, first_event_is_json, usage_of
 from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
-from gateway.web.appkeys import (
-    ADMISSION,
-    CONFIG_CACHE,
-    COOLDOWNS,
-    HTTP_CLIENT,
-    KEYRING,
-    METRICS,
-    SETTINGS,
-    TRANSLATOR,
-    USAGE,
-)
+from gateway.web.appkeys import PROXY
 from gateway.web.auth import caller_of
 
 log = logging.getLogger("gateway.upstream")
@@ -57,11 +48,11 @@ class Exchange:
 
     __slots__ = (
         "answer",
-        "app",
         "attempts",
         "body",
         "configuration",
         "conversation_id",
+        "ctx",
         "drop_usage_chunk",
         "error_class",
         "expect_done",
@@ -79,8 +70,8 @@ class Exchange:
     def __init__(self, request: web.Request, path: str) -> None:
         self.request = request
         # The /v1 routes live on the main app, which holds the proxy's resources: a plain lookup, unlike
-        # config_dict, which builds a chain of maps on every access.
-        self.app = request.app
+        # config_dict, which builds a chain of maps on every access; one, for all of them.
+        self.ctx: ProxyContext = request.app[PROXY]
         self.path = path
         self.started = time.perf_counter()
         self.request_id = f"{random.getrandbits(64):016x}"  # unique enough to find a line; not a secret
@@ -157,7 +148,7 @@ async def proxy(request: web.Request, path: str) -> web.StreamResponse:
     try:
         ex.conversation_id = routing_header(request, CONVERSATION_HEADER)
         await read_body(ex)
-        async with ex.app[ADMISSION].admit(request, ex.user_id, stream=ex.stream):
+        async with ex.ctx.admission.admit(request, ex.user_id, stream=ex.stream):
             return await _serve(ex)
     except GatewayError as exc:
         ex.status = exc.status
@@ -172,8 +163,8 @@ async def proxy(request: web.Request, path: str) -> web.StreamResponse:
 
 
 async def _serve(ex: Exchange) -> web.StreamResponse:
-    app = ex.app
-    cache = app[CONFIG_CACHE]
+    ctx = ex.ctx
+    cache = ctx.cache
     configurations = await cache.configurations(ex.user_id)
     user_id = ex.user_id
     chosen = await select_configuration(
@@ -184,7 +175,7 @@ async def _serve(ex: Exchange) -> web.StreamResponse:
         binding=lambda conversation_id: cache.binding(user_id, conversation_id),
     )
     chain = attempt_chain(configurations, chosen)
-    cooldowns, metrics = app[COOLDOWNS], app[METRICS]
+    cooldowns, metrics = ctx.cooldowns, ctx.metrics
     last_error: GatewayError | None = None
     for configuration in chain:
         if not cooldowns.admit(configuration.id):
@@ -216,7 +207,7 @@ async def _serve(ex: Exchange) -> web.StreamResponse:
 def _record(ex: Exchange, configuration: CachedConfiguration, response: web.StreamResponse | None,
             failure: GatewayError | None) -> None:
     """An attempt's outcome where it counts: the configuration's cooldown, the metrics and the usage row."""
-    cooldowns, metrics = ex.app[COOLDOWNS], ex.app[METRICS]
+    cooldowns, metrics = ex.ctx.cooldowns, ex.ctx.metrics
     if failure is None:
         metrics.ok_attempts += 1  # added to the counter in bulk by the usage writer's settle
         cooldowns.succeeded(configuration.id)
@@ -247,7 +238,7 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration
     """One upstream attempt's outcome: the response (with the failure that cut its stream short, if any), or the
     failure when nothing has reached the client and another configuration may still answer."""
     try:
-        api_key = plaintext_key(ex.app[KEYRING], configuration)
+        api_key = plaintext_key(ex.ctx.keyring, configuration)
     except CryptoError:
         return None, GatewayError(f"The stored key of LLM configuration '{configuration.name}' cannot be "
                                   "decrypted with this gateway's encryption keys", code="key_unavailable")
@@ -256,8 +247,8 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration
         del api_key
         # The client's Content-Type as sent: a multipart body is unreadable without its boundary parameter.
         answer = await dispatch.call(
-            ex.app[HTTP_CLIENT], ex.app[TRANSLATOR], target, path=ex.path, body=ex.body, raw=ex.raw,
-            stream=ex.stream, max_body_bytes=ex.app[SETTINGS].max_upstream_body_bytes,
+            ex.ctx.http, ex.ctx.translator, target, path=ex.path, body=ex.body, raw=ex.raw,
+            stream=ex.stream, max_body_bytes=ex.ctx.settings.max_upstream_body_bytes,
             client_headers=ex.request.headers,
             content_type=None if ex.body is not None else ex.request.headers.get("Content-Type"))
         try:
@@ -293,7 +284,7 @@ async def _relay(ex: Exchange, status: int, headers: dict[str, str], chunks: Asy
                  ) -> tuple[web.StreamResponse, GatewayError | None]:
     """Relay a stream event by event: the response and the failure that cut it short, if any. Before the first
     byte an upstream error is raised (and may fail over)."""
-    settings = ex.app[SETTINGS]
+    settings = ex.ctx.settings
     relay = SSERelay(drop_usage_chunk=ex.drop_usage_chunk, max_event_bytes=settings.max_event_bytes)
     limit_s = settings.stream_max_duration_s
     deadline = asyncio.get_running_loop().time() + limit_s if limit_s else None
@@ -359,7 +350,7 @@ async def _pump(response: web.StreamResponse, relay: SSERelay, chunks: AsyncGene
 
 def _account(ex: Exchange) -> None:
     """One tuple to the usage writer: metrics, the usage row and the access line are its batch work."""
-    ex.app[USAGE].append((
+    ex.ctx.usage.append((
         ex.request_id, ex.user_id, ex.configuration, ex.conversation_id, ex.path, ex.status, ex.attempts, ex.stream,
         time.perf_counter() - ex.started, time.time(), ex.usage,
         ex.answer if ex.usage is None and ex.status < 300 else None, ex.error_class,

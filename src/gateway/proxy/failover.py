@@ -52,6 +52,8 @@ class Cooldowns:
 
     def admit(self, configuration_id: uuid.UUID) -> bool:
         """Whether a request may try this configuration now; claims the half-open probe when due."""
+        if not self._health:  # all is well: no hashing (a UUID's hash is a Python method)
+            return True
         health = self._health.get(configuration_id)
         if health is None or health.failures < self.threshold:
             return True
@@ -68,7 +70,7 @@ class Cooldowns:
 
     def succeeded(self, configuration_id: uuid.UUID) -> None:
         """A success closes the circuit."""
-        if configuration_id in self._health:
+        if self._health and configuration_id in self._health:
             del self._health[configuration_id]
 
     def failed(self, configuration_id: uuid.UUID, retry_after_s: float | None = None) -> bool:

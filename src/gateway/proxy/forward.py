@@ -99,7 +99,8 @@ def is_relayed(name: str) -> bool:
 
 def relayed_headers(upstream: Mapping[str, str], api_key: str = "") -> dict[str, str]:
     """The upstream answer headers a client gets to see, with the key scrubbed out of their values."""
-    return {name: scrub(value, api_key) for name, value in upstream.items() if is_relayed(name)}
+    return {name: scrub(value, api_key) if api_key and api_key in value else value
+            for name, value in upstream.items() if is_relayed(name)}
 
 
 def error_from_answer(status: int, raw: bytes, *, api_key: str, headers: Mapping[str, str]) -> UpstreamError:

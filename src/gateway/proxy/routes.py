@@ -10,6 +10,7 @@ from aiohttp.abc import AbstractResolver
 
 from gateway.proxy.admission import Admission
 from gateway.proxy.cache import ConfigurationCache
+from gateway.proxy.context import proxy_context
 from gateway.proxy.exchange import proxy
 from gateway.proxy.failover import Cooldowns
 from gateway.proxy.metrics import ProxyMetrics, metrics_handler
@@ -94,6 +95,7 @@ def setup(app: web.Application, *, dns: AbstractResolver | None = None) -> None:
     app.cleanup_ctx.append(cache_ctx)
     app.cleanup_ctx.append(usage_ctx)
     app.cleanup_ctx.append(listener_ctx)
+    app.on_startup.append(proxy_context)  # after every cleanup context has started
     router = app.router
     router.add_post("/v1/chat/completions", chat_completions)
     router.add_post("/v1/completions", completions)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from gateway.legacy.source import LegacySource
     from gateway.proxy.admission import Admission
     from gateway.proxy.cache import ConfigurationCache
+    from gateway.proxy.context import ProxyContext
     from gateway.proxy.failover import Cooldowns
     from gateway.proxy.metrics import ProxyMetrics
     from gateway.proxy.translation import Translator
@@ -45,6 +46,7 @@ ADMISSION: web.AppKey[Admission] = web.AppKey("admission")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
 URL_POLICY: web.AppKey[UrlPolicy] = web.AppKey("url_policy")
 TRANSLATOR: web.AppKey[Translator] = web.AppKey("translator")
+PROXY: web.AppKey[ProxyContext] = web.AppKey("proxy")
 PROVIDER_LISTING: web.AppKey[ProviderListing] = web.AppKey("provider_listing")
 LEGACY_SOURCE: web.AppKey[LegacySource | None] = web.AppKey("legacy_source")
 READ_THROUGH: web.AppKey[ReadThrough | None] = web.AppKey("read_through")
