@@ -17,7 +17,6 @@ import resource
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from types import TracebackType
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
@@ -74,7 +73,7 @@ class Admission:
         self.in_flight = 0
         self.open_streams = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._by_user: dict[uuid.UUID, int] = {}
+        self._by_user: dict[int, int] = {}  # by UUID.int: a UUID's own hash is a Python method
         self.metrics = AdmissionMetrics(self, registry)
 
     @classmethod
@@ -95,33 +94,58 @@ class Admission:
                     f"(they wait up to {self.queue_timeout_s:g} s)")
         return None
 
-    def admit(self, request: web.Request, user_id: uuid.UUID, *, stream: bool) -> Slot:
-        """`async with admission.admit(...)`: hold a slot for the body of the block."""
-        return Slot(self, request, user_id, stream)
+    def enter(self, user_id: uuid.UUID, *, stream: bool) -> bool:
+        """Take one of the user's places (RateLimited when all are held) and, when one is free and nobody
+        queues, a slot: True. False: the caller awaits `wait`. Either way it calls `leave` once done. Synchronous,
+        so the common case costs no coroutine."""
+        self._take_user(user_id)
+        if self.in_flight < self.limit and not self._waiters:
+            self.in_flight += 1
+            self.metrics.waits[0] += 1  # observe(0.0): the first bucket, and nothing to the sum
+            if stream:
+                self.open_streams += 1
+            return True
+        return False
+
+    async def wait(self, request: web.Request, user_id: uuid.UUID, *, stream: bool) -> None:
+        """Queue for a slot after `enter` said False: a slot, or the error (503 after the queue timeout, the
+        client gone), with the user's place given back."""
+        try:
+            await self._acquire(request)
+        except BaseException:
+            self._give_user(user_id)
+            raise
+        if stream:
+            self.open_streams += 1
+
+    def leave(self, user_id: uuid.UUID, *, stream: bool) -> None:
+        """Give back the slot (to the oldest waiter, if any) and the user's place."""
+        if stream:
+            self.open_streams -= 1
+        self._release()
+        self._give_user(user_id)
 
     def _take_user(self, user_id: uuid.UUID) -> None:
-        held = self._by_user.get(user_id, 0)
+        key = user_id.int
+        held = self._by_user.get(key, 0)
         if held >= self.per_user:
             self.metrics.rejected["user_limit"].inc()
             raise RateLimited(
                 f"Too many concurrent requests: at most {self.per_user} per user at once on this gateway "
                 "process; wait for one to finish", code="too_many_concurrent_requests",
                 headers={"Retry-After": self.retry_after})
-        self._by_user[user_id] = held + 1
+        self._by_user[key] = held + 1
 
     def _give_user(self, user_id: uuid.UUID) -> None:
-        held = self._by_user[user_id] - 1
+        key = user_id.int
+        held = self._by_user[key] - 1
         if held:
-            self._by_user[user_id] = held
+            self._by_user[key] = held
         else:
-            del self._by_user[user_id]
+            del self._by_user[key]
 
     async def _acquire(self, request: web.Request) -> None:
         loop = asyncio.get_running_loop()
-        if self.in_flight < self.limit and not self._waiters:
-            self.in_flight += 1
-            self.metrics.waits[0] += 1  # observe(0.0): the first bucket, and nothing to the sum
-            return
         started = loop.time()
         deadline = started + self.queue_timeout_s
         waiter: asyncio.Future[None] = loop.create_future()
@@ -160,37 +184,6 @@ class Admission:
                 waiter.set_result(None)
                 return
         self.in_flight -= 1
-
-
-class Slot:
-    """One request's hold on a slot (an async context manager)."""
-
-    __slots__ = ("admission", "request", "stream", "user_id")
-
-    def __init__(self, admission: Admission, request: web.Request, user_id: uuid.UUID, stream: bool) -> None:
-        self.admission = admission
-        self.request = request
-        self.user_id = user_id
-        self.stream = stream
-
-    async def __aenter__(self) -> None:
-        admission = self.admission
-        admission._take_user(self.user_id)
-        try:
-            await admission._acquire(self.request)
-        except BaseException:
-            admission._give_user(self.user_id)
-            raise
-        if self.stream:
-            admission.open_streams += 1
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        admission = self.admission
-        if self.stream:
-            admission.open_streams -= 1
-        admission._release()
-        admission._give_user(self.user_id)
 
 
 def _connected(request: web.Request) -> bool:

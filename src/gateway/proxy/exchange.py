@@ -148,8 +148,13 @@ async def proxy(request: web.Request, path: str) -> web.StreamResponse:
     try:
         ex.conversation_id = routing_header(request, CONVERSATION_HEADER)
         await read_body(ex)
-        async with ex.ctx.admission.admit(request, ex.user_id, stream=ex.stream):
+        admission = ex.ctx.admission
+        if not admission.enter(ex.user_id, stream=ex.stream):
+            await admission.wait(request, ex.user_id, stream=ex.stream)
+        try:
             return await _serve(ex)
+        finally:
+            admission.leave(ex.user_id, stream=ex.stream)
     except GatewayError as exc:
         ex.status = exc.status
         ex.error_class = exc.__class__.__name__
