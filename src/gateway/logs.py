@@ -84,6 +84,11 @@ def configure(level: str = "INFO", fmt: str = "text", stream: TextIO | None = No
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Neither format shows a record's thread or process: not looked up for every record (the access log's
+    # thousands per second).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     for name in PINNED:
         logging.getLogger(name).setLevel(logging.WARNING)
     # litellm adds a stream handler of its own to its loggers on import, at LITELLM_LOG's level: held at

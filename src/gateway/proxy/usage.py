@@ -211,10 +211,12 @@ class UsageWriter:
         if not events:
             return
         self._metrics.observe_all([(event[4], event[5], event[8]) for event in events])
-        if self.access_log:
+        if self.access_log and access_log.isEnabledFor(logging.INFO):
             for event in events:  # one record per request: a log line is never two requests
                 fields = access_fields(event)
-                access_log.info("%s", access_line(fields), extra={"access": fields})
+                # Made and handled directly: Logger.info would look for its caller up the stack, every line.
+                access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, "(access)", 0, "%s",
+                                                        (access_line(fields),), None, extra={"access": fields}))
         buffer = self._buffer
         buffer.extend(events)
         if len(buffer) > MAX_BUFFERED:
