@@ -14,25 +14,13 @@ from tests.fresh import run_fresh
 SCRIPT = """
 import asyncio, sys, uuid
 from pathlib import Path
-from aiohttp.test_utils import TestClient, TestServer
-from pydantic import SecretStr
-from gateway.app import create_app
-from gateway.crypto.keyring import generate_key_entry
-from gateway.settings import Settings
-from gateway.store import migrate
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fresh import fresh_gateway
 
-ADMIN = "lazy-operator-token-" + uuid.uuid4().hex
-
-async def main(folder: Path, url: str) -> None:
-    settings = Settings(database_url=url, encryption_keys=SecretStr(generate_key_entry("k1")),
-                        admin_token=SecretStr(ADMIN), allow_private_base_urls=True, data_dir=folder)
+async def main(folder: Path) -> None:
     key = "sk-lazy-" + uuid.uuid4().hex
     async with FakeOpenAI(keys=[key]) as fake:
-        async with TestClient(TestServer(create_app(settings))) as client:
-            op = {"Authorization": f"Bearer {ADMIN}"}
-            user = await (await client.post("/api/admin/users", json={"name": "lazy"}, headers=op)).json()
-            headers = {"Authorization": f"Bearer {user['token']}"}
+        async with fresh_gateway(folder, "lazy") as (client, headers):
             resp = await client.post("/api/llm-configurations", headers=headers, json={
                 "name": "c", "provider": "openai", "model": "gpt-4o-mini", "api_key": key, "base_url": fake.url})
             assert resp.status == 201, await resp.text()
@@ -63,10 +51,7 @@ async def main(folder: Path, url: str) -> None:
     assert not built, f"built at start-up or by the web page: {built}"
     print("ok")
 
-folder = Path(sys.argv[1])
-url = f"sqlite+aiosqlite:///{folder / 'gateway.db'}"
-migrate.upgrade(url)
-asyncio.run(main(folder, url))
+asyncio.run(main(Path(sys.argv[1])))
 """
 
 

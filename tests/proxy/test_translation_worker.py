@@ -76,30 +76,18 @@ async def wait_for(condition: Any, timeout: float = 30.0) -> None:
 SCRIPT = """
 import asyncio, os, sys, uuid
 from pathlib import Path
-from aiohttp.test_utils import TestClient, TestServer
-from pydantic import SecretStr
-from gateway.app import create_app
-from gateway.crypto.keyring import generate_key_entry
-from gateway.settings import Settings
-from gateway.store import migrate
+from aiohttp.test_utils import TestServer
 from gateway.web.appkeys import TRANSLATOR
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fresh import fresh_gateway
 
-ADMIN = "worker-operator-token-" + uuid.uuid4().hex
-
-async def main(folder: Path, url: str) -> None:
-    settings = Settings(database_url=url, encryption_keys=SecretStr(generate_key_entry("k1")),
-                        admin_token=SecretStr(ADMIN), allow_private_base_urls=True, data_dir=folder)
+async def main(folder: Path) -> None:
     key = "sk-ant-worker-" + uuid.uuid4().hex
     fake = FakeAnthropic([key], chunks=4)
     server = TestServer(fake.app)
     await server.start_server()
     fake.attach(server)
-    app = create_app(settings)
-    async with TestClient(TestServer(app)) as client:
-        op = {"Authorization": f"Bearer {ADMIN}"}
-        user = await (await client.post("/api/admin/users", json={"name": "w"}, headers=op)).json()
-        headers = {"Authorization": f"Bearer {user['token']}"}
+    async with fresh_gateway(folder, "w") as (client, headers):
         resp = await client.post("/api/llm-configurations", headers=headers, json={
             "name": "claude", "provider": "anthropic", "model": "claude-sonnet-4-5", "api_key": key,
             "base_url": fake.url})
@@ -112,7 +100,7 @@ async def main(folder: Path, url: str) -> None:
         text = (await resp.read()).decode()
         assert resp.status == 200 and text.rstrip().endswith("data: [DONE]"), text
         assert fake.requests[-1].stream and fake.requests[-1].api_key == key
-        pid = app[TRANSLATOR].worker_pid
+        pid = client.server.app[TRANSLATOR].worker_pid
         assert pid is not None and pid != os.getpid()
     await server.close()
     loaded = sorted(name for name in ("litellm", "httpx", "openai", "gateway.proxy.translation.worker",
@@ -122,10 +110,7 @@ async def main(folder: Path, url: str) -> None:
     assert not Path(f"/proc/{pid}").exists() or open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
     print("ok")
 
-folder = Path(sys.argv[1])
-url = f"sqlite+aiosqlite:///{folder / 'gateway.db'}"
-migrate.upgrade(url)
-asyncio.run(main(folder, url))
+asyncio.run(main(Path(sys.argv[1])))
 """
 
 
