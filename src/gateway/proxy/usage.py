@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -27,11 +27,13 @@ from gateway.web.appkeys import METRICS, SESSIONMAKER, SETTINGS, USAGE
 
 log = logging.getLogger("gateway.usage")
 access_log = logging.getLogger("gateway.access")
-USAGE_COLUMNS = ["user_id", "configuration_id", "conversation_id", "endpoint", "provider", "model", "prompt_tokens",
-                 "completion_tokens", "cost_usd", "latency_ms", "status", "error_class", "attempts", "stream",
-                 "created_at", "team_id"]
-# Columns whose values repeat within a batch: their type processing is done once per distinct value.
-REPEATING = frozenset({"user_id", "configuration_id", "endpoint", "provider", "model", "stream", "team_id"})
+# In the table's order, which the compiled INSERT's positional parameters follow.
+USAGE_COLUMNS = ["user_id", "configuration_id", "team_id", "conversation_id", "endpoint", "provider", "model",
+                 "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "status", "error_class", "attempts",
+                 "stream", "created_at"]
+# Columns whose values differ from row to row (the others repeat: bound once per batch and value).
+PER_ROW = frozenset({"conversation_id", "prompt_tokens", "completion_tokens", "latency_ms", "status", "error_class",
+                     "attempts"})
 # A database outage must not grow memory without bound: past this, the oldest records are dropped.
 MAX_BUFFERED = 200_000
 # The flusher's shortest pause between flushes, however busy.
@@ -88,78 +90,134 @@ def next_pause(pause: float, written: int, *, interval_s: float, batch_size: int
 
 
 class RowInserter:
-    """The usage INSERT as one driver-level executemany. SQLAlchemy's generic per-row parameter handling
-    costs more than the database's own work here; its type processors are still the ones applied."""
+    """The usage INSERT as one driver-level executemany, its parameters built in one pass over a batch.
+    SQLAlchemy's generic per-row parameter handling costs more than the database's own work here; its column
+    types' bind processors are still the ones applied, each value derived from a configuration, a user or a path
+    once per batch (a batch holds a few of each many times), by object identity: a UUID's hash is Python."""
 
     def __init__(self, dialect: Dialect) -> None:
         table = cast(Table, UsageRecord.__table__)
         compiled = insert(table).compile(dialect=dialect, column_keys=USAGE_COLUMNS)
-        if compiled.positiontup is None:
-            raise RuntimeError(f"{dialect.name}: a positional paramstyle is needed for usage inserts")
+        if compiled.positiontup != USAGE_COLUMNS:
+            raise RuntimeError(f"{dialect.name}: usage inserts need positional parameters in USAGE_COLUMNS' order")
         self.dialect = dialect
         self.sql = compiled.string
-        self.order = tuple(compiled.positiontup)
-        processors: list[Callable[[Any], Any] | None] = [
-            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.order]
-        processors = [per_second(process) if name == "created_at" and process is not None else process
-                      for name, process in zip(self.order, processors, strict=True)]
-        self.picks = tuple(USAGE_COLUMNS.index(name) for name in self.order)
-        pairs = enumerate(zip(self.order, processors, strict=True))
-        self.steps: tuple[tuple[int, Callable[[Any], Any], bool], ...] = tuple(
-            (i, process, name in REPEATING) for i, (name, process) in pairs if process is not None
-        )
+        processors: dict[str, Callable[[Any], Any] | None] = {
+            name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in USAGE_COLUMNS}
+        self._process = processors
+        self._created_at = timestamp_binder(processors["created_at"])
+        self._cost = processors["cost_usd"]
+        # Per-row values with a processor other than the two above: none on SQLite or asyncpg, handled if ever.
+        self._others = tuple((USAGE_COLUMNS.index(name), process) for name, process in processors.items()
+                             if process is not None and name in PER_ROW)
+        configurations = cast(Table, LLMConfiguration.__table__)
+        # Each configuration's last use; updated_at keeps its value: it tells when it was edited, not used.
+        self.touch = (update(configurations).where(configurations.c.id == bindparam("b_id"))
+                      .values(last_used_at=bindparam("b_at"), updated_at=configurations.c.updated_at))
 
-    def parameters(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """Rows (tuples in USAGE_COLUMNS order) as positional parameters, each value through its column type's
-        processor; a repeating value (a user's id) is processed once per batch. The batch's memo goes by object
-        identity (the rows keep every value alive meanwhile): a UUID's own hash is a Python method."""
-        picks = self.picks
-        steps: list[tuple[int, Callable[[Any], Any], dict[Any, Any] | None]] = [
-            (i, process, {} if repeating else None) for i, process, repeating in self.steps
-        ]
+    def bind(self, name: str, value: Any) -> Any:
+        """One value as its column's type binds it (None stays None)."""
+        process = self._process[name]
+        return process(value) if process is not None and value is not None else value
+
+    def rows(self, batch: list[UsageEvent], prices: Mapping[str, ModelEntry]
+             ) -> tuple[list[tuple[Any, ...]], dict[uuid.UUID, datetime]]:
+        """The batch's INSERT parameters, and each configuration's latest successful use in it. Tokens come from
+        the answer when the stream did not report them; the cost from the model's per-token prices."""
+        served: dict[int, tuple[Any, Any, Any, Any, float, float]] = {}
+        users: dict[int, Any] = {}
+        endpoints: dict[str, Any] = {}
+        used: dict[int, tuple[uuid.UUID, float]] = {}
+        streams = (self.bind("stream", False), self.bind("stream", True))
+        created_at, cost_of, others = self._created_at, self._cost, self._others
         out = []
-        for row in rows:
-            values = [row[i] for i in picks]
-            for i, process, memo in steps:
-                value = values[i]
-                if value is None:
-                    continue
-                if memo is None:
-                    values[i] = process(value)
-                    continue
-                done = memo.get(id(value))
-                if done is None:
-                    done = memo[id(value)] = process(value)
-                values[i] = done
-            out.append(tuple(values))
-        return out
+        for (_, user_id, configuration, conversation_id, path, status, attempts, stream, latency_s, created,
+             usage, body, error_class) in batch:
+            if usage is None and body is not None:
+                usage = usage_of_body(body)
+            prompt, completion = usage or (0, 0)
+            by = served.get(id(configuration))
+            if by is None:
+                by = served[id(configuration)] = self._served(configuration, prices)
+            cid, team, provider, model, prompt_price, completion_price = by
+            user = users.get(id(user_id))
+            if user is None:
+                user = users[id(user_id)] = self.bind("user_id", user_id)
+            name = endpoints.get(path)
+            if name is None:
+                name = endpoints[path] = self.bind("endpoint", endpoint(path))
+            cost = float(prompt * prompt_price + completion * completion_price)
+            row = (user, cid, team, conversation_id, name, provider, model, prompt, completion,
+                   cost_of(cost) if cost_of is not None else cost, round(latency_s * 1000), status, error_class,
+                   attempts, streams[stream], created_at(created))
+            if others:
+                values = list(row)
+                for i, process in others:
+                    if values[i] is not None:
+                        values[i] = process(values[i])
+                row = tuple(values)
+            out.append(row)
+            if configuration is not None and status < 400:
+                seen = used.get(id(configuration))
+                if seen is None or seen[1] < created:
+                    used[id(configuration)] = (configuration.id, created)
+        return out, _latest(used.values())
+
+    def _served(self, configuration: CachedConfiguration | None, prices: Mapping[str, ModelEntry]
+                ) -> tuple[Any, Any, Any, Any, float, float]:
+        """The bound columns a configuration gives its rows, and its model's per-token prices."""
+        if configuration is None:
+            return (None, None, None, None, 0.0, 0.0)
+        team = configuration.team.id if configuration.team is not None else None
+        prompt_price, completion_price = token_prices(prices, litellm_provider=configuration.litellm_provider,
+                                                      model=configuration.model)
+        return (self.bind("configuration_id", configuration.id), self.bind("team_id", team),
+                self.bind("provider", configuration.provider), self.bind("model", configuration.model),
+                prompt_price, completion_price)
+
+
+def _latest(used: Iterable[tuple[uuid.UUID, float]]) -> dict[uuid.UUID, datetime]:
+    """Each configuration's latest use by id value (equal ids may be distinct objects: a cache rebuilt meanwhile)."""
+    latest: dict[uuid.UUID, float] = {}
+    for cid, at in used:
+        if latest.get(cid, -1.0) < at:
+            latest[cid] = at
+    return {cid: datetime.fromtimestamp(at, UTC) for cid, at in latest.items()}
 
 
 PROBE = datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
 MAX_SECONDS_MEMO = 4096
 
 
-def per_second(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """A timestamp column's bind processor, run once per second of the batch's UTC times: SQLite's formats a
-    text with a dict per row, the costliest step of a usage row. Only when its text ends in the six microsecond
-    digits (checked here, on a probe), else `process` itself; any other value goes to `process` too."""
-    whole = process(PROBE)
-    if not isinstance(whole, str) or whole != process(PROBE.replace(microsecond=0))[:-6] + "789012":
-        return process
+def timestamp_binder(process: Callable[[Any], Any] | None) -> Callable[[float], Any]:
+    """A function of a unix time to what a timestamp column binds for it: `process(datetime.fromtimestamp(t,
+    UTC))`. When the processor's text ends in the six microsecond digits (SQLite's; checked here, on a probe),
+    the text is made once per second and the microseconds appended: SQLite's formats a dict per value, the
+    costliest step of a usage row, and no datetime is made at all."""
+    if process is None:
+        return lambda at: datetime.fromtimestamp(at, UTC)
+    bind = process
+    whole = bind(PROBE)
+    if not isinstance(whole, str) or whole != bind(PROBE.replace(microsecond=0))[:-6] + "789012":
+        return lambda at: bind(datetime.fromtimestamp(at, UTC))
     memo: dict[int, str] = {}
 
-    def fast(value: Any) -> Any:
-        if type(value) is not datetime or value.tzinfo is not UTC:
-            return process(value)
-        second = int(value.timestamp())  # whole: value is at most microseconds past it
+    def text(at: float) -> Any:
+        if not at >= 0.0:  # before 1970 (or NaN): fromtimestamp's own rounding, not the one below
+            return bind(datetime.fromtimestamp(at, UTC))
+        second = int(at)
+        # fromtimestamp's microseconds: the exact fraction times 10**6, rounded half to even; 10**6 carries.
+        micro = round((at - second) * 1e6)
+        if micro == 1_000_000:
+            second, micro = second + 1, 0
         prefix = memo.get(second)
         if prefix is None:
             if len(memo) >= MAX_SECONDS_MEMO:
                 memo.clear()
-            prefix = memo[second] = process(value.replace(microsecond=0))[:-6]
-        return prefix + str(1_000_000 + value.microsecond)[1:]  # cheaper than a format spec
+            prefix = memo[second] = bind(datetime.fromtimestamp(second, UTC))[:-6]
+        return prefix + str(1_000_000 + micro)[1:]  # cheaper than a format spec
 
-    return fast
+    return text
 
 
 def access_fields(event: UsageEvent) -> dict[str, Any]:
@@ -283,67 +341,16 @@ class UsageWriter:
     async def _write(self, batch: list[UsageEvent]) -> None:
         if self._prices is None:
             self._prices = await asyncio.to_thread(model_data)
-        rows = self._rows(batch)
-        last_used = _last_used(rows)
-        table = cast(Table, LLMConfiguration.__table__)
         async with self._sessionmaker() as session:
             connection = await session.connection()
             inserter = self._inserter
             if inserter is None or inserter.dialect is not connection.dialect:
                 inserter = self._inserter = RowInserter(connection.dialect)
-            await connection.exec_driver_sql(inserter.sql, inserter.parameters(rows))
+            rows, last_used = inserter.rows(batch, self._prices)
+            await connection.exec_driver_sql(inserter.sql, rows)
             if last_used:
-                # updated_at keeps its value: it tells when the configuration was edited, not used.
-                await session.execute(
-                    update(table).where(table.c.id == bindparam("b_id"))
-                    .values(last_used_at=bindparam("b_at"), updated_at=table.c.updated_at),
-                    [{"b_id": cid, "b_at": at} for cid, at in last_used.items()],
-                )
+                await session.execute(inserter.touch, [{"b_id": cid, "b_at": at} for cid, at in last_used.items()])
             await session.commit()
-
-    def _rows(self, batch: list[UsageEvent]) -> list[tuple[Any, ...]]:
-        """Rows in USAGE_COLUMNS order: tokens from the answer when the stream did not report them, the cost."""
-        prices = self._prices or {}
-        costs: dict[tuple[str | None, str | None], tuple[float, float]] = {}
-        rows = []
-        for (_, user_id, configuration, conversation_id, path, status, attempts, stream, latency_s, created_at,
-             usage, body, error_class) in batch:
-            if usage is None and body is not None:
-                usage = usage_of_body(body)
-            prompt, completion = usage or (0, 0)
-            cid: uuid.UUID | None = None
-            provider: str | None = None
-            model: str | None = None
-            key: tuple[str | None, str | None] = (None, None)
-            team_id: uuid.UUID | None = None
-            if configuration is not None:
-                cid, provider, model = configuration.id, configuration.provider, configuration.model
-                key = (configuration.litellm_provider, model)
-                team_id = configuration.team.id if configuration.team is not None else None
-            per_token = costs.get(key)
-            if per_token is None:
-                per_token = costs[key] = token_prices(prices, litellm_provider=key[0], model=key[1])
-            rows.append((user_id, cid, conversation_id, endpoint(path), provider, model, prompt, completion,
-                         priced(per_token, prompt, completion), round(latency_s * 1000), status,
-                         error_class, attempts, stream, datetime.fromtimestamp(created_at, UTC), team_id))
-        return rows
-
-
-def _last_used(rows: list[tuple[Any, ...]]) -> dict[uuid.UUID, datetime]:
-    """Each configuration's latest successful use in rows: by object identity first (a UUID's hash is a Python
-    method, and a batch holds a few id objects many times), then by value."""
-    by_object: dict[int, tuple[uuid.UUID, datetime]] = {}
-    for row in rows:
-        cid = row[1]
-        if cid is not None and row[10] < 400:
-            seen = by_object.get(id(cid))
-            if seen is None or seen[1] < row[14]:
-                by_object[id(cid)] = (cid, row[14])
-    last_used: dict[uuid.UUID, datetime] = {}
-    for cid, at in by_object.values():
-        if cid not in last_used or last_used[cid] < at:
-            last_used[cid] = at
-    return last_used
 
 
 async def usage_ctx(app: web.Application) -> AsyncIterator[None]:
