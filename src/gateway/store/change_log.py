@@ -11,9 +11,9 @@ import logging
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from gateway.store.changes import Change, ChangeBus
 from gateway.store.models import ChangeLog, utcnow
@@ -32,6 +32,11 @@ async def append(session: AsyncSession, changes: Iterable[Change], *, origin: st
     await session.execute(delete(ChangeLog).where(ChangeLog.created_at < now - KEEP_FOR))
 
 
+# The poll, built once: it runs four times a second in every SQLite process, busy or idle.
+NEWER = (select(ChangeLog.id, ChangeLog.kind, ChangeLog.user_id, ChangeLog.origin)
+         .where(ChangeLog.id > bindparam("last_id")).order_by(ChangeLog.id))
+
+
 class ChangePoller:
     """Delivers other processes' change_log rows to this process's bus."""
 
@@ -39,24 +44,21 @@ class ChangePoller:
         self.bus = bus
         self.last_id = last_id
 
-    async def poll_once(self, session: AsyncSession) -> None:
+    async def poll_once(self, connection: AsyncConnection) -> None:
         """Emit every change newer than the last one seen (ours were delivered at commit)."""
-        rows = (await session.execute(
-            select(ChangeLog.id, ChangeLog.kind, ChangeLog.user_id, ChangeLog.origin)
-            .where(ChangeLog.id > self.last_id).order_by(ChangeLog.id)
-        )).all()
+        rows = (await connection.execute(NEWER, {"last_id": self.last_id})).all()
         for row_id, kind, user_id, origin in rows:
             self.last_id = row_id
             if origin != self.bus.origin:
                 self.bus.emit_local(Change(kind, user_id))
 
-    async def run(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        """Poll until cancelled."""
+    async def run(self, engine: AsyncEngine, interval_s: float = POLL_INTERVAL_S) -> None:
+        """Poll until cancelled: a connection of the engine's pool, no ORM session (a read of ids)."""
         while True:
-            await asyncio.sleep(POLL_INTERVAL_S)
+            await asyncio.sleep(interval_s)
             try:
-                async with sessionmaker() as session:
-                    await self.poll_once(session)
+                async with engine.connect() as connection:
+                    await self.poll_once(connection)
             except (SQLAlchemyError, OSError) as exc:
                 # A busy or briefly unavailable file: try again next round, nothing is lost (ids only grow).
                 log.warning("change log poll failed: %s", exc.__class__.__name__)

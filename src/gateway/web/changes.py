@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway.background import running
 from gateway.store.change_log import ChangePoller, last_change_id
 from gateway.store.listener import STARTUP_WAIT_S, ChangeListener, asyncpg_dsn
-from gateway.web.appkeys import CHANGES, METRICS, SESSIONMAKER, SETTINGS
+from gateway.web.appkeys import CHANGES, ENGINE, METRICS, SESSIONMAKER, SETTINGS
 
 log = logging.getLogger("gateway.listener")
 
@@ -25,7 +25,8 @@ async def change_log_ctx(app: web.Application) -> AsyncIterator[None]:
     sessionmaker = app[SESSIONMAKER]
     async with sessionmaker() as session:
         poller = ChangePoller(app[CHANGES], await last_change_id(session))
-    async with running(lambda: poller.run(sessionmaker), name="change-log-poller", crashes=app[METRICS].task_crashes):
+    engine = app[ENGINE]
+    async with running(lambda: poller.run(engine), name="change-log-poller", crashes=app[METRICS].task_crashes):
         yield
 
 
