@@ -52,6 +52,25 @@ async def test_a_malformed_translated_request_is_a_400_naming_the_field(
     assert len(claude.requests) == seen  # nothing reached the upstream
 
 
+async def test_a_request_the_translation_refuses_does_not_fail_over(
+        client: TestClient, user: ApiUser, claude: FakeAnthropic, fake: FakeOpenAI) -> None:
+    # DESIGN §5: never fail over on a 4xx that says the request is wrong; another key will not fix it. Refused
+    # by the translation before anything went upstream: no fallback, no cooldown, no key error counted.
+    fallback = await openai_config(client, user, fake)
+    await anthropic_config(client, user, claude, is_default=True, fallback_ids=[fallback["id"]])
+    resp = await client.post("/v1/chat/completions", headers=user.headers,
+                             json={"model": "x", "messages": [], "max_tokens": 10})
+    error = (await resp.json())["error"]
+    assert resp.status == 400, error
+    assert (error["param"], error["code"]) == ("messages", "invalid_type")
+    assert resp.headers["X-LLM-Gateway-Attempts"] == "1"
+    assert not fake.requests and not claude.requests
+    metrics = await (await client.get("/metrics")).text()
+    assert 'llm_gateway_upstream_attempts_total{outcome="key_error"} 0.0' in metrics
+    assert "llm_gateway_failovers_total 0.0" in metrics
+    assert "llm_gateway_cooldowns_total 0.0" in metrics
+
+
 async def test_translated_both_ways(client: TestClient, user: ApiUser, claude: FakeAnthropic) -> None:
     config = await anthropic_config(client, user, claude)
     async with sdk(client, user) as api:
