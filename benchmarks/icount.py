@@ -12,7 +12,8 @@ the floor (`--target bare`) and between trees. Time per request also depends on 
 branch prediction, which instruction counts ignore, and the loop does more per request at one connection than
 at 32 (no batching): use it to rank changes to the gateway's own work, and `make bench` for the figures.
 Needs valgrind (apt-get install valgrind); a run takes about a minute per tree. The same tree repeats to about
-0.1 % (one hash seed for all: PYTHONHASHSEED=0 unless set).
+0.2 % within one run, ~1 % between runs (one hash seed for all: PYTHONHASHSEED=0 unless set): compare trees in
+one run.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("/tmp/llm-gateway-bench/icount"))
     ours = p.parse_args(argv)
     # One hash seed for every tree: with a random one, dicts' and sets' probe sequences differ from run to run,
-    # which moved the same tree's count by 1-2 %; with one seed the same tree repeats to 0.1 %.
+    # which moved the same tree's count by 1-2 %; with one seed it repeats to 0.2 % within a run.
     os.environ.setdefault("PYTHONHASHSEED", "0")
     if shutil.which("valgrind") is None:
         raise SystemExit("icount needs valgrind: apt-get install valgrind")
