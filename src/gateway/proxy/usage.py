@@ -76,7 +76,8 @@ def cost_usd(prices: Mapping[str, ModelEntry], *, litellm_provider: str | None, 
 
 
 def priced(per_token: tuple[float, float], prompt_tokens: int, completion_tokens: int) -> float:
-    """The cost of one request's tokens at (prompt, completion) prices per token: the one formula of usage rows."""
+    """The cost of one request's tokens at (prompt, completion) prices per token. RowInserter.rows applies the same
+    formula inline, per row (tests/proxy/test_usage_rows.py checks that they agree)."""
     return float(prompt_tokens * per_token[0] + completion_tokens * per_token[1])
 
 
