@@ -235,9 +235,10 @@ class UsageRecord(Base):
     __table_args__ = (
         Index("ix_usage_records_user_id_created_at", "user_id", "created_at"),
         # Partial: most rows are personal (no team) and a team's usage is asked by its id, which implies the
-        # condition on both databases; a personal row's insert skips this B-tree (~17 % of SQLite's insert).
-        Index("ix_usage_records_team_id_created_at", "team_id", "created_at",
-              sqlite_where=text("team_id IS NOT NULL"), postgresql_where=text("team_id IS NOT NULL")),
+        # condition; a personal row's insert skips this B-tree (~17 % of SQLite's insert). PostgreSQL's index is
+        # partial too (migration 0007), but not said here: a postgresql_* argument loads SQLAlchemy's PostgreSQL
+        # dialect on every start, SQLite's included (tests/cli/test_serve_imports.py).
+        Index("ix_usage_records_team_id_created_at", "team_id", "created_at", sqlite_where=text("team_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
