@@ -76,8 +76,7 @@ def cost_usd(prices: Mapping[str, ModelEntry], *, litellm_provider: str | None, 
 
 
 def priced(per_token: tuple[float, float], prompt_tokens: int, completion_tokens: int) -> float:
-    """The cost of one request's tokens at (prompt, completion) prices per token. RowInserter.rows applies the same
-    formula inline, per row (tests/proxy/test_usage_rows.py checks that they agree)."""
+    """The cost of one request's tokens at (prompt, completion) prices per token: the one formula of usage rows."""
     return float(prompt_tokens * per_token[0] + completion_tokens * per_token[1])
 
 
@@ -125,7 +124,7 @@ class RowInserter:
              ) -> tuple[list[tuple[Any, ...]], dict[uuid.UUID, datetime]]:
         """The batch's INSERT parameters, and each configuration's latest successful use in it. Tokens come from
         the answer when the stream did not report them; the cost from the model's per-token prices."""
-        served: dict[int, tuple[Any, Any, Any, Any, float, float]] = {}
+        served: dict[int, tuple[Any, Any, Any, Any, tuple[float, float]]] = {}
         users: dict[int, Any] = {}
         endpoints: dict[str, Any] = {}
         used: dict[int, tuple[uuid.UUID, float]] = {}
@@ -140,14 +139,14 @@ class RowInserter:
             by = served.get(id(configuration))
             if by is None:
                 by = served[id(configuration)] = self._served(configuration, prices)
-            cid, team, provider, model, prompt_price, completion_price = by
+            cid, team, provider, model, per_token = by
             user = users.get(id(user_id))
             if user is None:
                 user = users[id(user_id)] = self.bind("user_id", user_id)
             name = endpoints.get(path)
             if name is None:
                 name = endpoints[path] = self.bind("endpoint", endpoint(path))
-            cost = float(prompt * prompt_price + completion * completion_price)
+            cost = priced(per_token, prompt, completion)
             row = (user, cid, team, conversation_id, name, provider, model, prompt, completion,
                    cost_of(cost) if cost_of is not None else cost, round(latency_s * 1000), status, error_class,
                    attempts, streams[stream], created_at(created))
@@ -165,16 +164,14 @@ class RowInserter:
         return out, _latest(used.values())
 
     def _served(self, configuration: CachedConfiguration | None, prices: Mapping[str, ModelEntry]
-                ) -> tuple[Any, Any, Any, Any, float, float]:
+                ) -> tuple[Any, Any, Any, Any, tuple[float, float]]:
         """The bound columns a configuration gives its rows, and its model's per-token prices."""
         if configuration is None:
-            return (None, None, None, None, 0.0, 0.0)
+            return (None, None, None, None, (0.0, 0.0))
         team = configuration.team.id if configuration.team is not None else None
-        prompt_price, completion_price = token_prices(prices, litellm_provider=configuration.litellm_provider,
-                                                      model=configuration.model)
         return (self.bind("configuration_id", configuration.id), self.bind("team_id", team),
                 self.bind("provider", configuration.provider), self.bind("model", configuration.model),
-                prompt_price, completion_price)
+                token_prices(prices, litellm_provider=configuration.litellm_provider, model=configuration.model))
 
 
 def _latest(used: Iterable[tuple[uuid.UUID, float]]) -> dict[uuid.UUID, datetime]:

@@ -52,10 +52,10 @@ class ChangePoller:
             if origin != self.bus.origin:
                 self.bus.emit_local(Change(kind, user_id))
 
-    async def run(self, engine: AsyncEngine, interval_s: float = POLL_INTERVAL_S) -> None:
+    async def run(self, engine: AsyncEngine) -> None:
         """Poll until cancelled: a connection of the engine's pool, no ORM session (a read of ids)."""
         while True:
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(POLL_INTERVAL_S)
             try:
                 async with engine.connect() as connection:
                     await self.poll_once(connection)
