@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks import procs
@@ -33,9 +34,16 @@ from benchmarks.procs import MODEL
 from benchmarks.run import Bench, parse_args
 
 
-def drive(port: int, token: str, count: int) -> None:
-    """COUNT chat completions, one at a time over one keep-alive connection; each must answer 200."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+def drive(port: int, token: str, count: int, connections: int = 1) -> None:
+    """COUNT chat completions over CONNECTIONS keep-alive connections at once (a thread each, one request at a
+    time on each); each must answer 200."""
+    if connections > 1:
+        shares = [count // connections + (i < count % connections) for i in range(connections)]
+        with ThreadPoolExecutor(connections) as pool:
+            for done in [pool.submit(drive, port, token, share) for share in shares]:
+                done.result()
+        return
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     body = procs.chat_body(MODEL)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     for _ in range(count):
@@ -69,18 +77,19 @@ def _dump(bench: Bench, proc: procs.Proc, label: str) -> int:
     raise RuntimeError("callgrind wrote no dump")
 
 
-def count(bench: Bench, src: Path, *, warmup: int, requests: int, label: str, idle_s: float) -> tuple[float, float]:
+def count(bench: Bench, src: Path, *, warmup: int, requests: int, label: str, idle_s: float,
+          connections: int = 1) -> tuple[float, float]:
     """Instructions per request of the tree at src: all of them, and less what the process does idle in as long
     (its timers: the change-log poll, the flusher's wake-ups). Under valgrind a request takes ~30 ms, so work
     done a few times a second weighs ~15 % of the first figure, and nothing at the real ~1,700 requests/s."""
     bench.args.src = src
     with bench.target(bench.args.targets[0], label=label) as (proc, port, token):
         procs.wait_first_200(proc, port, token, MODEL, timeout=300)
-        drive(port, token, warmup)
+        drive(port, token, warmup, connections)
         time.sleep(1.5)  # the usage flusher writes the warm-up's rows outside the counted window
         subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
         started = time.monotonic()
-        drive(port, token, requests)
+        drive(port, token, requests, connections)
         time.sleep(1.5)  # ... and the counted requests' rows inside it
         window = time.monotonic() - started
         total = _dump(bench, proc, label)
@@ -98,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--target", default="sqlite", choices=("sqlite", "postgres", "bare"))
     p.add_argument("--idle", type=float, default=10.0, help="seconds of idle counting after the requests")
+    p.add_argument("--connections", type=int, default=1,
+                   help="requests at once (the targets are at 32: batching and the loop's work per wake-up differ)")
     p.add_argument("--out", type=Path, default=Path("/tmp/llm-gateway-bench/icount"))
     ours = p.parse_args(argv)
     # One hash seed for every tree: with a random one, dicts' and sets' probe sequences differ from run to run,
@@ -115,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.wrap = ["valgrind", "--tool=callgrind", "--trace-children=no",
                           f"--callgrind-out-file={ours.out}/callgrind.{label}.%p"]
             per_request, busy = count(bench, src, warmup=ours.warmup, requests=ours.requests, label=label,
-                                      idle_s=ours.idle)
+                                      idle_s=ours.idle, connections=ours.connections)
             figures.append(busy)
             print(f"{src}: {per_request:,.0f} instructions/request, {busy:,.0f} less the idle process's",
                   flush=True)

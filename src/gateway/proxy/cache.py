@@ -207,23 +207,25 @@ class ConfigurationCache:
         self._sessionmaker = sessionmaker
         self._catalog = catalog
         self._urls = urls
-        self._users: dict[uuid.UUID, UserConfigurations] = {}
+        # By UUID.int, as the in-flight loads: a UUID's own hash is a Python method, and this is asked every request.
+        self._users: dict[int, UserConfigurations] = {}
         self.bindings = BindingCache(binding_bytes)
-        self._loads: dict[uuid.UUID, asyncio.Task[UserConfigurations]] = {}
+        self._loads: dict[int, asyncio.Task[UserConfigurations]] = {}
         # Bumped by every change: a load that started before a change must not store what it read.
         self._generation = 0
 
     async def configurations(self, user_id: uuid.UUID) -> UserConfigurations:
         """The user's configurations, from memory or loaded once."""
-        cached = self._users.get(user_id)
+        key = user_id.int
+        cached = self._users.get(key)
         if cached is not None:
             return cached
-        load = self._loads.get(user_id)
+        load = self._loads.get(key)
         if load is None:
             # One query shared by concurrent callers; shielded so a caller that goes away does not cancel it.
             load = asyncio.get_running_loop().create_task(self._load(user_id))
-            self._loads[user_id] = load
-            load.add_done_callback(lambda _: self._loads.pop(user_id, None))
+            self._loads[key] = load
+            load.add_done_callback(lambda _: self._loads.pop(key, None))
         return await asyncio.shield(load)
 
     async def _load(self, user_id: uuid.UUID) -> UserConfigurations:
@@ -232,7 +234,7 @@ class ConfigurationCache:
             usable = await usable_configurations(session, user_id=user_id)
         loaded = snapshot(usable, self._catalog, urls=self._urls)
         if generation == self._generation:
-            self._users[user_id] = loaded
+            self._users[user_id.int] = loaded
         return loaded
 
     async def binding(self, user_id: uuid.UUID, conversation_id: str) -> uuid.UUID | None:
@@ -264,6 +266,6 @@ class ConfigurationCache:
             self.on_change(Change("all"))
             return
         if change.kind in ("configurations", "users", TEAM_CHANGE):
-            self._users.pop(user_id, None)
+            self._users.pop(user_id.int, None)
         if change.kind in ("conversations", "users"):
             self.bindings.drop_user(user_id)

@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from yarl import URL
 
 from gateway.configurations.providers import WIRE_OPENAI
 from gateway.crypto.masking import scrub
@@ -60,10 +61,6 @@ class Target:
         """True when requests are forwarded as bytes."""
         return self.wire == WIRE_OPENAI
 
-    def url(self, path: str) -> str:
-        """The upstream URL of an OpenAI path such as "/chat/completions"."""
-        return self.base_url + path
-
     def headers(self, client_headers: Mapping[str, str] | None = None, content_type: str | None = None
                 ) -> dict[str, str]:
         """Request headers: the body's type, the configuration's key in the provider's header, a few client ones."""
@@ -88,6 +85,13 @@ class UpstreamResult:
     status: int
     headers: dict[str, str]
     body: bytes
+
+
+@lru_cache(maxsize=256)  # a few paths of a few upstreams: the cap only bounds what clients' pass-through paths add
+def upstream_url(base_url: str, path: str) -> URL:
+    """The URL of a path under an upstream's base URL, parsed once: aiohttp parses a string URL on every call (and
+    yarl's URLs are immutable, so one object serves every request)."""
+    return URL(base_url + path)
 
 
 @lru_cache(maxsize=1024)  # a pure function of a header name; upstreams send the same few names every time
@@ -174,8 +178,9 @@ async def post_upstream(
     headers = target.headers(client_headers, content_type)
     with upstream_errors(target):
         if timeout_s is None:  # the session's read timeouts (an explicit timeout=None would disable them)
-            return await http.post(target.url(path), data=data, headers=headers, allow_redirects=False)
-        return await http.post(target.url(path), data=data, headers=headers, allow_redirects=False,
+            return await http.post(upstream_url(target.base_url, path), data=data, headers=headers,
+                                   allow_redirects=False)
+        return await http.post(upstream_url(target.base_url, path), data=data, headers=headers, allow_redirects=False,
                                timeout=aiohttp.ClientTimeout(total=timeout_s))
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections import Counter as Tally
+from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from itertools import accumulate
 from typing import Any
 
@@ -88,8 +90,10 @@ class ProxyMetrics:
         self.attempt = {outcome: self.attempts.labels(outcome) for outcome in ATTEMPT_OUTCOMES}
         # Successful attempts since the last settle: a plain count on the hot path, added to attempt["ok"] in bulk.
         self.ok_attempts = 0
-        # Labelled children by (endpoint, status): labels() takes a lock and builds a key on every call.
-        self._children: dict[tuple[str, int], tuple[Any, list[float]]] = {}
+        # Request counters by (path, status): labels() takes a lock and builds a key on every call.
+        self._children: dict[tuple[str, int], Any] = {}
+        # A latency's bucket: the first whose bound is >= it (Histograms.observe's, as one C call).
+        self._bucket = partial(bisect_left, self.latency.bounds)
 
     def settle_attempts(self) -> None:
         """Add the successful attempts counted since the last call to their counter."""
@@ -97,22 +101,32 @@ class ProxyMetrics:
             self.attempt["ok"].inc(self.ok_attempts)
             self.ok_attempts = 0
 
-    def observe_all(self, finished: list[tuple[str, int, float]]) -> None:
-        """Count finished requests, given as (path, status, latency_s): counters once per label set."""
-        counts: dict[tuple[str, int], int] = {}
+    def observe_all(self, paths: Sequence[str], statuses: Sequence[int], latencies: Sequence[float]) -> None:
+        """Count finished requests, given as their paths, statuses and latencies (in the same order): each counter
+        once per label set, the latencies' buckets counted in C (Counter over bisect), not a Python step each."""
         children = self._children
-        bounds = self.latency.bounds
-        for path, status, latency_s in finished:
-            key = (path if path in KNOWN_ENDPOINTS else OTHER_ENDPOINT, status)
-            pair = children.get(key)
-            if pair is None:
-                pair = children[key] = (self.requests.labels(key[0], str(status)), self.latency.child(key[0]))
-            latency = pair[1]  # Histograms.observe, inlined: it runs once per request
-            latency[bisect_left(bounds, latency_s)] += 1
-            latency[-1] += latency_s
-            counts[key] = counts.get(key, 0) + 1
-        for key, count in counts.items():
-            children[key][0].inc(count)
+        for key, count in Tally(zip(paths, statuses, strict=True)).items():
+            child = children.get(key)
+            if child is None:
+                child = children[key] = self.requests.labels(endpoint_label(key[0]), str(key[1]))
+            child.inc(count)
+        if len(set(paths)) == 1:  # the common batch: one endpoint
+            groups: Mapping[str, Sequence[float]] = {endpoint_label(paths[0]): latencies}
+        else:
+            lists: dict[str, list[float]] = {}
+            for path, latency_s in zip(paths, latencies, strict=True):
+                lists.setdefault(endpoint_label(path), []).append(latency_s)
+            groups = lists
+        for label, values in groups.items():
+            counts = self.latency.child(label)
+            for bucket, count in Tally(map(self._bucket, values)).items():
+                counts[bucket] += count
+            counts[-1] += sum(values)
+
+
+def endpoint_label(path: str) -> str:
+    """The endpoint label of a proxied path: the path itself when known, else "other"."""
+    return path if path in KNOWN_ENDPOINTS else OTHER_ENDPOINT
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

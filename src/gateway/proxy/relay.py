@@ -30,9 +30,13 @@ def usage_of(obj: Any) -> tuple[int, int] | None:
         usage = response.get("usage") if isinstance(response, dict) else None
         if not isinstance(usage, dict):
             return None
-    prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0))
-    completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
-    return (_tokens(prompt), _tokens(completion))
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens")
+    # Chat and completions answers: two counts in range, taken as they are (once per request, so no calls).
+    if type(prompt) is int and type(completion) is int and 0 <= prompt <= MAX_TOKENS and 0 <= completion <= MAX_TOKENS:
+        return (prompt, completion)
+    return (_tokens(usage.get("prompt_tokens", usage.get("input_tokens", 0))),
+            _tokens(usage.get("completion_tokens", usage.get("output_tokens", 0))))
 
 
 def usage_of_body(raw: bytes) -> tuple[int, int] | None:
