@@ -98,7 +98,11 @@ class Admission:
         """Take one of the user's places (RateLimited when all are held) and, when one is free and nobody
         queues, a slot: True. False: the caller awaits `wait`. Either way it calls `leave` once done. Synchronous,
         so the common case costs no coroutine."""
-        self._take_user(user_id)
+        key = user_id.int
+        held = self._by_user.get(key, 0)
+        if held >= self.per_user:
+            raise self._user_limit()
+        self._by_user[key] = held + 1
         if self.in_flight < self.limit and not self._waiters:
             self.in_flight += 1
             self.metrics.waits[0] += 1  # observe(0.0): the first bucket, and nothing to the sum
@@ -122,19 +126,17 @@ class Admission:
         """Give back the slot (to the oldest waiter, if any) and the user's place."""
         if stream:
             self.open_streams -= 1
-        self._release()
+        if self._waiters:
+            self._release()
+        else:
+            self.in_flight -= 1
         self._give_user(user_id)
 
-    def _take_user(self, user_id: uuid.UUID) -> None:
-        key = user_id.int
-        held = self._by_user.get(key, 0)
-        if held >= self.per_user:
-            self.metrics.rejected["user_limit"].inc()
-            raise RateLimited(
-                f"Too many concurrent requests: at most {self.per_user} per user at once on this gateway "
-                "process; wait for one to finish", code="too_many_concurrent_requests",
-                headers={"Retry-After": self.retry_after})
-        self._by_user[key] = held + 1
+    def _user_limit(self) -> RateLimited:
+        self.metrics.rejected["user_limit"].inc()
+        return RateLimited(
+            f"Too many concurrent requests: at most {self.per_user} per user at once on this gateway process; "
+            "wait for one to finish", code="too_many_concurrent_requests", headers={"Retry-After": self.retry_after})
 
     def _give_user(self, user_id: uuid.UUID) -> None:
         key = user_id.int

@@ -214,6 +214,10 @@ class ConfigurationCache:
         # Bumped by every change: a load that started before a change must not store what it read.
         self._generation = 0
 
+    def cached(self, user_id: uuid.UUID) -> UserConfigurations | None:
+        """The user's configurations if in memory (no coroutine: the hot path asks this first)."""
+        return self._users.get(user_id.int)
+
     async def configurations(self, user_id: uuid.UUID) -> UserConfigurations:
         """The user's configurations, from memory or loaded once."""
         key = user_id.int

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gateway.configurations.providers import WIRE_OPENAI
 from gateway.errors import BadRequest
 from gateway.proxy import translation
 from gateway.proxy.forward import (
@@ -64,7 +65,7 @@ async def call(
 
     `body` is the parsed JSON body (its model becomes the target's), None for a pass-through body sent as `raw`
     with the client's `content_type`. Targets without OpenAI's wire format serve /chat/completions only."""
-    if not target.is_openai_compatible:
+    if target.wire != WIRE_OPENAI:  # not is_openai_compatible: a property is a call, on every request
         if path != TRANSLATED_PATH or body is None:
             raise BadRequest(f"Provider '{target.provider}' serves only /v1/chat/completions through the gateway",
                              code="endpoint_not_supported")

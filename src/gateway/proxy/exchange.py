@@ -170,8 +170,8 @@ async def proxy(request: web.Request, path: str) -> web.StreamResponse:
 async def _serve(ex: Exchange) -> web.StreamResponse:
     ctx = ex.ctx
     cache = ctx.cache
-    configurations = await cache.configurations(ex.user_id)
     user_id = ex.user_id
+    configurations = cache.cached(user_id) or await cache.configurations(user_id)
     chosen = await select_configuration(
         configurations,
         header=routing_header(ex.request, CONFIGURATION_HEADER),
