@@ -62,3 +62,12 @@ def test_observe_all_counts_what_prometheus_clients_counter_and_histogram_count(
     for key, value in expected.items():  # sums added in another order: equal to rounding
         assert got[key] == (pytest.approx(value) if key[0].endswith("_sum") else value), key
     assert expected[("llm_gateway_requests_total", (("endpoint", "other"), ("status", "200")))] == 2
+
+
+def test_client_paths_do_not_grow_the_counters_kept() -> None:
+    """A client chooses a pass-through path: a thousand made-up ones keep one counter, "other"'s (its memory)."""
+    metrics = ProxyMetrics()
+    paths = [f"/made-up/{n}" for n in range(1000)]
+    metrics.observe_all(paths, [200] * 1000, [0.01] * 1000)
+    metrics.observe_all(["/chat/completions", *paths[:10]], [200] * 11, [0.01] * 11)
+    assert set(metrics._children) == {(OTHER_ENDPOINT, 200), ("/chat/completions", 200)}

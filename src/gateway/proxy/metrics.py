@@ -90,7 +90,7 @@ class ProxyMetrics:
         self.attempt = {outcome: self.attempts.labels(outcome) for outcome in ATTEMPT_OUTCOMES}
         # Successful attempts since the last settle: a plain count on the hot path, added to attempt["ok"] in bulk.
         self.ok_attempts = 0
-        # Request counters by (path, status): labels() takes a lock and builds a key on every call.
+        # Request counters by (endpoint label, status): labels() takes a lock and builds a key on every call.
         self._children: dict[tuple[str, int], Any] = {}
         # A latency's bucket: the first whose bound is >= it (Histograms.observe's, as one C call).
         self._bucket = partial(bisect_left, self.latency.bounds)
@@ -105,10 +105,11 @@ class ProxyMetrics:
         """Count finished requests, given as their paths, statuses and latencies (in the same order): each counter
         once per label set, the latencies' buckets counted in C (Counter over bisect), not a Python step each."""
         children = self._children
-        for key, count in Tally(zip(paths, statuses, strict=True)).items():
+        for (path, status), count in Tally(zip(paths, statuses, strict=True)).items():
+            key = (endpoint_label(path), status)  # a client chooses the path: the label keeps the keys few
             child = children.get(key)
             if child is None:
-                child = children[key] = self.requests.labels(endpoint_label(key[0]), str(key[1]))
+                child = children[key] = self.requests.labels(key[0], str(status))
             child.inc(count)
         if len(set(paths)) == 1:  # the common batch: one endpoint
             groups: Mapping[str, Sequence[float]] = {endpoint_label(paths[0]): latencies}
