@@ -2,6 +2,7 @@
 machine cannot spoil.
 
     python -m benchmarks.icount SRC [SRC ...] [--requests 600] [--warmup 200] [--target sqlite] [--idle 10]
+                                [--connections 1]
 
 Each tree is started under callgrind against the same fake upstream, warmed up, its counters zeroed, then
 sent REQUESTS chat completions one at a time (the benchmark's body and configuration); the instructions all its
@@ -13,7 +14,8 @@ branch prediction, which instruction counts ignore, and the loop does more per r
 at 32 (no batching): use it to rank changes to the gateway's own work, and `make bench` for the figures.
 Needs valgrind (apt-get install valgrind); a run takes about a minute per tree. The same tree repeats to about
 0.2 % within one run, ~1 % between runs (one hash seed for all: PYTHONHASHSEED=0 unless set): compare trees in
-one run.
+one run. With `--connections 32` (the targets' load: batched usage rows, several requests per loop wake-up) it
+repeats to ~2 %: rank changes at one connection, read the ratio to the floor at 32.
 """
 
 from __future__ import annotations

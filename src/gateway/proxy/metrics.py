@@ -44,6 +44,7 @@ class Histograms(Collector):
         # The `le` labels as prometheus_client's Histogram writes them (the function is untyped there).
         self._le = [str(floatToGoString(bound)) for bound in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
         self._children: dict[tuple[str, ...], list[float]] = {}
+        self._bucket = partial(bisect_left, self.bounds)  # a value's bucket: the first whose bound is >= it
         registry.register(self)
 
     def child(self, *labels: str) -> list[float]:
@@ -55,8 +56,14 @@ class Histograms(Collector):
 
     def observe(self, counts: list[float], value: float, times: int = 1) -> None:
         """Count `times` observations of `value` in a child's counts."""
-        counts[bisect_left(self.bounds, value)] += times  # the first bucket whose bound is >= value
+        counts[self._bucket(value)] += times
         counts[-1] += value * times
+
+    def observe_many(self, counts: list[float], values: Sequence[float]) -> None:
+        """Count one observation of each value in a child's counts: the buckets tallied in C, not a step each."""
+        for bucket, times in Tally(map(self._bucket, values)).items():
+            counts[bucket] += times
+        counts[-1] += sum(values)
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         """One histogram family, a metric per label set, cumulative buckets as Prometheus wants them."""
@@ -92,8 +99,6 @@ class ProxyMetrics:
         self.ok_attempts = 0
         # Request counters by (endpoint label, status): labels() takes a lock and builds a key on every call.
         self._children: dict[tuple[str, int], Any] = {}
-        # A latency's bucket: the first whose bound is >= it (Histograms.observe's, as one C call).
-        self._bucket = partial(bisect_left, self.latency.bounds)
 
     def settle_attempts(self) -> None:
         """Add the successful attempts counted since the last call to their counter."""
@@ -103,7 +108,7 @@ class ProxyMetrics:
 
     def observe_all(self, paths: Sequence[str], statuses: Sequence[int], latencies: Sequence[float]) -> None:
         """Count finished requests, given as their paths, statuses and latencies (in the same order): each counter
-        once per label set, the latencies' buckets counted in C (Counter over bisect), not a Python step each."""
+        once per label set, each endpoint's latencies in one `Histograms.observe_many`."""
         children = self._children
         for (path, status), count in Tally(zip(paths, statuses, strict=True)).items():
             key = (endpoint_label(path), status)  # a client chooses the path: the label keeps the keys few
@@ -119,10 +124,7 @@ class ProxyMetrics:
                 lists.setdefault(endpoint_label(path), []).append(latency_s)
             groups = lists
         for label, values in groups.items():
-            counts = self.latency.child(label)
-            for bucket, count in Tally(map(self._bucket, values)).items():
-                counts[bucket] += count
-            counts[-1] += sum(values)
+            self.latency.observe_many(self.latency.child(label), values)
 
 
 def endpoint_label(path: str) -> str:
