@@ -15,15 +15,16 @@ import logging
 import uuid
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.crypto.inventory import ring_key_use
 from gateway.crypto.keyring import CryptoError, KeyRing, row_binding
 from gateway.crypto.team_keys import rewrap_team_keys
 from gateway.store.changes import Change, ChangeBus
 from gateway.store.db import dialect_name, rows_affected, take_sqlite_write_lock
-from gateway.store.models import LLMConfiguration, TeamKey, utcnow
+from gateway.store.models import LLMConfiguration, utcnow
 
 log = logging.getLogger("gateway.rotation")
 SQLITE_BUSY_RETRIES = 5
@@ -64,13 +65,9 @@ class EncryptionStatus(BaseModel):
 async def encryption_status(session: AsyncSession, *, keyring: KeyRing) -> EncryptionStatus:
     """Count personal configurations and team data keys per ring key id (team configurations are under their
     team's data key, which the ring wraps)."""
-    rows = dict((await session.execute(
-        select(LLMConfiguration.key_id, func.count()).where(LLMConfiguration.team_id.is_(None))
-        .group_by(LLMConfiguration.key_id)
-    )).all())
-    wrapped = dict((await session.execute(select(TeamKey.key_id, func.count()).group_by(TeamKey.key_id))).all())
-    counts = [KeyIdCount(key_id=k, rows=rows.get(k, 0), team_keys=wrapped.get(k, 0), in_ring=k in keyring.key_ids,
-                         primary=k == keyring.primary_id) for k in sorted(set(rows) | set(wrapped))]
+    counts = [KeyIdCount(key_id=use.key_id, rows=use.rows, team_keys=use.team_keys,
+                         in_ring=use.key_id in keyring.key_ids, primary=use.key_id == keyring.primary_id)
+              for use in await ring_key_use(session)]
     missing = [c.key_id for c in counts if not c.in_ring]
     return EncryptionStatus(
         primary_key_id=keyring.primary_id, ring_key_ids=list(keyring.key_ids), key_ids=counts,
