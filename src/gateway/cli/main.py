@@ -219,7 +219,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
     report = _run(work)
     print(report.model_dump_json(indent=2))
-    return 0 if not report.failed else 1
+    return 1 if report.failed or report.team_keys_failed else 0
 
 
 def cmd_migrate_legacy(args: argparse.Namespace) -> int:

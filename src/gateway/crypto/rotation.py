@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.crypto.inventory import ring_key_use
+from gateway.crypto.inventory import ring_key_use, teams_missing_data_keys
 from gateway.crypto.keyring import CryptoError, KeyRing, row_binding
 from gateway.crypto.team_keys import rewrap_team_keys
 from gateway.store.changes import Change, ChangeBus
@@ -38,6 +38,9 @@ class RotationReport(BaseModel):
     team_keys_rewrapped: int = 0
     batches: int = 0
     failed: list[uuid.UUID] = Field(default_factory=list, description="rows whose key could not be decrypted")
+    team_keys_failed: list[str] = Field(default_factory=list,
+                                        description="team data keys that could not be unwrapped (their ring key is "
+                                                    "not in the ring)")
     remaining: int = 0
 
 
@@ -60,6 +63,9 @@ class EncryptionStatus(BaseModel):
     needs_rotation: int
     all_in_ring: bool
     missing_key_ids: list[str]
+    teams_missing_data_keys: dict[str, int] = Field(
+        default_factory=dict, description="team name → configurations naming a data key the team no longer has "
+                                          "(a damaged database: those keys cannot be read)")
 
 
 async def encryption_status(session: AsyncSession, *, keyring: KeyRing) -> EncryptionStatus:
@@ -72,7 +78,7 @@ async def encryption_status(session: AsyncSession, *, keyring: KeyRing) -> Encry
     return EncryptionStatus(
         primary_key_id=keyring.primary_id, ring_key_ids=list(keyring.key_ids), key_ids=counts,
         needs_rotation=sum(c.rows + c.team_keys for c in counts if not c.primary), all_in_ring=not missing,
-        missing_key_ids=missing,
+        missing_key_ids=missing, teams_missing_data_keys=await teams_missing_data_keys(session),
     )
 
 
@@ -118,9 +124,9 @@ async def rotate_keys(sessionmaker: async_sessionmaker[AsyncSession], *, keyring
     """Re-encrypt every row not under the primary key; `max_batches` stops early (run again to resume)."""
     report = RotationReport(primary_key_id=keyring.primary_id)
     async with sessionmaker() as session:
-        report.team_keys_rewrapped, unwrappable = await rewrap_team_keys(session, keyring=keyring)
+        report.team_keys_rewrapped, report.team_keys_failed = await rewrap_team_keys(session, keyring=keyring)
         await session.commit()
-    for team_key_id in unwrappable:
+    for team_key_id in report.team_keys_failed:
         log.error("team data key %s cannot be re-wrapped: its ring key is not in the ring", team_key_id)
     while max_batches is None or report.batches < max_batches:
         for attempt in range(SQLITE_BUSY_RETRIES):

@@ -1,6 +1,8 @@
 """`serve`'s start-up check of stored key ids reads each id as what it is: a personal configuration's and a team
 data key's name ring keys (refused when the ring lacks one), a team configuration's names its team's data key (a
-missing one is reported by team, and the gateway starts). On SQLite and PostgreSQL."""
+missing one is reported by team, and the gateway starts; the encryption status names it too). `keys rotate` fails
+when a team data key cannot be re-wrapped, as it does for a configuration it cannot re-encrypt. On SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,30 +11,35 @@ import uuid
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from gateway.cli.bootstrap import StartupError, check_database
 from gateway.crypto.keyring import KeyRing, generate_key_entry, row_binding
+from gateway.crypto.rotation import RotationReport
 from gateway.crypto.team_keys import create_team_key, encrypt_with_data_key
 from gateway.settings import Settings, parse_key_ring
 from gateway.store.db import make_engine, make_sessionmaker
 from gateway.store.models import LLMConfiguration, Team, TeamMember, User
 from tests.cli.live import Gateway
+from tests.cli.test_cli import cli
 from tests.leakwatch import LeakWatch, new_watched_key
 
 
-async def _seed(url: str, ring: KeyRing, *, teams: int = 1, lost_data_keys: int = 0) -> None:
-    """A user with one personal configuration, and `teams` teams of one configuration each under its data key
-    (wrapped by `ring`); `lost_data_keys` more configurations of the last team name a data key that is gone."""
+async def _seed(url: str, ring: KeyRing, *, teams: int = 1, lost_data_keys: int = 0, personal: bool = True) -> None:
+    """A user with one personal configuration (unless not `personal`), and `teams` teams of one configuration each
+    under its data key (wrapped by `ring`); `lost_data_keys` more configurations of the last team name a data key
+    that is gone."""
     engine = make_engine(url)
     async with make_sessionmaker(engine)() as session:
         user = User(id=uuid.uuid4(), name=f"u{uuid.uuid4().hex[:6]}")
         session.add(user)
         await session.flush()
         cid = uuid.uuid4()
-        session.add(LLMConfiguration(id=cid, user_id=user.id, name="mine", provider="openai", model="gpt-4o",
-                                     api_key_encrypted=ring.encrypt(new_watched_key(), binding=row_binding(cid, user.id)),
-                                     key_id=ring.primary_id))
+        if personal:
+            session.add(LLMConfiguration(
+                id=cid, user_id=user.id, name="mine", provider="openai", model="gpt-4o", key_id=ring.primary_id,
+                api_key_encrypted=ring.encrypt(new_watched_key(), binding=row_binding(cid, user.id))))
         for n in range(teams):
             team = Team(id=uuid.uuid4(), name=f"team-{n}")
             session.add(team)
@@ -88,3 +95,27 @@ async def test_a_team_configuration_whose_data_key_is_gone_is_reported_and_serve
     out, err = await asyncio.to_thread(gateway.stop)
     key_watch.output("the gateway's output", gateway.banner + out + err)
     assert f"llm-gateway: warning: {warnings[0]}" in err
+
+
+def test_keys_rotate_fails_when_a_team_data_key_cannot_be_rewrapped(settings: Settings, tmp_path: Path) -> None:
+    old, new = generate_key_entry("old"), generate_key_entry("new")
+    asyncio.run(_seed(settings.database_url, KeyRing.from_entries(parse_key_ring(old)), personal=False))
+    # The operator dropped `old` from the ring before rotating: the team's data key can no longer be opened.
+    done = cli("keys", "rotate", cwd=tmp_path, LLM_GATEWAY_DATABASE_URL=settings.database_url,
+               LLM_GATEWAY_ENCRYPTION_KEYS=new)
+    report = RotationReport.model_validate_json(done.stdout)
+    assert (report.team_keys_rewrapped, len(report.team_keys_failed), report.remaining) == (0, 1, 1)
+    assert report.team_keys_failed[0].startswith("tk")
+    assert done.returncode == 1  # it was 0: the CLI said success with the team's key left under a missing key
+
+
+async def test_encryption_status_names_teams_whose_data_key_is_gone(client: TestClient, settings: Settings,
+                                                                    admin_headers: dict[str, str]) -> None:
+    ring = KeyRing.from_entries(settings.key_ring_entries())
+    await _seed(settings.database_url, ring, teams=2, lost_data_keys=3)
+    status = await (await client.get("/api/admin/encryption/status", headers=admin_headers)).json()
+    assert status["teams_missing_data_keys"] == {"team-1": 3}
+    # The ring ids: one personal configuration and two team data keys under the primary, nothing missing.
+    assert status["key_ids"] == [{"key_id": ring.primary_id, "rows": 1, "team_keys": 2, "in_ring": True,
+                                  "primary": True}]
+    assert status["all_in_ring"] is True and status["needs_rotation"] == 0
