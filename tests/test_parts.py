@@ -19,7 +19,7 @@ from tests.reliability.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # A quick test on the `database_url` fixture (both backends).
-ONE_TEST = "tests/cli/test_startup_key_ids.py::test_team_rows_do_not_stop_a_restart"
+ONE_TEST = "tests/crypto/test_key_inventory.py::test_team_rows_do_not_stop_a_restart"
 
 
 def _pytest(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
