@@ -1,6 +1,7 @@
 """A restart over every kind of row the product writes: `serve` (a real process) starts on a database holding
 personal, team, shared, template-made, imported and legacy-migrated configurations, rows left on the old ring key
-by an interrupted ring rotation, and team configurations after a finished and an interrupted team key rotation; then
+by an interrupted ring rotation (a personal row, and a team data key wrapped by it), and team configurations after
+a finished and an interrupted team key rotation; then
 one /v1 call through each still reaches the fake upstream with that configuration's own key. On both databases.
 
 The rows are written through the API of in-process gateways on the test's database (a first one whose ring's
@@ -30,13 +31,15 @@ from tests.fakes.openai_upstream import FakeOpenAI, start_openai_upstream
 from tests.leakwatch import LeakWatch, new_watched_key
 from tests.legacy_fixtures import write_legacy_files
 
-KINDS = ("personal", "ann 1", "ann 2", "team", "team key rotated", "green 1", "green 2", "template", "legacy")
+KINDS = ("personal", "ann 1", "ann 2", "team", "team on the old ring key", "team key rotated", "green 1", "green 2",
+         "template", "legacy")
 # Where each kind's row is stored after the build: a ring key id, or its team's current or retired data key.
 EXPECTED = {
     "personal": "t1", "personal on the old ring key": "t0", "personal rotated": "t1", "template": "t1",
-    "imported": "t1", "legacy": "t1", "team": "team key current", "team key rotated": "team key current",
-    "shared": "team key current", "team half rotated (new key)": "team key current",
-    "team half rotated (old key)": "team key retired",
+    "imported": "t1", "legacy": "t1", "team": "team key current, wrapped by t1",
+    "team on the old ring key": "team key current, wrapped by t0", "team key rotated": "team key current, wrapped by t1",
+    "shared": "team key current, wrapped by t1", "team half rotated (new key)": "team key current, wrapped by t1",
+    "team half rotated (old key)": "team key retired, wrapped by t1",
 }
 PASSPHRASE = "correct horse battery staple"
 
@@ -132,10 +135,16 @@ async def _build(old: TestClient, new: TestClient, fake: FakeOpenAI, keys: dict[
     half = await rotate_team_key(app[SESSIONMAKER], keyring=app[KEYRING], bus=app[CHANGES],
                                  team_id=uuid.UUID(green["id"]), batch_size=1, max_batches=1)
     assert (half.rotated, half.remaining) == (1, 1), half
+    # A team made after the ring rotation by a gateway still on the old ring: its data key stays wrapped by t0.
+    amber = await make_team(old, ann, "amber")
+    made["team on the old ring key"] = Made(await _team_configuration(old, ann, amber, fake,
+                                                                      keys["team on the old ring key"]),
+                                            ann, keys["team on the old ring key"])
     # Which of the pairs moved depends on their ids: name them after where they are.
     states = await _states(new, made)
     names = {"t0": "personal on the old ring key", "t1": "personal rotated",
-             "team key current": "team half rotated (new key)", "team key retired": "team half rotated (old key)"}
+             "team key current, wrapped by t1": "team half rotated (new key)",
+             "team key retired, wrapped by t1": "team half rotated (old key)"}
     for kind in ("ann 1", "ann 2", "green 1", "green 2"):
         made[names[states.pop(kind)]] = made.pop(kind)
     assert await _states(new, made) == EXPECTED
@@ -143,12 +152,19 @@ async def _build(old: TestClient, new: TestClient, fake: FakeOpenAI, keys: dict[
 
 
 async def _states(client: TestClient, made: dict[str, Made]) -> dict[str, str]:
-    """kind → where its row is stored: a ring key id, or its team's current or retired data key."""
+    """kind → where its row is stored: a ring key id, or its team's current or retired data key and the ring key
+    that wraps that."""
     async with client.server.app[SESSIONMAKER]() as session:
         rows = {str(r.id): r for r in (await session.execute(select(LLMConfiguration))).scalars()}
         team_keys = {k.id: k for k in (await session.execute(select(TeamKey))).scalars()}
-    return {kind: (f"team key {'retired' if team_keys[rows[one.id].key_id].retired_at else 'current'}"
-                   if rows[one.id].team_id else rows[one.id].key_id) for kind, one in made.items()}
+
+    def where(row: LLMConfiguration) -> str:
+        if row.team_id is None:
+            return row.key_id
+        key = team_keys[row.key_id]
+        return f"team key {'retired' if key.retired_at else 'current'}, wrapped by {key.key_id}"
+
+    return {kind: where(rows[one.id]) for kind, one in made.items()}
 
 
 async def test_serve_restarts_over_every_kind_of_row(aiohttp_client: Any, aiohttp_server: Any, client: TestClient,
