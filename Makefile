@@ -35,7 +35,10 @@ install: $(STAMP) $(PROXY)
 run: $(RUNTIME)
 	$(BIN)/llm-gateway serve
 
+# PostgreSQL: LLM_GATEWAY_TEST_DATABASE_URL, else the documented default when a server answers there (tests/parts.py);
+# without one its tests skip saying so. The run ends with one line per part (SQLite, PostgreSQL, browser, Node).
 test: $(STAMP) $(PROXY)
+	LLM_GATEWAY_TEST_DATABASE_URL="$$($(BIN)/python -m tests.parts)" \
 	TEST_LITELLM_PROXY_VENV=$(abspath $(PROXY_VENV)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

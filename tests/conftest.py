@@ -1,8 +1,10 @@
 """Fixtures: settings → migrated database (SQLite and PostgreSQL) → app → aiohttp client; every test runs under
 the key-leak watch (tests/leakwatch.py), which sees every gateway app started through aiohttp_client/_server.
 
-PostgreSQL runs when LLM_GATEWAY_TEST_DATABASE_URL names a server: the session creates its own database there
-and drops it at the end; if the server cannot be reached the PostgreSQL tests fail, they do not skip.
+PostgreSQL runs when LLM_GATEWAY_TEST_DATABASE_URL names a server (`make test` sets it to the documented default when
+a server answers there): the session creates its own database there and drops it at the end; if the server cannot
+be reached the PostgreSQL tests fail. Without the variable they skip saying so, and under CI=true the run stops at
+once (tests/parts.py: the same rule for Chromium and node; the run ends with a line per part saying what ran).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -23,13 +26,30 @@ from gateway.app import create_app
 from gateway.crypto.keyring import generate_key_entry
 from gateway.settings import Settings
 from gateway.store import migrate
-from tests import leakwatch
+from tests import leakwatch, parts
 from tests.leakwatch import TABLES, LeakWatch
 
 PG_SERVER_URL = os.environ.get("LLM_GATEWAY_TEST_DATABASE_URL")
-BACKENDS = ["sqlite"] + (["postgres"] if PG_SERVER_URL else [])
+# Always both: without a server the PostgreSQL cases skip (or fail under CI) with a reason, never vanish.
+BACKENDS = ["sqlite", "postgres"]
 ADMIN_TOKEN = "test-operator-token-" + uuid.uuid4().hex
 WATCHING = pytest.StashKey[leakwatch.Watching]()
+TALLY = pytest.StashKey[parts.Tally]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under CI a run without PostgreSQL stops before it starts: half the suite would not run."""
+    if parts.under_ci() and not PG_SERVER_URL:
+        raise pytest.UsageError(f"CI=true, but the PostgreSQL half of the suite cannot run: {parts.POSTGRES_MISSING}")
+    config.stash[TALLY] = parts.Tally()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Which parts of the suite ran, one line each."""
+    if TALLY in config.stash:
+        terminalreporter.write_sep("-", "parts of the suite")
+        for line in config.stash[TALLY].lines():
+            terminalreporter.write_line(line)
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -101,14 +121,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
         path = tmp_path / "gateway.db"
         shutil.copyfile(sqlite_template, path)
         return f"sqlite+aiosqlite:///{path}"
-    url: str = request.getfixturevalue("pg_database")
-    _truncate_pg(url)
-    return url
+    return _empty_postgres(request)
 
 
-@pytest.fixture(params=["postgres"] if PG_SERVER_URL else [])
+@pytest.fixture(params=["postgres"])
 def postgres_url(request: pytest.FixtureRequest) -> str:
     """For behaviour only PostgreSQL has: an empty, migrated PostgreSQL database."""
+    return _empty_postgres(request)
+
+
+def _empty_postgres(request: pytest.FixtureRequest) -> str:
+    if not PG_SERVER_URL:
+        parts.missing("PostgreSQL", parts.POSTGRES_MISSING)
     url: str = request.getfixturevalue("pg_database")
     _truncate_pg(url)
     return url
@@ -150,6 +174,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """After the last teardown: judge everything the test exposed; a leak fails the test's teardown."""
     report: pytest.TestReport = yield  # type: ignore[misc]
+    if TALLY in item.config.stash:
+        item.config.stash[TALLY].record(parts.parts_of(item), report)
     watching = item.stash.get(WATCHING, None)
     if watching is None:
         return report  # type: ignore[return-value]

@@ -171,6 +171,7 @@ def inner_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> tup
     planted = f"sk-planted-{uuid.uuid4().hex}"
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.delenv("LLM_GATEWAY_TEST_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CI", raising=False)  # SQLite is enough here: under CI a run without PostgreSQL stops
     pytester.makeconftest("from tests.conftest import *  # noqa: F403  (the suite's fixtures and watch)\n")
     pytester.makepyprojecttoml('[tool.pytest.ini_options]\nasyncio_mode = "auto"\n'
                                'asyncio_default_fixture_loop_scope = "function"\nfilterwarnings = ["error"]\n')

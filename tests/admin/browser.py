@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
+from tests import parts
 
 CHROMIUM = Path(os.environ.get("LLM_GATEWAY_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -27,12 +27,8 @@ PHONE = {"width": 375, "height": 780}
 
 def require_chromium() -> None:
     """Skip locally without Chromium; fail under CI, where a skipped browser test would hide a gap."""
-    if CHROMIUM.exists():
-        return
-    message = f"Chromium not found at {CHROMIUM}: install it with `apt-get install chromium`"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    if not CHROMIUM.exists():
+        parts.missing("browser", f"Chromium not found at {CHROMIUM}: install it with `apt-get install chromium`")
 
 
 @dataclass

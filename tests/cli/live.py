@@ -25,7 +25,8 @@ def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 60) -
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
-            raise AssertionError(f"exited before {marker!r}: {''.join(lines)}")
+            err = proc.stderr.read() if proc.stderr is not None else ""
+            raise AssertionError(f"exited before {marker!r}: {''.join(lines)}{err}")
         lines.append(line)
         if marker in line:
             return lines

@@ -160,7 +160,7 @@ def test_serve_refuses_rows_under_a_key_the_ring_lacks(tmp_path: Path, database_
     result = cli("serve", cwd=tmp_path, LLM_GATEWAY_DATABASE_URL=database_url,
                  LLM_GATEWAY_ENCRYPTION_KEYS=generate_key_entry("a"), LLM_GATEWAY_PORT=str(free_port()))
     assert result.returncode == 2
-    assert "2 rows under key id 'gone'" in result.stderr
+    assert "2 configurations under key id 'gone'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -180,7 +180,7 @@ def test_cli_rotate_then_retire(tmp_path: Path) -> None:
 
     asyncio.run(seed())
     refused = cli("serve", "--port", "1", keys=new)
-    assert refused.returncode == 2 and "5 rows under key id 'old'" in refused.stderr
+    assert refused.returncode == 2 and "5 configurations under key id 'old'" in refused.stderr
     partial = cli("keys", "rotate", "--batch-size", "2", "--max-batches", "1", keys=f"{new},{old}")
     assert partial.returncode == 0 and '"remaining": 3' in partial.stdout
     done = cli("keys", "rotate", keys=f"{new},{old}")

@@ -10,17 +10,16 @@ import os
 from pathlib import Path
 
 from pydantic import SecretStr
-from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from gateway.accounts.users import count_users, create_user, issue_token
+from gateway.crypto.inventory import ring_key_use, teams_missing_data_keys
 from gateway.crypto.keyring import generate_key_entry
 from gateway.errors import Conflict
 from gateway.settings import Settings, sqlite_file
 from gateway.store import migrate
 from gateway.store.db import make_engine, make_sessionmaker
-from gateway.store.models import LLMConfiguration
 
 KEY_FILE = "encryption.key"
 
@@ -105,8 +104,9 @@ def ensure_key_ring(settings: Settings, *, announce: bool = True) -> Settings:
         raise StartupError(f"{key_file} does not hold a valid key entry") from exc
 
 
-async def check_database(settings: Settings, *, apply_migrations: bool) -> None:
-    """Bring the schema to head (SQLite) or refuse when it is behind (PostgreSQL); refuse unknown key ids."""
+async def check_database(settings: Settings, *, apply_migrations: bool) -> list[str]:
+    """Bring the schema to head (SQLite) or refuse when it is behind (PostgreSQL); refuse ring key ids in use that
+    the ring lacks. Returns warnings to print: team configurations whose team data key is gone."""
     db_file = sqlite_path(settings)
     if db_file is not None:
         create_sqlite_file(db_file)
@@ -119,19 +119,22 @@ async def check_database(settings: Settings, *, apply_migrations: bool) -> None:
             await migrate.upgrade_async(settings.database_url)
         ring_ids = {key_id for key_id, _ in settings.key_ring_entries()}
         async with make_sessionmaker(engine)() as session:
-            rows = (
-                await session.execute(select(LLMConfiguration.key_id, func.count()).group_by(LLMConfiguration.key_id))
-            ).all()
-        missing = {key_id: count for key_id, count in rows if key_id not in ring_ids}
-        if missing:
-            detail = ", ".join(f"{count} rows under key id {key_id!r}" for key_id, count in sorted(missing.items()))
-            raise StartupError(
-                f"the key ring lacks keys still in use: {detail}; add them to LLM_GATEWAY_ENCRYPTION_KEYS"
-            )
+            in_use = await ring_key_use(session)
+            damaged = await teams_missing_data_keys(session)
     except (SQLAlchemyError, OSError) as exc:
         raise StartupError(describe_database_error(settings, exc)) from None
     finally:
         await engine.dispose()
+    missing = [use.describe() for use in in_use if use.key_id not in ring_ids]
+    if missing:
+        raise StartupError(
+            f"the key ring lacks keys still in use: {', '.join(missing)}; add them to LLM_GATEWAY_ENCRYPTION_KEYS"
+        )
+    # Not a reason to stop every other user: no setting brings a lost data key back (restore team_keys from a
+    # backup, or re-enter those keys), and those configurations fail on their own when used.
+    return [f"team {team!r}: {count} configuration{'' if count == 1 else 's'} under a team data key that no"
+            " longer exists (damaged database: restore team_keys from a backup or enter those keys again)"
+            for team, count in damaged.items()]
 
 
 async def ensure_first_admin(settings: Settings) -> str | None:

@@ -95,7 +95,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings(host=args.host, port=args.port, workers=args.workers)
     check_port(settings)
     settings = ensure_key_ring(settings)
-    _run(lambda: check_database(settings, apply_migrations=settings.is_sqlite))
+    for warning in _run(lambda: check_database(settings, apply_migrations=settings.is_sqlite)):
+        print(f"llm-gateway: warning: {warning}", file=sys.stderr, flush=True)
     token = _run(lambda: ensure_first_admin(settings))
     print(startup_block(settings, token), flush=True)
     return serve(settings)
@@ -218,7 +219,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
     report = _run(work)
     print(report.model_dump_json(indent=2))
-    return 0 if not report.failed else 1
+    return 1 if report.failed or report.team_keys_failed else 0
 
 
 def cmd_migrate_legacy(args: argparse.Namespace) -> int:

@@ -15,15 +15,16 @@ import logging
 import uuid
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.crypto.inventory import ring_key_use, teams_missing_data_keys
 from gateway.crypto.keyring import CryptoError, KeyRing, row_binding
 from gateway.crypto.team_keys import rewrap_team_keys
 from gateway.store.changes import Change, ChangeBus
 from gateway.store.db import dialect_name, rows_affected, take_sqlite_write_lock
-from gateway.store.models import LLMConfiguration, TeamKey, utcnow
+from gateway.store.models import LLMConfiguration, utcnow
 
 log = logging.getLogger("gateway.rotation")
 SQLITE_BUSY_RETRIES = 5
@@ -37,6 +38,9 @@ class RotationReport(BaseModel):
     team_keys_rewrapped: int = 0
     batches: int = 0
     failed: list[uuid.UUID] = Field(default_factory=list, description="rows whose key could not be decrypted")
+    team_keys_failed: list[str] = Field(default_factory=list,
+                                        description="team data keys that could not be unwrapped (their ring key is "
+                                                    "not in the ring)")
     remaining: int = 0
 
 
@@ -59,23 +63,22 @@ class EncryptionStatus(BaseModel):
     needs_rotation: int
     all_in_ring: bool
     missing_key_ids: list[str]
+    teams_missing_data_keys: dict[str, int] = Field(
+        default_factory=dict, description="team name → configurations naming a data key the team no longer has "
+                                          "(a damaged database: those keys cannot be read)")
 
 
 async def encryption_status(session: AsyncSession, *, keyring: KeyRing) -> EncryptionStatus:
     """Count personal configurations and team data keys per ring key id (team configurations are under their
     team's data key, which the ring wraps)."""
-    rows = dict((await session.execute(
-        select(LLMConfiguration.key_id, func.count()).where(LLMConfiguration.team_id.is_(None))
-        .group_by(LLMConfiguration.key_id)
-    )).all())
-    wrapped = dict((await session.execute(select(TeamKey.key_id, func.count()).group_by(TeamKey.key_id))).all())
-    counts = [KeyIdCount(key_id=k, rows=rows.get(k, 0), team_keys=wrapped.get(k, 0), in_ring=k in keyring.key_ids,
-                         primary=k == keyring.primary_id) for k in sorted(set(rows) | set(wrapped))]
+    counts = [KeyIdCount(key_id=use.key_id, rows=use.rows, team_keys=use.team_keys,
+                         in_ring=use.key_id in keyring.key_ids, primary=use.key_id == keyring.primary_id)
+              for use in await ring_key_use(session)]
     missing = [c.key_id for c in counts if not c.in_ring]
     return EncryptionStatus(
         primary_key_id=keyring.primary_id, ring_key_ids=list(keyring.key_ids), key_ids=counts,
         needs_rotation=sum(c.rows + c.team_keys for c in counts if not c.primary), all_in_ring=not missing,
-        missing_key_ids=missing,
+        missing_key_ids=missing, teams_missing_data_keys=await teams_missing_data_keys(session),
     )
 
 
@@ -121,9 +124,9 @@ async def rotate_keys(sessionmaker: async_sessionmaker[AsyncSession], *, keyring
     """Re-encrypt every row not under the primary key; `max_batches` stops early (run again to resume)."""
     report = RotationReport(primary_key_id=keyring.primary_id)
     async with sessionmaker() as session:
-        report.team_keys_rewrapped, unwrappable = await rewrap_team_keys(session, keyring=keyring)
+        report.team_keys_rewrapped, report.team_keys_failed = await rewrap_team_keys(session, keyring=keyring)
         await session.commit()
-    for team_key_id in unwrappable:
+    for team_key_id in report.team_keys_failed:
         log.error("team data key %s cannot be re-wrapped: its ring key is not in the ring", team_key_id)
     while max_batches is None or report.batches < max_batches:
         for attempt in range(SQLITE_BUSY_RETRIES):
