@@ -74,12 +74,30 @@ async def make_team(client: TestClient, owner: ApiUser, name: str | None = None)
     return body
 
 
+async def invite(client: TestClient, owner: ApiUser, team: dict[str, Any], user: ApiUser | str,
+                 role: str = "member") -> None:
+    """Invite a user (or any name) into the team through the API, as `owner`: always 202."""
+    name = user if isinstance(user, str) else user.name
+    resp = await client.post(f"/api/teams/{team['id']}/members", json={"user": name, "role": role},
+                             headers=owner.headers)
+    assert resp.status == 202, await resp.text()
+
+
+async def pending_invitations(client: TestClient, user: ApiUser) -> list[dict[str, Any]]:
+    """The user's pending invitations, through GET /api/invitations."""
+    resp = await client.get("/api/invitations", headers=user.headers)
+    assert resp.status == 200, await resp.text()
+    items: list[dict[str, Any]] = (await resp.json())["items"]
+    return items
+
+
 async def add_member(client: TestClient, owner: ApiUser, team: dict[str, Any], user: ApiUser,
                      role: str = "member") -> None:
-    """Add `user` to the team through the API, as `owner`."""
-    resp = await client.post(f"/api/teams/{team['id']}/members", json={"user": user.name, "role": role},
-                             headers=owner.headers)
-    assert resp.status == 201, await resp.text()
+    """Make `user` a member the honest way: `owner` invites through the API, `user` accepts its invitation."""
+    await invite(client, owner, team, user, role)
+    (invitation,) = [i for i in await pending_invitations(client, user) if i["team"]["id"] == team["id"]]
+    resp = await client.post(f"/api/invitations/{invitation['id']}/accept", headers=user.headers)
+    assert resp.status == 200, await resp.text()
 
 
 async def make_team_configuration(client: TestClient, owner: ApiUser, team: dict[str, Any],

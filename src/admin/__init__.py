@@ -11,6 +11,7 @@ from admin import (
     configurations,
     conversations,
     encryption,
+    invitations,
     legacy_migration,
     legacy_settings,
     operators,
@@ -18,6 +19,7 @@ from admin import (
     team_configurations,
     team_usage,
     teams,
+    teams_admin,
     templates,
     usage,
 )
@@ -33,7 +35,7 @@ from gateway.web.appkeys import PROVIDER_LISTING
 REGISTRIES: list[ApiRegistry] = [
     backup.api, legacy_settings.api, legacy_migration.api, encryption.api, operators.api, checks.api,
     conversations.api, usage.api, configurations.api, providers_api.api, audit.api, templates.api, teams.api,
-    team_configurations.api, team_usage.api,
+    team_configurations.api, team_usage.api, invitations.api, teams_admin.api,
 ]
 
 

@@ -28,6 +28,7 @@ from gateway.configurations.crud import (
     update_configuration,
 )
 from gateway.crypto.keyring import KeyRing
+from gateway.crypto.masking import mask_url_secrets
 from gateway.errors import NotFound
 from gateway.store.changes import Change
 from gateway.store.models import LLMConfiguration
@@ -180,6 +181,9 @@ async def public_rows(session: AsyncSession, keyring: KeyRing, rows: list[LLMCon
             items.append(to_public(keyring, row))
             continue
         fields = {name: getattr(row, name) for name in ROW_FIELDS} | {"is_default": row.id == default_id}
+        if row.base_url and not teams[row.team_id].is_owner:
+            # Owners typed it and see it whole; a member may use it, not read a credential it may carry.
+            fields["base_url"] = mask_url_secrets(row.base_url)
         team = teams[row.team_id].team
         items.append(ConfigurationPublic(**fields, api_key=await reader.masked(row),
                                          team=TeamRef(id=team.id, name=team.name)))

@@ -6,14 +6,13 @@ import uuid
 from datetime import datetime
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from admin.registry import ApiRegistry
 from admin.schemas import Public, StrictBody, json_response
 from gateway.accounts.users import (
     UserName,
     create_user,
-    delete_user,
     get_user,
     issue_token,
     list_tokens,
@@ -23,8 +22,11 @@ from gateway.accounts.users import (
 )
 from gateway.errors import NotFound
 from gateway.store.changes import Change
+from gateway.teams.departure import OnLastOwner, delete_member_user
+from gateway.teams.membership import changes_for
 from gateway.web.appkeys import CHANGES, SESSIONMAKER
-from gateway.web.requests import parse_body
+from gateway.web.auth import caller_of
+from gateway.web.requests import parse_body, parse_query
 
 api = ApiRegistry(tag="operators")
 OPERATOR_ERRORS = (403,)
@@ -165,12 +167,22 @@ async def enable_user_handler(request: web.Request) -> web.Response:
     return await _set_disabled(request, False)
 
 
-@api.route("DELETE", "/admin/users/{id}", summary="Delete a user with its tokens, configurations and usage",
-           status=204, errors=(*OPERATOR_ERRORS, 404))
+class UserDeleteQuery(BaseModel):
+    on_last_owner: OnLastOwner = Field(
+        default="refuse", description="When the user is a team's last owner: `refuse` (409 naming the teams) or "
+        "`transfer` (the team's longest-standing other member becomes its owner)")
+
+
+@api.route("DELETE", "/admin/users/{id}", summary="Delete a user with its tokens, configurations and personal "
+           "usage; its teams keep their usage and audit, and an owner", query=UserDeleteQuery, status=204,
+           errors=(*OPERATOR_ERRORS, 400, 404, 409))
 async def delete_user_handler(request: web.Request) -> web.Response:
     user_id = _uuid(request.match_info["id"], "user")
+    query = parse_query(request, UserDeleteQuery)
     async with request.config_dict[SESSIONMAKER]() as session:
-        if not await delete_user(session, user_id=user_id):
+        affected = await delete_member_user(session, user_id=user_id, actor=caller_of(request).user_name,
+                                            on_last_owner=query.on_last_owner)
+        if affected is None:
             raise NotFound(f"No user with id '{user_id}'")
-        await request.config_dict[CHANGES].commit(session, Change("users", str(user_id)))
+        await request.config_dict[CHANGES].commit(session, Change("users", str(user_id)), *changes_for(affected))
     return web.Response(status=204)

@@ -84,7 +84,7 @@ async def share_configuration_handler(request: web.Request) -> web.Response:
         copy, source, member = await share_configuration(
             session, keyring=request.config_dict[KEYRING], user_id=user_id, team_id=request.match_info["team_id"],
             configuration_id=body.configuration_id, name=body.name,
-            max_per_team=request.config_dict[POLICY].max_per_user)
+            max_per_team=request.config_dict[POLICY].max_per_team)
         record(session, user_id=user_id, actor=actor, action="share", configuration_id=copy.id,
                team_id=member.team.id, details={"name": copy.name, "source_id": str(source.id)})
         await commit_team(request, session, member.team.id)
@@ -110,13 +110,19 @@ async def rotate_team_key_handler(request: web.Request) -> web.Response:
     user_id, actor = _caller(request)
     async with request.config_dict[SESSIONMAKER]() as session:
         team = (await membership(session, user_id=user_id, team_id=request.match_info["team_id"], owner=True)).team
+    return json_response(await rotate_and_record(request, team_id=team.id, user_id=user_id, actor=actor))
+
+
+async def rotate_and_record(request: web.Request, *, team_id: uuid.UUID, user_id: uuid.UUID | None, actor: str
+                            ) -> TeamRotationReport:
+    """Rotate the team's data key, then audit it and tell its members (owners' and operators' route)."""
     report = await rotate_team_key(request.config_dict[SESSIONMAKER], keyring=request.config_dict[KEYRING],
-                                   bus=request.config_dict[CHANGES], team_id=team.id)
+                                   bus=request.config_dict[CHANGES], team_id=team_id)
     async with request.config_dict[SESSIONMAKER]() as session:
-        record(session, user_id=user_id, actor=actor, action="team.rotate_key", team_id=team.id,
+        record(session, user_id=user_id, actor=actor, action="team.rotate_key", team_id=team_id,
                details={"rotated": report.rotated, "resumed": report.resumed})
-        await commit_team(request, session, team.id)
-    return json_response(report)
+        await commit_team(request, session, team_id)
+    return report
 
 
 @api.route("POST", CONFIGS + "/export", summary="Export the team's configurations (owners); keys sealed under the "

@@ -17,6 +17,7 @@ from admin.schemas import Public, StrictBody, json_response, printable
 from gateway.store.changes import Change
 from gateway.store.models import Team
 from gateway.teams import members as team_members
+from gateway.teams.invitations import invite
 from gateway.teams.membership import (
     OWNER,
     changes_for,
@@ -27,7 +28,7 @@ from gateway.teams.membership import (
     membership,
     rename_team,
 )
-from gateway.web.appkeys import CHANGES, KEYRING, SESSIONMAKER
+from gateway.web.appkeys import CHANGES, KEYRING, SESSIONMAKER, SETTINGS
 from gateway.web.auth import caller_of
 from gateway.web.requests import parse_body, parse_query
 
@@ -71,6 +72,16 @@ class MemberAdd(StrictBody):
     role: Role = "member"
 
 
+class Invited(Public):
+    status: Literal["invited"]
+    message: str
+
+
+# One answer for every name, so it says nothing of which users exist.
+INVITED = Invited(status="invited", message="If this user exists and is not a member yet, they have a pending "
+                  "invitation; they join the team when they accept it")
+
+
 class MemberUpdate(StrictBody):
     role: Role
 
@@ -98,7 +109,7 @@ async def commit_team(request: web.Request, session: AsyncSession, team_id: uuid
     await request.config_dict[CHANGES].commit(session, *changes_for(users))
 
 
-async def _public(session: AsyncSession, team: Team, role: str) -> TeamPublic:
+async def team_public(session: AsyncSession, team: Team, role: str) -> TeamPublic:
     count = len(await member_ids(session, team_id=team.id))
     return TeamPublic(id=team.id, name=team.name, role=role, members=count, created_at=team.created_at)
 
@@ -110,9 +121,9 @@ async def create_team_handler(request: web.Request) -> web.Response:
     body = await parse_body(request, TeamCreate)
     async with request.config_dict[SESSIONMAKER]() as session:
         team = await create_team(session, keyring=request.config_dict[KEYRING], user_id=user_id, actor=actor,
-                                 name=body.name)
+                                 name=body.name, max_teams=request.config_dict[SETTINGS].max_teams_per_user)
         await commit_team(request, session, team.id)
-        return json_response(await _public(session, team, OWNER), 201)
+        return json_response(await team_public(session, team, OWNER), 201)
 
 
 @api.route("GET", BASE, summary="Your teams, by name", query=TeamQuery, response=TeamList,
@@ -131,7 +142,7 @@ async def get_team_handler(request: web.Request) -> web.Response:
     user_id, _ = _caller(request)
     async with request.config_dict[SESSIONMAKER]() as session:
         found = await membership(session, user_id=user_id, team_id=request.match_info["team_id"])
-        return json_response(await _public(session, found.team, found.role))
+        return json_response(await team_public(session, found.team, found.role))
 
 
 @api.route("PATCH", TEAM, summary="Rename a team (owners)", body=TeamCreate, response=TeamPublic,
@@ -143,7 +154,7 @@ async def rename_team_handler(request: web.Request) -> web.Response:
         team = await rename_team(session, user_id=user_id, actor=actor, team_id=request.match_info["team_id"],
                                  name=body.name)
         await commit_team(request, session, team.id)
-        return json_response(await _public(session, team, OWNER))
+        return json_response(await team_public(session, team, OWNER))
 
 
 @api.route("DELETE", TEAM, summary="Delete a team (owners): its data key is destroyed first, then its "
@@ -167,18 +178,17 @@ async def list_members_handler(request: web.Request) -> web.Response:
                                                         added_at=m.added_at) for m in rows]))
 
 
-@api.route("POST", TEAM + "/members", summary="Add a user by name (owners)", body=MemberAdd,
-           response=MemberPublic, status=201, errors=(*USER_ERRORS, 404, 409))
-async def add_member_handler(request: web.Request) -> web.Response:
+@api.route("POST", TEAM + "/members", summary="Invite a user by name (owners): 202 whether or not the user exists; "
+           "the user becomes a member on accepting (GET /api/invitations)", body=MemberAdd, response=Invited,
+           status=202, errors=(*USER_ERRORS, 404))
+async def invite_member_handler(request: web.Request) -> web.Response:
     user_id, actor = _caller(request)
     body = await parse_body(request, MemberAdd)
     async with request.config_dict[SESSIONMAKER]() as session:
-        member = await team_members.add_member(session, user_id=user_id, actor=actor,
-                                               team_id=request.match_info["team_id"], user_name=body.user,
-                                               role=body.role)
-        await commit_team(request, session, uuid.UUID(request.match_info["team_id"]))
-    return json_response(MemberPublic(user_id=member.user_id, name=member.name, role=member.role,
-                                      added_at=member.added_at), 201)
+        await invite(session, user_id=user_id, actor=actor, team_id=request.match_info["team_id"],
+                     user_name=body.user, role=body.role)
+        await session.commit()
+    return json_response(INVITED, 202)
 
 
 @api.route("PATCH", MEMBER, summary="Change a member's role (owners); the last owner cannot be demoted",

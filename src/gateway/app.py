@@ -91,7 +91,8 @@ def create_app(settings: Settings, *, dns: AbstractResolver | None = None) -> we
     app[TEMPLATES] = TemplateCatalog.load(catalog, settings.templates_file)
     # Where the gateway may send requests: one object, asked on save, before each send and at connect time.
     app[URL_POLICY] = UrlPolicy.from_settings(settings)
-    app[POLICY] = Policy(catalog=catalog, urls=app[URL_POLICY], max_per_user=settings.max_configurations_per_user)
+    app[POLICY] = Policy(catalog=catalog, urls=app[URL_POLICY], max_per_user=settings.max_configurations_per_user,
+                    max_per_team=settings.max_configurations_per_team)
     # Tests cost the user money: a per-user budget (in memory, per process).
     app[TEST_LIMITER] = SlidingWindowLimiter(limit=settings.tests_per_minute, window_s=60.0)
     app.cleanup_ctx.append(database_ctx)

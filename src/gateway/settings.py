@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     max_concurrent_requests_per_user: int = Field(default=500, ge=1)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_configurations_per_user: int = Field(default=100, ge=1)
+    # Teams multiply configurations (each has its own limit), so a user's teams are bounded too.
+    max_configurations_per_team: int = Field(default=100, ge=1)
+    max_teams_per_user: int = Field(default=20, ge=1)
     test_timeout_s: float = Field(default=10.0, gt=0)
     test_concurrency: int = Field(default=4, ge=1, le=64)
     tests_per_minute: int = Field(default=30, ge=1)

@@ -1,9 +1,10 @@
 """Teams on the web page, in real Chromium against a real gateway and a fake OpenAI upstream.
 
-An owner creates a team, adds a member, adds a team configuration and shares a personal one into the team; the
-refusals (an unknown user, demoting the last owner) are the API's own words. The member, in another browser
-context with its own token, sees the team's configurations with their badge and masked, tests one, makes one
-its default, and has none of the owner's controls.
+An owner creates a team, invites a member (an unknown name is answered exactly alike), adds a team configuration
+and shares a personal one into the team; the refusal to demote the last owner is the API's own words. The member,
+in another browser context with its own token, accepts the invitation from the page, sees the team's
+configurations with their badge and masked, tests one, makes one its default, and has none of the owner's
+controls.
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ async def create_team(page: Any, name: str) -> None:
     await expect(page.get_by_role("heading", name=f"Team {name}")).to_be_visible()
 
 
-async def add_member(page: Any, user: str) -> None:
-    """The owner's "Add member" form, role left at member."""
-    form = page.get_by_role("form", name="Add a member")
+async def invite(page: Any, user: str) -> None:
+    """The owner's "Invite" form, role left at member; the page says the same whatever the name."""
+    form = page.get_by_role("form", name="Invite a member")
     await form.get_by_label("User name").fill(user)
-    await form.get_by_role("button", name="Add member").click()
+    await form.get_by_role("button", name="Invite").click()
+    await expect(page.locator("#toasts")).to_contain_text(f"Invited {user} to research: they join when they accept.")
 
 
 async def add_team_configuration(page: Any, *, name: str, base_url: str) -> None:
@@ -70,12 +72,11 @@ async def owner_steps(page: Any, client: TestClient, alice: ApiUser, bob: ApiUse
     team_id = page.url.split("team=", 1)[1]
     panel = page.locator('.team-panel[data-team="research"]')
 
-    await add_member(page, "nobody-here")
-    status, message = await api_error(client, alice, "POST", f"/api/teams/{team_id}/members", {"user": "nobody-here"})
-    assert status == 404
-    await expect(panel.locator('[data-error-for="user"], .form-error').filter(has_text=message)).to_be_visible()
-    await add_member(page, bob.name)
-    await expect(panel.locator(f'tr[data-member="{bob.name}"] .cell-role')).to_contain_text("member")
+    await invite(page, "nobody-here")
+    resp = await client.post(f"/api/teams/{team_id}/members", json={"user": "nobody-here"}, headers=alice.headers)
+    assert resp.status == 202
+    await invite(page, bob.name)
+    await expect(panel.locator(f'tr[data-member="{bob.name}"]')).to_have_count(0)  # not until bob accepts
 
     # The last owner cannot demote herself: the page shows the API's refusal and keeps her the owner.
     status, message = await api_error(
@@ -109,7 +110,15 @@ async def owner_steps(page: Any, client: TestClient, alice: ApiUser, bob: ApiUse
 
 
 async def member_steps(page: Any, client: TestClient, bob: ApiUser, team_id: str) -> None:
-    """Bob: the team's configurations with their badge, test and default; none of the owner's controls."""
+    """Bob: accepts the invitation; the team's configurations with their badge, test and default; none of the
+    owner's controls."""
+    invitations = page.get_by_role("region", name="Team invitations")
+    await expect(invitations).to_contain_text("team-alice invites you to team research as member.")
+    await invitations.get_by_role("button", name="Accept the invitation to research").click()
+    await expect(page.locator("#toasts")).to_contain_text("You joined research as member.")
+    await expect(page.locator('.team-panel[data-team="research"]')).to_be_visible()
+    await expect(page.get_by_role("region", name="Team invitations")).to_have_count(0)
+    await page.goto("/ui/")
     shared = row(page, "shared-gpt")
     await expect(shared.locator('.tag-team[data-team="research"]')).to_be_visible()
     await expect(row(page, "own-gpt-shared")).to_be_visible()
@@ -130,7 +139,7 @@ async def member_steps(page: Any, client: TestClient, bob: ApiUser, team_id: str
     await expect(panel).to_contain_text("You are a member")
     await expect(panel.locator(f'tr[data-member="{bob.name}"] .cell-role')).to_have_text("member")
     await expect(panel.locator("select")).to_have_count(0)
-    for control in ("Remove", "Delete team", "Add member"):
+    for control in ("Remove", "Delete team", "Invite"):
         await expect(panel.get_by_role("button", name=control)).to_have_count(0)
     await expect(page.get_by_role("button", name="Add team configuration")).to_be_hidden()
     await expect(page.locator("tbody tr[data-name]")).to_have_count(2)
@@ -164,7 +173,7 @@ async def test_owner_and_member_share_a_team(  # type: ignore[no-untyped-def]
     # The owner's team view fits a phone: the members panel included, nothing scrolls sideways.
     await owner_page.set_viewport_size(PHONE)
     await owner_page.goto(f"/ui/?team={team_id}")
-    await expect(owner_page.get_by_role("form", name="Add a member")).to_be_visible()
+    await expect(owner_page.get_by_role("form", name="Invite a member")).to_be_visible()
     overflow = await owner_page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"the team view scrolls sideways by {overflow}px at 375 px"
     await screenshot(owner_page, "team-owner-375px")
@@ -176,7 +185,7 @@ async def test_owner_and_member_share_a_team(  # type: ignore[no-untyped-def]
     await expect(owner_page.locator("#toasts")).to_contain_text(f"{bob.name} is now an owner of research.")
     await panel.get_by_label(f"Role of {alice.name}").select_option("member")
     await expect(panel).to_contain_text("You are a member")
-    await expect(owner_page.get_by_role("form", name="Add a member")).to_have_count(0)
+    await expect(owner_page.get_by_role("form", name="Invite a member")).to_have_count(0)
     await expect(owner_page.get_by_role("button", name="Add team configuration")).to_be_hidden()
 
     for page in (owner_page, member_page):

@@ -1,6 +1,7 @@
 """Team changes reach every gateway process within a second: two `gateway serve` processes on one database
 (PostgreSQL: LISTEN/NOTIFY; SQLite: the change log), a member removed or a team deleted through process A is
-refused by process B, which had the team's configuration cached."""
+refused by process B, which had the team's configuration cached; an invitation accepted through A is served by
+B; a team renamed through A makes its old label a 404 on B."""
 
 from __future__ import annotations
 
@@ -56,12 +57,32 @@ async def team_with_member(a: Api, upstream: FakeOpenAI) -> tuple[dict[str, Any]
     owner = await a.call("POST", "/api/admin/users", ADMIN_TOKEN, {"name": "owner"}, status=201)
     member = await a.call("POST", "/api/admin/users", ADMIN_TOKEN, {"name": "member"}, status=201)
     team = await a.call("POST", "/api/teams", owner["token"], {"name": "acme"}, status=201)
-    await a.call("POST", f"/api/teams/{team['id']}/members", owner["token"], {"user": "member"}, status=201)
+    await join(a, owner, member, team)
     watched(TEAM_KEY, "tests/proxy/test_team_propagation.py")
     config = await a.call("POST", f"/api/teams/{team['id']}/llm-configurations", owner["token"],
                           {"name": "shared", "provider": "custom", "model": "m", "api_key": TEAM_KEY,
                            "base_url": upstream.url}, status=201)
     return owner, member, team, config
+
+
+async def join(a: Api, owner: dict[str, Any], member: dict[str, Any], team: dict[str, Any]) -> None:
+    """Through process A: the owner invites the member, who accepts."""
+    await a.call("POST", f"/api/teams/{team['id']}/members", owner["token"], {"user": member["name"]}, status=202)
+    (invitation,) = (await a.call("GET", "/api/invitations", member["token"]))["items"]
+    await a.call("POST", f"/api/invitations/{invitation['id']}/accept", member["token"])
+
+
+async def served_within(b: Api, token: str, label: str, limit_s: float) -> float:
+    """Seconds until process B serves `label` to the token's user (404 until then); fails past `limit_s`."""
+    started = time.monotonic()
+    while True:
+        async with b.http.post(b.url + "/v1/chat/completions", json={"model": "x", "messages": MESSAGES},
+                               headers={"Authorization": f"Bearer {token}", "X-LLM-Configuration": label}) as resp:
+            elapsed = time.monotonic() - started
+            if resp.status == 200:
+                return elapsed
+            assert resp.status == 404, await resp.text()
+        assert elapsed < limit_s, f"process B still refused {label} after {elapsed:.2f} s"
 
 
 async def refused_within(b: Api, token: str, limit_s: float) -> float:
@@ -102,3 +123,34 @@ async def test_team_deleted_in_one_process_is_refused_by_the_other(
         await a.call("DELETE", f"/api/teams/{team['id']}", owner["token"], status=204)
         for user in (member, owner):
             await refused_within(b, user["token"], WITHIN_S)
+
+
+async def test_invitation_accepted_in_one_process_is_served_by_the_other(
+        two_gateways: tuple[str, str], upstream: FakeOpenAI) -> None:
+    async with aiohttp.ClientSession() as http:
+        a, b = Api(http, two_gateways[0]), Api(http, two_gateways[1])
+        owner, _, team, _ = await team_with_member(a, upstream)
+        newcomer = await a.call("POST", "/api/admin/users", ADMIN_TOKEN, {"name": "newcomer"}, status=201)
+        headers = {"X-LLM-Configuration": "acme/shared"}
+        # B caches the newcomer's set (no team yet); a pending invitation changes nothing.
+        await b.call("POST", "/v1/chat/completions", newcomer["token"], {"model": "x", "messages": MESSAGES},
+                     status=404, **headers)
+        await a.call("POST", f"/api/teams/{team['id']}/members", owner["token"], {"user": "newcomer"}, status=202)
+        await b.call("POST", "/v1/chat/completions", newcomer["token"], {"model": "x", "messages": MESSAGES},
+                     status=404, **headers)
+        (invitation,) = (await a.call("GET", "/api/invitations", newcomer["token"]))["items"]
+        await a.call("POST", f"/api/invitations/{invitation['id']}/accept", newcomer["token"])
+        await served_within(b, newcomer["token"], "acme/shared", WITHIN_S)
+
+
+async def test_team_renamed_in_one_process_makes_the_old_label_404_on_the_other(
+        two_gateways: tuple[str, str], upstream: FakeOpenAI) -> None:
+    async with aiohttp.ClientSession() as http:
+        a, b = Api(http, two_gateways[0]), Api(http, two_gateways[1])
+        owner, member, team, _ = await team_with_member(a, upstream)
+        await b.call("POST", "/v1/chat/completions", member["token"], {"model": "acme/shared", "messages": MESSAGES})
+        await a.call("PATCH", f"/api/teams/{team['id']}", owner["token"], {"name": "acme2"})
+        await served_within(b, member["token"], "acme2/shared", WITHIN_S)
+        error = await b.call("POST", "/v1/chat/completions", member["token"],
+                             {"model": "acme/shared", "messages": MESSAGES}, status=404)
+        assert error["error"]["code"] == "team_label_gone" and error["error"]["param"] == "model"

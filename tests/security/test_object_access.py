@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from tests.factories import ApiUser, make_user
+from tests.factories import ApiUser, invite, make_team, make_user, pending_invitations
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.security.conftest import MakeClient
 
@@ -56,7 +56,7 @@ async def snapshot(client: TestClient, owner: ApiUser, objects: dict[str, Any]) 
     """What the owner sees of its objects."""
     config_id = objects["config"]["id"]
     paths = [f"{CONFIGS}/{config_id}", f"/api/conversations/{objects['conversation']}/llm-configuration",
-             f"{CONFIGS}/{config_id}/usage", "/api/audit-events", CONFIGS]
+             f"{CONFIGS}/{config_id}/usage", "/api/audit-events", CONFIGS, "/api/invitations"]
     seen = [await (await client.get(path, headers=owner.headers)).json() for path in paths]
     for key in ("since", "until"):  # the usage window moves with the clock
         seen[2].pop(key)
@@ -96,9 +96,13 @@ async def test_other_users_objects_are_404_on_every_route_with_an_id(
     theirs = await owned_objects(client, owner, fake, new_key())
     mine = await owned_objects(client, intruder, fake, new_key())
     team = await (await client.post("/api/teams", headers=owner.headers, json={"name": "owners-team"})).json()
+    # The owner's pending invitation into a third user's team: only the owner may accept or decline it.
+    inviter = await make_user(client)
+    await invite(client, inviter, await make_team(client, inviter), owner)
+    (invitation,) = await pending_invitations(client, owner)
     before = await snapshot(client, owner, theirs)
     ids = {"id": theirs["config"]["id"], "conversation_id": theirs["conversation"], "team_id": team["id"],
-           "user_id": owner.id}
+           "user_id": owner.id, "invitation_id": invitation["id"]}
     checked, wrong = [], []
     for method, template, _ in await operations(client):
         if "{" not in template or template.startswith("/api/admin/"):
@@ -108,7 +112,8 @@ async def test_other_users_objects_are_404_on_every_route_with_an_id(
         resp = await client.request(method, path, headers=intruder.headers, json=body)
         checked.append(f"{method} {template}")
         unknown = await client.request(method, template.format(id=uuid.uuid4(), conversation_id="nope",
-                                                               team_id=uuid.uuid4(), user_id=uuid.uuid4()),
+                                                               team_id=uuid.uuid4(), user_id=uuid.uuid4(),
+                                                               invitation_id=uuid.uuid4()),
                                        headers=intruder.headers, json=body)
         if resp.status != 404 or unknown.status != 404 or await resp.json() != await unknown.json():
             wrong.append((method, template, resp.status, unknown.status))
@@ -128,7 +133,9 @@ async def test_other_users_objects_are_404_on_every_route_with_an_id(
         "GET /api/teams/{team_id}/llm-configurations", "POST /api/teams/{team_id}/llm-configurations",
         "POST /api/teams/{team_id}/llm-configurations/share", "POST /api/teams/{team_id}/llm-configurations/export",
         "POST /api/teams/{team_id}/llm-configurations/import", "GET /api/teams/{team_id}/audit-events",
-        "POST /api/teams/{team_id}/rotate-key", "GET /api/teams/{team_id}/usage"}), "a new route with an id: add it here"
+        "POST /api/teams/{team_id}/rotate-key", "GET /api/teams/{team_id}/usage",
+        "POST /api/invitations/{invitation_id}/accept", "POST /api/invitations/{invitation_id}/decline",
+    }), "a new route with an id: add it here"
     # Ids in bodies and queries: bulk delete, fallbacks, audit and usage filters, exports.
     resp = await client.post(f"{CONFIGS}/bulk-delete", headers=intruder.headers, json={"ids": [ids["id"]]})
     assert (await resp.json())["deleted"] == []
@@ -151,7 +158,7 @@ async def test_non_admin_gets_403_on_every_operator_route(client: TestClient, ad
     routes = [(m, p) for m, p, _ in await operations(client) if p.startswith("/api/admin/")]
     assert len(routes) >= 7
     for method, template in routes:
-        path = template.format(id=uuid.uuid4())
+        path = template.format(id=uuid.uuid4(), team_id=uuid.uuid4(), user_id=uuid.uuid4())
         for headers, status in ((user.headers, 403), ({}, 401), ({"Authorization": "Bearer lgw_forged"}, 401)):
             resp = await client.request(method, path, headers=headers, json={})
             assert resp.status == status, (method, template, resp.status)

@@ -107,3 +107,39 @@ def test_teams_revision_keeps_personal_rows_and_drops_team_rows_on_the_way_down(
     migrate.downgrade(database_url, "0003")
     assert [r[0][0] for r in _sql(database_url, *counts)] == [1, 1]
     migrate.upgrade(database_url, "head")
+
+
+def test_history_revision_keeps_team_rows_of_deleted_users_and_walks_back(database_url: str) -> None:
+    # 0008: deleting a user no longer cascades into usage and audit rows (SET NULL, the name kept by the
+    # application); going down, usage rows without a user are removed before user_id is NOT NULL again, and
+    # the cascade is back.
+    sqlite = database_url.startswith("sqlite")
+    user, other, team = (uuid.uuid4().hex if sqlite else str(uuid.uuid4()) for _ in range(3))
+    now = "CURRENT_TIMESTAMP"
+
+    def usage(owner: str) -> str:
+        return ("INSERT INTO usage_records (user_id, team_id, endpoint, prompt_tokens, completion_tokens, cost_usd, "
+                f"latency_ms, status, attempts, stream, created_at) VALUES ('{owner}', '{team}', 'chat/completions', "
+                f"1, 2, 0.5, 3, 200, 1, false, {now})")
+
+    def audit(owner: str) -> str:
+        return ("INSERT INTO audit_events (user_id, actor, action, team_id, details, created_at) VALUES "
+                f"('{owner}', 'u', 'team.rotate_key', '{team}', '{{}}', {now})")
+
+    counts = ("SELECT count(*) FROM usage_records", "SELECT count(*) FROM audit_events")
+    migrate.downgrade(database_url, "0007")
+    _sql(database_url, f"INSERT INTO users (id, name, is_admin, created_at) VALUES ('{user}', 'u', false, {now})",
+         usage(user), audit(user))
+    migrate.upgrade(database_url, "0008")
+    assert [r[0][0] for r in _sql(database_url, *counts)] == [1, 1]  # the rows survived the rebuild
+    _sql(database_url, f"DELETE FROM users WHERE id = '{user}'")
+    assert [r[0][0] for r in _sql(database_url, *counts)] == [1, 1]
+    assert _sql(database_url, "SELECT user_id FROM usage_records", "SELECT user_id FROM audit_events") == [
+        [(None,)], [(None,)]]
+    migrate.downgrade(database_url, "0007")
+    assert [r[0][0] for r in _sql(database_url, *counts)] == [0, 1]
+    _sql(database_url, f"INSERT INTO users (id, name, is_admin, created_at) VALUES ('{other}', 'o', false, {now})",
+         usage(other), audit(other))
+    _sql(database_url, f"DELETE FROM users WHERE id = '{other}'")
+    assert [r[0][0] for r in _sql(database_url, *counts)] == [0, 1]  # the cascade is back
+    migrate.upgrade(database_url, "head")

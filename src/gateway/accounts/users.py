@@ -7,14 +7,14 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import Field, TypeAdapter, ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.accounts.tokens import display_prefix, hash_token, new_token
 from gateway.errors import Conflict, Unprocessable
 from gateway.store.db import rows_affected
-from gateway.store.models import ApiToken, User, utcnow
+from gateway.store.models import ApiToken, AuditEvent, UsageRecord, User, utcnow
 
 # One rule for user names on every path (admin API, CLI, first start).
 UserName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")]
@@ -67,7 +67,16 @@ async def set_disabled(session: AsyncSession, *, user: User, disabled: bool) -> 
 
 
 async def delete_user(session: AsyncSession, *, user_id: uuid.UUID) -> bool:
-    """Delete a user; the database cascades to its tokens, configurations, usage and audit rows."""
+    """Delete a user with its tokens, configurations and personal usage and audit rows. Its rows of teams' usage
+    and audit stay (a team's spend and trail outlive its members): the database sets their user_id NULL, and
+    usage keeps the user's name."""
+    user = await session.get(User, user_id)
+    if user is None:
+        return False
+    team_rows = UsageRecord.user_id == user_id, UsageRecord.team_id.is_not(None)
+    await session.execute(update(UsageRecord).where(*team_rows).values(user_name=user.name))
+    await session.execute(delete(UsageRecord).where(UsageRecord.user_id == user_id, UsageRecord.team_id.is_(None)))
+    await session.execute(delete(AuditEvent).where(AuditEvent.user_id == user_id, AuditEvent.team_id.is_(None)))
     result = await session.execute(delete(User).where(User.id == user_id))
     return bool(rows_affected(result))
 

@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from gateway import __version__, logs
 from gateway.accounts.users import (
     create_user,
-    delete_user,
     get_user_by_name,
     issue_token,
     list_tokens,
@@ -52,6 +51,8 @@ from gateway.ssrf import UrlPolicy
 from gateway.store import migrate
 from gateway.store.changes import Change, ChangeBus
 from gateway.store.db import make_engine, make_sessionmaker
+from gateway.teams.departure import ON_LAST_OWNER, delete_member_user
+from gateway.teams.membership import changes_for
 
 T = TypeVar("T")
 
@@ -149,8 +150,10 @@ def cmd_users(args: argparse.Namespace) -> int:
         if user is None:
             raise StartupError(f"no user named {args.name!r} (see `llm-gateway users list`)")
         if args.action == "delete":
-            await delete_user(session, user_id=user.id)
-            return f"deleted user {user.name} with its tokens, configurations and usage"
+            affected = await delete_member_user(session, user_id=user.id, actor="cli",
+                                                on_last_owner=args.on_last_owner)
+            await ChangeBus().commit(session, *changes_for(affected or []))
+            return f"deleted user {user.name} with its tokens, configurations and personal usage"
         await set_disabled(session, user=user, disabled=args.action == "disable")
         return f"{args.action}d user {user.name}"
 
@@ -196,7 +199,8 @@ def cmd_teams(args: argparse.Namespace) -> int:
     if args.action == "create":
         keyring = KeyRing.from_entries(ensure_key_ring(settings, announce=False).key_ring_entries())
     # The work commits itself, with the changes of the users whose view of the team changed.
-    print(_run(lambda: _with_session(settings, teams_cli.work(args, keyring), writes=False)))
+    print(_run(lambda: _with_session(settings, teams_cli.work(args, keyring, max_teams=settings.max_teams_per_user),
+                                    writes=False)))
     return 0
 
 
@@ -227,7 +231,8 @@ def cmd_migrate_legacy(args: argparse.Namespace) -> int:
     settings = ensure_key_ring(load_settings(), announce=False)
     catalog = ProviderCatalog.load(settings.providers_file)
     policy = Policy(catalog=catalog, urls=UrlPolicy.from_settings(settings),
-                    max_per_user=settings.max_configurations_per_user)
+                    max_per_user=settings.max_configurations_per_user,
+                    max_per_team=settings.max_configurations_per_team)
 
     async def work() -> MigrationReport:
         try:
@@ -301,8 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--admin", action="store_true", help="may manage users and tokens")
     users_sub.add_parser("list", help="every user: id, name, admin, disabled")
     for action, what in (("disable", "refuse the user's tokens until enabled"), ("enable", "accept them again"),
-                         ("delete", "delete the user with its tokens, configurations and usage")):
+                         ("delete", "delete the user with its tokens, configurations and personal usage")):
         users_sub.add_parser(action, help=what).add_argument("name")
+    users_sub.choices["delete"].add_argument(
+        "--on-last-owner", choices=ON_LAST_OWNER, default="refuse",
+        help="when the user is a team's last owner: refuse (default), or transfer ownership to the team's "
+        "longest-standing other member")
     users.set_defaults(func=cmd_users)
 
     tokens = sub.add_parser(

@@ -15,7 +15,7 @@ from gateway.cli.bootstrap import StartupError
 from gateway.crypto.keyring import KeyRing
 from gateway.store.changes import Change, ChangeBus
 from gateway.store.models import Team, User
-from gateway.teams.directory import all_teams, roles, team_by_name
+from gateway.teams.directory import acting_owner, all_teams, roles, team_by_name
 from gateway.teams.members import add_member, remove_member
 from gateway.teams.membership import MEMBER, OWNER, changes_for, create_team, member_ids
 
@@ -57,13 +57,11 @@ async def _team(session: AsyncSession, name: str) -> tuple[Team, dict[uuid.UUID,
     return team, await roles(session, team_id=team.id)
 
 
-def _acting_owner(team: Team, members: dict[uuid.UUID, str], *, not_: uuid.UUID | None = None) -> uuid.UUID:
-    """An owner to act as (another one than `not_` when there is one): the service's rules then apply as to
-    any owner, the last-owner rule included."""
-    owners = sorted((u for u, role in members.items() if role == OWNER), key=lambda u: (u == not_, str(u)))
-    if not owners:
+async def _acting_owner(session: AsyncSession, team: Team, *, not_: uuid.UUID | None = None) -> uuid.UUID:
+    owner = await acting_owner(session, team_id=team.id, not_=not_)
+    if owner is None:
         raise StartupError(f"team {team.name!r} has no owner")
-    return owners[0]
+    return owner
 
 
 async def teams_list(session: AsyncSession) -> str:
@@ -73,36 +71,38 @@ async def teams_list(session: AsyncSession) -> str:
     return "\n".join(lines) or "no teams"
 
 
-async def teams_write(session: AsyncSession, args: argparse.Namespace, keyring: KeyRing | None
+async def teams_write(session: AsyncSession, args: argparse.Namespace, keyring: KeyRing | None, max_teams: int
                       ) -> tuple[str, list[Change]]:
     """Create a team or change its members; returns what to print and the changes to commit with it."""
     if args.action == "create":
         owner = await _user(session, args.owner)
         assert keyring is not None, "creating a team makes its data key"
-        team = await create_team(session, keyring=keyring, user_id=owner.id, actor=ACTOR, name=args.name)
+        team = await create_team(session, keyring=keyring, user_id=owner.id, actor=ACTOR, name=args.name,
+                                 max_teams=max_teams)
         return f"created team {team.name} ({team.id}) owned by {owner.name}", changes_for([owner.id])
     team, members = await _team(session, args.team)
     user = await _user(session, args.user)
     if args.action == "add-member":
-        await add_member(session, user_id=_acting_owner(team, members), actor=ACTOR, team_id=team.id,
-                         user_name=user.name, role=args.role)
+        await add_member(session, user_id=await _acting_owner(session, team), actor=ACTOR, team_id=team.id,
+                         user_name=user.name, role=args.role, max_teams=max_teams)
         changed = await member_ids(session, team_id=team.id)
         return f"added {user.name} to {team.name} as {args.role}", changes_for(changed)
     if user.id not in members:
         raise StartupError(f"{user.name!r} is not a member of team {team.name!r}")
-    await remove_member(session, user_id=_acting_owner(team, members, not_=user.id), actor=ACTOR, team_id=team.id,
-                        member_id=user.id)
+    await remove_member(session, user_id=await _acting_owner(session, team, not_=user.id), actor=ACTOR,
+                        team_id=team.id, member_id=user.id)
     return f"removed {user.name} from {team.name}", changes_for(set(members))
 
 
-def work(args: argparse.Namespace, keyring: KeyRing | None) -> Callable[[AsyncSession], Awaitable[str]]:
+def work(args: argparse.Namespace, keyring: KeyRing | None, *, max_teams: int
+         ) -> Callable[[AsyncSession], Awaitable[str]]:
     """The command's work on an open session: a listing, or a write committed with its change notifications
     (running gateways drop their caches of these users, so a removed member is refused at once)."""
 
     async def run(session: AsyncSession) -> str:
         if args.action == "list":
             return await teams_list(session)
-        text, changes = await teams_write(session, args, keyring)
+        text, changes = await teams_write(session, args, keyring, max_teams)
         await ChangeBus().commit(session, *changes)
         return text
 

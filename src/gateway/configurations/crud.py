@@ -30,11 +30,13 @@ TEST_STATUSES = ("untested", "success", "failed", "rate_limited")
 
 @dataclass(frozen=True)
 class Policy:
-    """What a configuration may be: the provider catalog, where its base URL may point, the per-user limit."""
+    """What a configuration may be: the provider catalog, where its base URL may point, the per-user and
+    per-team limits."""
 
     catalog: ProviderCatalog
     urls: UrlPolicy
     max_per_user: int = 100
+    max_per_team: int = 100
 
 
 def decrypt_key(keyring: KeyRing, configuration: LLMConfiguration) -> str:

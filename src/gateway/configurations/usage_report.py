@@ -15,6 +15,8 @@ from gateway.store.db import dialect_name
 from gateway.store.models import LLMConfiguration, UsageRecord, User
 
 GROUPS = ("configuration", "day", "member")
+# The member group of a deleted user: its usage stays with the team, keyed by the name it had.
+DELETED_USER = "deleted:"
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,9 @@ async def usage_rows(
         key = _day(session)
     elif group_by == "member":
         key = UsageRecord.user_id
-    query = select(*([key] if key is not None else []), *measures).where(
+    # A deleted member's rows have no user id any more: they are told apart by the name they kept.
+    kept_name = [UsageRecord.user_name] if group_by == "member" else []
+    query = select(*([key] if key is not None else []), *kept_name, *measures).where(
         UsageRecord.created_at >= since, UsageRecord.created_at < until)
     if user_id is not None:
         query = query.where(UsageRecord.user_id == user_id)
@@ -69,13 +73,14 @@ async def usage_rows(
     if configuration_id is not None:
         query = query.where(UsageRecord.configuration_id == configuration_id)
     if key is not None:
-        query = query.group_by(key).order_by(key)
+        query = query.group_by(key, *kept_name).order_by(key, *kept_name)
     rows = []
     for row in (await session.execute(query)).all():
         values = list(row)
         # Requests refused before a configuration was chosen have none: their group's key is None too.
         raw_key = values.pop(0) if key is not None else None
-        group = str(raw_key) if raw_key is not None else None
+        name = values.pop(0) if kept_name else None
+        group = str(raw_key) if raw_key is not None else (f"{DELETED_USER}{name}" if name is not None else None)
         requests, errors, prompt, completion, cost, latency = values
         rows.append(UsageRow(group, int(requests), int(errors), int(prompt), int(completion), float(cost),
                              round(float(latency), 1)))
@@ -97,4 +102,5 @@ async def group_names(session: AsyncSession, *, group_by: str | None, keys: list
         query = select(User.id, User.name).where(User.id.in_(ids))
     else:
         return {}
-    return {str(found_id): name for found_id, name in (await session.execute(query)).all()}
+    gone = {key: key.removeprefix(DELETED_USER) for key in keys if key.startswith(DELETED_USER)}
+    return gone | {str(found_id): name for found_id, name in (await session.execute(query)).all()}

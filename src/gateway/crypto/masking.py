@@ -22,6 +22,26 @@ def mask_key(plaintext: str) -> str:
     return f"{plaintext[:4]}...{plaintext[-4:]}"
 
 
+def mask_url_secrets(url: str) -> str:
+    """A base URL with what may hold a credential masked: user info (`https://u:p@host` → `https://****@host`),
+    every query value (`?key=abc&v=1` → `?key=****&v=****`, a bare item → `****`) and the fragment. Plain string
+    work, so no URL, however odd, makes it fail."""
+    head, question, rest = url.partition("?")
+    query, hash_sign, fragment = rest.partition("#") if question else ("", "", "")
+    if not question:
+        head, hash_sign, fragment = head.partition("#")
+    scheme, sep, remainder = head.partition("://")
+    if sep:
+        authority, slash, path = remainder.partition("/")
+        if "@" in authority:
+            authority = "****@" + authority.rpartition("@")[2]
+        head = f"{scheme}{sep}{authority}{slash}{path}"
+    items = [f"{name}=****" if equals else ("****" if name else "")
+             for name, equals, _ in (item.partition("=") for item in query.split("&"))]
+    masked_query = "&".join(items) if question else ""
+    return f"{head}{question}{masked_query}{hash_sign}{'****' if fragment else ''}"
+
+
 def is_placeholder(value: str) -> bool:
     """True for masks and placeholders (`**********`, `<hidden>`, `SET`, `sk-a...wxyz`), never a real key."""
     text = value.strip()

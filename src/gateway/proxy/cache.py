@@ -76,6 +76,7 @@ class UserConfigurations:
     by_id: dict[str, CachedConfiguration]
     by_name: dict[str, CachedConfiguration]
     default: CachedConfiguration | None
+    held: frozenset[str] = frozenset()  # team names given up (renamed, deleted): their labels answer 404
 
     def active(self) -> list[CachedConfiguration]:
         """Active configurations, by the name they are selected by."""
@@ -111,30 +112,31 @@ def to_cached(row: LLMConfiguration, catalog: ProviderCatalog, *, urls: UrlPolic
 
 
 def index(configurations: list[CachedConfiguration], team_configurations: list[CachedConfiguration] | None = None,
-          *, member_default_id: uuid.UUID | None = None) -> UserConfigurations:
+          *, member_default_id: uuid.UUID | None = None, held: frozenset[str] = frozenset()) -> UserConfigurations:
     """Index a user's own configurations by id and name, their teams' by id and `<team>/<name>`; the default is
     their own flagged one, else the team configuration they chose."""
     by_id = {c.id_str: c for c in configurations}
     default = next((c for c in configurations if c.is_default), None)
     if not team_configurations:
-        return UserConfigurations(by_id=by_id, by_name={c.name: c for c in configurations}, default=default)
+        return UserConfigurations(by_id=by_id, by_name={c.name: c for c in configurations}, default=default,
+                                  held=held)
     by_id.update((c.id_str, c) for c in team_configurations)
     if default is None and member_default_id is not None:
         default = by_id.get(str(member_default_id))
     # Own names last: an own name spelt like `<team>/<name>` keeps meaning the caller's own.
     by_name = {c.label: c for c in team_configurations} | {c.name: c for c in configurations}
-    return UserConfigurations(by_id=by_id, by_name=by_name, default=default)
+    return UserConfigurations(by_id=by_id, by_name=by_name, default=default, held=held)
 
 
 def snapshot(usable: Usable, catalog: ProviderCatalog, *, urls: UrlPolicy) -> UserConfigurations:
     """The cache entry of one user from what they may use."""
     own = [to_cached(row, catalog, urls=urls) for row in usable.own]
     if not usable.teams:
-        return index(own)
+        return index(own, held=usable.held)
     shared = [to_cached(t.row, catalog, urls=urls, team=CachedTeam(
         id=t.row.team_id, name=t.team_name, wrapped_key=t.team_key.wrapped_key if t.team_key else None,
     )) for t in usable.team_rows if t.row.team_id is not None]
-    return index(own, shared, member_default_id=usable.member_default_id)
+    return index(own, shared, member_default_id=usable.member_default_id, held=usable.held)
 
 
 class BindingCache:

@@ -29,10 +29,20 @@ def _inactive(configuration: CachedConfiguration, param: str) -> BadRequest:
     )
 
 
+def _label_gone(configurations: UserConfigurations, value: str, param: str) -> None:
+    """404 for `<team>/<name>` whose team gave that name up since (renamed or deleted): the label meant that
+    team, and must not quietly mean the caller's default or anything else now."""
+    team, slash, _ = value.partition("/")
+    if slash and team in configurations.held:
+        raise NotFound(f"Team '{team}' was renamed or deleted: '{value}' no longer names a configuration; use the "
+                       "team's current name (GET /api/teams)", param=param, code="team_label_gone")
+
+
 def by_header(configurations: UserConfigurations, value: str) -> CachedConfiguration:
     """The configuration an explicit header names by id or name; 404 when it is not the caller's to use."""
     found = configurations.by_id.get(value.lower()) or configurations.by_name.get(value)
     if found is None:
+        _label_gone(configurations, value, CONFIGURATION_HEADER)
         raise NotFound(f"No LLM configuration '{value}' among yours", param=CONFIGURATION_HEADER,
                        code="configuration_not_found")
     if not found.is_active:
@@ -57,6 +67,8 @@ async def select_configuration(
             if not named.is_active:
                 raise _inactive(named, "model")
             return named
+        if configurations.held:
+            _label_gone(configurations, model, "model")
     if conversation_id:
         bound_id = await binding(conversation_id)
         bound = configurations.by_id.get(str(bound_id)) if bound_id is not None else None

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 # Inside the package, so a wheel install carries them (tests/gateway/test_packaging.py builds one and serves).
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # The newest revision in migrations/versions; tests/store/test_migrations.py keeps it honest.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 
 
 def alembic_config(database_url: str) -> Config:

@@ -121,6 +121,39 @@ class TeamMember(Base):
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class TeamInvitation(Base):
+    """A pending invitation of a user into a team; accepting it makes the membership, declining drops it."""
+
+    __tablename__ = "team_invitations"
+    __table_args__ = (
+        CheckConstraint("role IN ('owner', 'member')", name="role"),
+        # One pending invitation per user and team: inviting again changes its role.
+        Index("uq_team_invitations_team_id_user_id", "team_id", "user_id", unique=True),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    team_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("teams.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(10))
+    invited_by: Mapped[str] = mapped_column(String(100))  # the inviter's name, kept if that user goes
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TeamNameHold(Base):
+    """A team name a team gave up (renamed or deleted), held for each user who was a member then: while any of
+    them exists no other team may take the name, so their `<team>/<name>` labels answer 404 rather than start
+    meaning a newcomer's configurations. No foreign key to teams: the hold outlives a deleted team."""
+
+    __tablename__ = "team_name_holds"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    team_id: Mapped[uuid.UUID] = mapped_column(Uuid)  # the team that gave it up (it may take it back)
+    released_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class TeamKey(Base):
     """A team's 256-bit data key, stored only wrapped by the key ring (`key_id` names the ring key).
 
@@ -242,7 +275,11 @@ class UsageRecord(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    # SET NULL: a team's usage outlives the member who spent it (user_name then says who it was).
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    user_name: Mapped[str | None] = mapped_column(String(100), nullable=True)  # set when the user is deleted
     # No foreign keys: usage outlives a deleted configuration or team. No index of its own either: usage is always
     # asked of a user or a team, whose indexes find the rows; one more index would cost every request's insert.
     configuration_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
@@ -272,7 +309,10 @@ class AuditEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
+    # SET NULL: a team's trail outlives the user who acted (actor keeps the name).
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(50))
     configuration_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)

@@ -136,8 +136,8 @@ async def create_team_configuration(
     member = await membership(session, user_id=user_id, team_id=team_id, owner=True, for_update=True)
     count = (await session.execute(select(func.count()).select_from(LLMConfiguration).where(
         LLMConfiguration.team_id == member.team.id))).scalar_one()
-    if count >= policy.max_per_user:
-        raise Conflict(f"The team already has {count} configurations, the most allowed",
+    if count >= policy.max_per_team:
+        raise Conflict(f"The team already has {count} configurations, the most allowed (MAX_CONFIGURATIONS_PER_TEAM)",
                        code="too_many_configurations")
     now = utcnow()
     config = LLMConfiguration(
@@ -175,7 +175,7 @@ async def share_configuration(
     count = (await session.execute(select(func.count()).select_from(LLMConfiguration).where(
         LLMConfiguration.team_id == member.team.id))).scalar_one()
     if count >= max_per_team:
-        raise Conflict(f"The team already has {count} configurations, the most allowed",
+        raise Conflict(f"The team already has {count} configurations, the most allowed (MAX_CONFIGURATIONS_PER_TEAM)",
                        code="too_many_configurations")
     now = utcnow()
     copy = LLMConfiguration(

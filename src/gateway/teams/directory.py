@@ -1,5 +1,6 @@
-"""The operator's view of teams, for the command line: every team with its members, a team by name, its owners.
-A member's view and its rules are membership.py and members.py; the CLI acts through those as a team owner."""
+"""The operator's view of teams (the command line and /api/admin/teams): every team with its members, a team by
+name, its owners. A member's view and its rules are membership.py and members.py; operators act through those
+as one of the team's owners (`acting_owner`), so the same rules hold (the last owner's included)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,12 @@ async def roles(session: AsyncSession, *, team_id: uuid.UUID) -> dict[uuid.UUID,
     """Each member's role in the team, by user id."""
     rows = await session.execute(select(TeamMember.user_id, TeamMember.role).where(TeamMember.team_id == team_id))
     return dict(rows.all())
+
+
+async def acting_owner(session: AsyncSession, *, team_id: uuid.UUID, not_: uuid.UUID | None = None
+                       ) -> uuid.UUID | None:
+    """An owner for an operator to act as (another one than `not_` when there is one); None when the team does
+    not exist or has no owner."""
+    owners = sorted((u for u, role in (await roles(session, team_id=team_id)).items() if role == OWNER),
+                    key=lambda u: (u == not_, str(u)))
+    return owners[0] if owners else None

@@ -1,19 +1,20 @@
-"""A team's members: listed by members, added by user name, re-roled and removed by owners (a member may remove
-itself); the last owner can neither leave nor be demoted. Knows nothing of HTTP."""
+"""A team's members: listed by members, added directly by operators (owners invite: invitations.py), re-roled
+and removed by owners (a member may remove itself); the last owner can neither leave nor be demoted. Knows
+nothing of HTTP."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.accounts import audit
 from gateway.errors import Conflict, NotFound, Unprocessable
-from gateway.store.models import TeamMember, User, utcnow
+from gateway.store.models import TeamInvitation, TeamMember, User, utcnow
 from gateway.teams.configurations import drop_member_bindings
-from gateway.teams.membership import MEMBER, OWNER, ROLES, lock_team, membership, parse_id
+from gateway.teams.membership import MEMBER, OWNER, ROLES, check_team_room, lock_team, membership, parse_id
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,10 @@ async def _owners(session: AsyncSession, *, team_id: uuid.UUID) -> int:
 
 
 async def add_member(session: AsyncSession, *, user_id: uuid.UUID, actor: str, team_id: uuid.UUID | str,
-                     user_name: str, role: str = MEMBER) -> Member:
-    """Add a user by name (owners); an unknown name is a 404 that says nothing else, a member already there 409."""
+                     user_name: str, role: str = MEMBER, max_teams: int) -> Member:
+    """Add a user straight in, without an invitation: the operator's way (CLI `teams add-member`, acting as an
+    owner); owners invite (invitations.py). An unknown name is a 404, a member already there 409, a user in
+    `max_teams` teams 409; a pending invitation of the user to the team is dropped."""
     _check_role(role)
     team = (await membership(session, user_id=user_id, team_id=team_id, owner=True)).team
     await lock_team(session, team_id=team.id)
@@ -66,6 +69,9 @@ async def add_member(session: AsyncSession, *, user_id: uuid.UUID, actor: str, t
         raise NotFound("No user with this name", param="user")
     if await session.get(TeamMember, (team.id, user.id)) is not None:
         raise Conflict("This user is already a member of the team", param="user", code="already_member")
+    await check_team_room(session, user_id=user.id, max_teams=max_teams)
+    await session.execute(delete(TeamInvitation).where(TeamInvitation.team_id == team.id,
+                                                       TeamInvitation.user_id == user.id))
     row = TeamMember(team_id=team.id, user_id=user.id, role=role, added_at=utcnow())
     session.add(row)
     audit.record(session, user_id=user_id, actor=actor, action="team.member_add", team_id=team.id,

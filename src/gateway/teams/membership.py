@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.accounts import audit
 from gateway.crypto.keyring import KeyRing
 from gateway.crypto.team_keys import create_team_key, shred_team_keys
-from gateway.errors import Conflict, Forbidden, NotFound, Unprocessable
+from gateway.errors import Conflict, Forbidden, NotFound
 from gateway.store.changes import Change
 from gateway.store.db import dialect_name, take_sqlite_write_lock
 from gateway.store.models import Team, TeamMember, utcnow
-from gateway.validation import MAX_NAME, check_text
+from gateway.teams.names import check_team_name, claim_name, hold_name
 
 OWNER, MEMBER = "owner", "member"
 ROLES = (OWNER, MEMBER)
@@ -38,14 +38,6 @@ class Membership:
     def is_owner(self) -> bool:
         """Whether the user may do an owner's actions."""
         return self.role == OWNER
-
-
-def check_team_name(name: str) -> str:
-    """A team name: printable, at most 100 characters, no '/' (`<team>/<name>` selects a team configuration)."""
-    check_text(name, param="name", max_length=MAX_NAME)
-    if "/" in name:
-        raise Unprocessable("Invalid 'name': a team name cannot contain '/'", param="name")
-    return name
 
 
 def parse_id(value: uuid.UUID | str, *, missing: str) -> uuid.UUID:
@@ -111,11 +103,24 @@ async def _flush_team_name(session: AsyncSession) -> None:
         raise Conflict("A team with this name already exists", param="name", code="duplicate_team_name") from None
 
 
+async def check_team_room(session: AsyncSession, *, user_id: uuid.UUID, max_teams: int) -> None:
+    """409 when the user already belongs to `max_teams` teams (each team brings up to its own configuration
+    limit, so teams must not be a way around the per-user one)."""
+    count = (await session.execute(
+        select(func.count()).select_from(TeamMember).where(TeamMember.user_id == user_id))).scalar_one()
+    if count >= max_teams:
+        raise Conflict(f"This user already belongs to {count} teams, the most allowed (MAX_TEAMS_PER_USER)",
+                       code="too_many_teams")
+
+
 async def create_team(session: AsyncSession, *, keyring: KeyRing, user_id: uuid.UUID, actor: str,
-                      name: str) -> Team:
-    """A new team owned by the caller, with its data key (flushed, not committed)."""
+                      name: str, max_teams: int) -> Team:
+    """A new team owned by the caller, with its data key (flushed, not committed); 409 when the caller is in
+    `max_teams` teams already or the name is taken or held."""
     check_team_name(name)
+    await check_team_room(session, user_id=user_id, max_teams=max_teams)
     team = Team(id=uuid.uuid4(), name=name, created_at=utcnow())
+    await claim_name(session, name=name, team_id=team.id)
     session.add(team)
     await _flush_team_name(session)
     session.add(TeamMember(team_id=team.id, user_id=user_id, role=OWNER, added_at=utcnow()))
@@ -142,6 +147,8 @@ async def rename_team(session: AsyncSession, *, user_id: uuid.UUID, actor: str, 
     check_team_name(name)
     team = (await membership(session, user_id=user_id, team_id=team_id, owner=True, for_update=True)).team
     if team.name != name:
+        await claim_name(session, name=name, team_id=team.id)
+        await hold_name(session, name=team.name, team_id=team.id)
         team.name = name
         audit.record(session, user_id=user_id, actor=actor, action="team.rename", team_id=team.id)
         await _flush_team_name(session)
@@ -154,6 +161,7 @@ async def delete_team(session: AsyncSession, *, user_id: uuid.UUID, actor: str, 
     it. Returns the users who were members (to notify)."""
     team = (await membership(session, user_id=user_id, team_id=team_id, owner=True, for_update=True)).team
     members = await member_ids(session, team_id=team.id)
+    await hold_name(session, name=team.name, team_id=team.id)
     # Crypto-shredding: without the data key no copy of the configuration rows can ever be decrypted.
     await shred_team_keys(session, team_id=team.id)
     audit.record(session, user_id=user_id, actor=actor, action="team.delete", team_id=team.id,

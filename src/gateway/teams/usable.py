@@ -13,6 +13,7 @@ from gateway.configurations.crud import list_user_configurations
 from gateway.store.models import LLMConfiguration, TeamKey
 from gateway.teams.defaults import team_default_id
 from gateway.teams.membership import memberships
+from gateway.teams.names import held_names
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Usable:
     team_rows: list[TeamRow]
     teams: dict[uuid.UUID, str]  # team id → name, for every team the user is a member of
     member_default_id: uuid.UUID | None  # a team configuration chosen as the user's default
+    held: frozenset[str] = frozenset()  # team names given up since the user's clients may have used them
 
 
 async def team_rows(session: AsyncSession, *, team_ids: list[uuid.UUID], names: dict[uuid.UUID, str]
@@ -54,11 +56,13 @@ async def team_rows(session: AsyncSession, *, team_ids: list[uuid.UUID], names: 
 async def usable_configurations(session: AsyncSession, *, user_id: uuid.UUID) -> Usable:
     """A user's own configurations and, when they belong to teams, their teams' and their member default.
 
-    A user without teams costs one query more than their own rows (the membership lookup, by an index), paid
+    A user without teams costs two queries more than their own rows (memberships and held team names, each by
+    an index), paid
     when the proxy's cache loads them, never per request."""
     own = await list_user_configurations(session, user_id=user_id)
     teams = {team_id: found.team.name for team_id, found in (await memberships(session, user_id=user_id)).items()}
+    held = await held_names(session, user_id=user_id)
     if not teams:
-        return Usable(own, [], {}, None)
+        return Usable(own, [], {}, None, held)
     rows = await team_rows(session, team_ids=list(teams), names=teams)
-    return Usable(own, rows, teams, await team_default_id(session, user_id=user_id))
+    return Usable(own, rows, teams, await team_default_id(session, user_id=user_id), held)

@@ -124,6 +124,15 @@ export const teams = {
   share: (id, body) => api.post(`${team(id)}/llm-configurations/share`, body),
 };
 
+const INVITATIONS = "/api/invitations";
+const invitation = (id) => `${INVITATIONS}/${encodeURIComponent(id)}`;
+
+export const invitations = {
+  list: () => getOptional(INVITATIONS),
+  accept: (id) => api.post(`${invitation(id)}/accept`),
+  decline: (id) => api.post(`${invitation(id)}/decline`),
+};
+
 /** Every configuration of the caller (the API pages at most `limit` at a time); `query` may name a team. */
 export async function allConfigurations(query = {}) {
   const items = [];

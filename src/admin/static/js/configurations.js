@@ -4,6 +4,7 @@ import { configurations, providerNames, providers } from "./api.js";
 import { clear, clearErrors, h, showError } from "./dom.js";
 import { bulkDelete, makeDefault, openWith, remove, runTest, testAll } from "./configurations/actions.js";
 import { pageNodes, pageParts } from "./configurations/layout.js";
+import { invitationsPanel } from "./configurations/invitations.js";
 import { teamPanel } from "./configurations/members.js";
 import { configRow, emptyRow, pagerNodes, statCards } from "./configurations/table.js";
 import { canManage, loadTeams, openNewTeam, openShare, ownedTeams, scopeSwitcher } from "./configurations/teams.js";
@@ -136,6 +137,10 @@ async function openFromParams(main, page, params) {
 async function showScope(page, navigate) {
   const { parts, teams } = page;
   parts.newTeamButton.addEventListener("click", () => openNewTeam(navigate, parts.newTeamButton));
+  if (teams.enabled) {
+    const invited = await invitationsPanel(navigate);
+    if (invited && page.isCurrent()) parts.teamSlot.append(invited);
+  }
   const team = teams.current;
   if (!team) return;
   // A team's rows are deleted one by one by its owners: no personal summary, "Test all" or bulk delete here.

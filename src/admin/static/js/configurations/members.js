@@ -1,5 +1,5 @@
-// One team's panel above its configurations: its members, and for owners adding members by user name,
-// changing roles, removing members and deleting the team. Refusals (the last owner, an unknown user) are the
+// One team's panel above its configurations: its members, and for owners inviting users by name (they join
+// when they accept), changing roles, removing members and deleting the team. Refusals (the last owner) are the
 // API's own words.
 
 import { teams } from "../api.js";
@@ -55,9 +55,9 @@ function addMemberForm(team, reload) {
   const user = h("input", { type: "text", name: "user", required: true, autocomplete: "off", spellcheck: "false" });
   const role = h("select", { name: "role" }, ROLES.map((r) => h("option", { value: r }, r)));
   const generalError = h("p", { class: "form-error", role: "alert", hidden: true });
-  const form = h("form", { class: "member-form", novalidate: true, "aria-label": "Add a member" },
+  const form = h("form", { class: "member-form", novalidate: true, "aria-label": "Invite a member" },
     field("User name", user, { name: "user" }), field("Role", role, { name: "role" }),
-    h("button", { type: "submit", class: "btn btn-primary" }, "Add member"), generalError);
+    h("button", { type: "submit", class: "btn btn-primary" }, "Invite"), generalError);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearErrors(form);
@@ -67,7 +67,8 @@ function addMemberForm(team, reload) {
     }
     try {
       await teams.addMember(team.id, user.value.trim(), role.value);
-      toast(`Added ${user.value.trim()} to ${team.name}.`, "success");
+      // The API answers alike whether or not the user exists: so does the page.
+      toast(`Invited ${user.value.trim()} to ${team.name}: they join when they accept.`, "success");
       user.value = "";
       await reload();
     } catch (error) {
@@ -125,7 +126,7 @@ export async function teamPanel(team, navigate) {
   const redraw = async () => navigate(window.location.pathname + window.location.search, { replace: true });
   const { table, reload } = membersTable(team, owner, slot, redraw);
   const words = owner
-    ? "You own this team: add members by user name, change roles, and manage its configurations."
+    ? "You own this team: invite members by user name, change roles, and manage its configurations."
     : "You are a member: use the team's configurations (keys stay hidden), test them, or make one your default.";
   const panel = h("section", { class: "card team-panel", "aria-labelledby": headingId, dataset: { team: team.name } },
     h("div", { class: "team-head" },
