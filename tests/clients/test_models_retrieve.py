@@ -58,8 +58,8 @@ async def test_unknown_inactive_and_others_configurations_are_one_404(gateway: G
             await api.models.retrieve("asleep")  # inactive: not among /v1/models either
         answers.append(raised.value.body)
         assert (await api.models.retrieve("theirs")).id == "theirs"
-    for name, body in zip(("theirs", "nobody", "lab/nothing", "asleep"), answers):
-        assert body == {"message": f"The model '{name}' does not exist or you do not have access to it",
+    for body in answers:
+        assert body == {"message": "The model does not exist or you do not have access to it",
                         "type": "not_found_error", "code": "model_not_found", "param": "model"}
     resp = await client.get("/v1/models/theirs")  # no token at all
     assert resp.status == 401 and (await resp.json())["error"]["type"] == "authentication_error"

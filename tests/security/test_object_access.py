@@ -98,7 +98,7 @@ async def test_other_users_objects_are_404_on_every_route_with_an_id(
     team = await (await client.post("/api/teams", headers=owner.headers, json={"name": "owners-team"})).json()
     before = await snapshot(client, owner, theirs)
     ids = {"id": theirs["config"]["id"], "conversation_id": theirs["conversation"], "team_id": team["id"],
-           "user_id": owner.id}
+           "user_id": owner.id, "model": theirs["config"]["id"]}
     checked, wrong = [], []
     for method, template, _ in await operations(client):
         if "{" not in template or template.startswith("/api/admin/"):
@@ -108,7 +108,8 @@ async def test_other_users_objects_are_404_on_every_route_with_an_id(
         resp = await client.request(method, path, headers=intruder.headers, json=body)
         checked.append(f"{method} {template}")
         unknown = await client.request(method, template.format(id=uuid.uuid4(), conversation_id="nope",
-                                                               team_id=uuid.uuid4(), user_id=uuid.uuid4()),
+                                                               team_id=uuid.uuid4(), user_id=uuid.uuid4(),
+                                                               model=uuid.uuid4()),
                                        headers=intruder.headers, json=body)
         if resp.status != 404 or unknown.status != 404 or await resp.json() != await unknown.json():
             wrong.append((method, template, resp.status, unknown.status))
@@ -128,7 +129,8 @@ async def test_other_users_objects_are_404_on_every_route_with_an_id(
         "GET /api/teams/{team_id}/llm-configurations", "POST /api/teams/{team_id}/llm-configurations",
         "POST /api/teams/{team_id}/llm-configurations/share", "POST /api/teams/{team_id}/llm-configurations/export",
         "POST /api/teams/{team_id}/llm-configurations/import", "GET /api/teams/{team_id}/audit-events",
-        "POST /api/teams/{team_id}/rotate-key", "GET /api/teams/{team_id}/usage"}), "a new route with an id: add it here"
+        "POST /api/teams/{team_id}/rotate-key", "GET /api/teams/{team_id}/usage",
+        "GET /v1/models/{model}"}), "a new route with an id: add it here"
     # Ids in bodies and queries: bulk delete, fallbacks, audit and usage filters, exports.
     resp = await client.post(f"{CONFIGS}/bulk-delete", headers=intruder.headers, json={"ids": [ids["id"]]})
     assert (await resp.json())["deleted"] == []

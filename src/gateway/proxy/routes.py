@@ -75,7 +75,8 @@ async def retrieve_model(request: web.Request) -> web.Response:
     configurations = await request.config_dict[CONFIG_CACHE].configurations(user_id)
     found = configurations.by_name.get(name)
     if found is None or not found.is_active:
-        raise NotFound(f"The model '{name}' does not exist or you do not have access to it", param="model",
+        # Not the name back: another user's configuration answers byte for byte like a name nobody has.
+        raise NotFound("The model does not exist or you do not have access to it", param="model",
                        code="model_not_found")
     return web.Response(body=orjson.dumps(_model(found)), content_type="application/json")
 
