@@ -166,31 +166,39 @@ def _message(call: ast.Call) -> str:
     return ""
 
 
-def error_codes(roots: tuple[Path, ...] = SOURCES) -> dict[str, list[tuple[str, str, str]]]:
-    """Every `code="..."` given to an error in the sources: code → [(class, module, message)]."""
-    classes = {name for name, *_ in error_classes()}
-    codes: dict[str, list[tuple[str, str, str]]] = {}
+def error_codes(roots: tuple[Path, ...] = SOURCES) -> dict[str, list[tuple[int, str, str]]]:
+    """Every `code="..."` given to an error in the sources: code → [(status, module, message)], the status the
+    call gives (`status=`) or its class's."""
+    classes = {name: status for name, status, *_ in error_classes()}
+    codes: dict[str, list[tuple[int, str, str]]] = {}
     for root in roots:
         for path in sorted(root.rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            # Module constants (`CLIENT_CLOSED = 499`), for a status given by name.
+            constants = {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                         and isinstance(node.value, ast.Constant) for target in node.targets
+                         if isinstance(target, ast.Name)}
+            for node in ast.walk(tree):
                 if not isinstance(node, ast.Call):
                     continue
                 func = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
-                for keyword in node.keywords:
-                    if keyword.arg == "code" and isinstance(keyword.value, ast.Constant) and func in classes:
-                        module = ".".join(path.relative_to(REPO / "src").with_suffix("").parts)
-                        codes.setdefault(str(keyword.value.value), []).append((func, module, _message(node)))
+                given = {k.arg: k.value.value if isinstance(k.value, ast.Constant) else constants.get(k.value.id)
+                         for k in node.keywords if isinstance(k.value, ast.Constant | ast.Name)}
+                if func in classes and isinstance(given.get("code"), str):
+                    status = given.get("status")
+                    module = ".".join(path.relative_to(REPO / "src").with_suffix("").parts)
+                    codes.setdefault(str(given["code"]), []).append(
+                        (status if isinstance(status, int) else classes[func], module, _message(node)))
     return codes
 
 
 def errors_reference() -> str:
     """The error tree's classes, then every code the gateway gives an error, with where and a message."""
-    statuses = {name: status for name, status, _, _ in error_classes()}
     rows = ["| class | status | type | code |", "|---|---|---|---|"]
     rows += [f"| `{name}` | {status} | `{kind}` | `{code}` |" for name, status, kind, code in error_classes()]
     rows += ["", "| code | status | raised in | for example |", "|---|---|---|---|"]
     for code, uses in sorted(error_codes().items()):
-        status = ", ".join(sorted({str(statuses[cls]) for cls, _, _ in uses}))
+        status = ", ".join(sorted({str(status) for status, _, _ in uses}))
         modules = ", ".join(sorted({f"`{module}`" for _, module, _ in uses}))
         example = next((message for _, _, message in uses if message), "")
         rows.append(f"| `{code}` | {status} | {modules} | {_cell(example)} |")
