@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PROXY_VENV ?= .venv-litellm-proxy
 PROXY := $(PROXY_VENV)/.installed
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,12 @@ test: $(STAMP) $(PROXY)
 	LLM_GATEWAY_TEST_DATABASE_URL="$$($(BIN)/python -m tests.parts)" \
 	TEST_LITELLM_PROXY_VENV=$(abspath $(PROXY_VENV)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or an undocumented setting fails.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(PROXY_VENV) build *.egg-info
+	rm -rf $(VENV) $(PROXY_VENV) build site *.egg-info

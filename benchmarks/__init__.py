@@ -1,1 +1,1 @@
-"""The project's benchmark (issue 7): `make bench` = `python -m benchmarks.run`; see README, section Benchmarks."""
+"""The project's benchmark (issue 7): `make bench` = `python -m benchmarks.run`; see docs/benchmarks.md."""

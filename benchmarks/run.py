@@ -250,7 +250,7 @@ class Bench:
 
 
 def machine() -> str:
-    """One line naming the machine, for the README's results."""
+    """One line naming the machine, for the benchmark results (docs/benchmarks.md)."""
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.machine())
     return f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}"

@@ -65,11 +65,19 @@ def v1_paths() -> dict[str, Any]:
     """The /v1 operations (any other POST /v1/* path is forwarded as is to OpenAI-compatible providers)."""
     paths: dict[str, Any] = {path: {"post": _post(summary, "v1_" + path[4:].replace("/", "_"))}
                              for path, summary in POSTS.items()}
-    models = {"type": "object", "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": {
-        "type": "object", "properties": {"id": {"type": "string", "description": "configuration name"},
-                                         "object": {"const": "model"}, "owned_by": {"type": "string"}}}}}}
+    model = {"type": "object", "properties": {
+        "id": {"type": "string", "description": "configuration name (`<team>/<name>` for a team's)"},
+        "object": {"const": "model"}, "created": {"type": "integer"}, "owned_by": {"type": "string"}}}
+    models = {"type": "object", "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": model}}}
     paths["/v1/models"] = {"get": {
         "summary": "Your active configurations, as OpenAI models", "tags": ["v1"], "operationId": "v1_models",
         "responses": {"200": {"description": "The models", "content": {"application/json": {"schema": models}}},
                       "401": _errors()["401"]}}}
+    paths["/v1/models/{model}"] = {"get": {
+        "summary": "One of your active configurations, as an OpenAI model", "tags": ["v1"],
+        "operationId": "v1_model",
+        "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"},
+                        "description": "configuration name, or `<team>/<name>`"}],
+        "responses": {"200": {"description": "The model", "content": {"application/json": {"schema": model}}},
+                      "401": _errors()["401"], "404": _errors()["404"]}}}
     return paths

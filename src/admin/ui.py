@@ -123,9 +123,15 @@ async def to_page(request: web.Request) -> web.Response:
     raise web.HTTPPermanentRedirect("/ui/", headers=SECURITY_HEADERS)
 
 
+async def home(request: web.Request) -> web.Response:
+    """/ → the web page; a temporary redirect, so the root stays free for something else later."""
+    raise web.HTTPFound("/ui/", headers=SECURITY_HEADERS)
+
+
 def setup_ui(app: web.Application) -> None:
-    """Serve the web page from the package's static folder at /ui/."""
+    """Serve the web page from the package's static folder at /ui/ (and send / there)."""
     app[UI_ASSETS] = load_assets(resources.files("admin").joinpath("static"))
+    app.router.add_get("/", home)
     app.router.add_get("/ui", to_page)
     for route in PAGE_ROUTES:
         app.router.add_get(route, page)

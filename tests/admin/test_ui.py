@@ -73,6 +73,13 @@ async def test_ui_without_slash_redirects(client: TestClient) -> None:
     assert resp.status == 308 and resp.headers["Location"] == "/ui/"
 
 
+async def test_the_root_sends_a_browser_to_the_web_page(client: TestClient) -> None:
+    resp = await client.get("/", allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == "/ui/"
+    followed = await client.get("/")
+    assert followed.status == 200 and "<html" in (await followed.text()).lower()
+
+
 @pytest.mark.parametrize(
     "path", ["/ui/assets/nope.js", "/ui/assets/../ui.py", "/ui/assets/%2e%2e/ui.py", "/ui/assets/index.html", "/ui/other"]
 )

@@ -1,6 +1,6 @@
 """The soak benchmark (benchmarks/soak.py) in its short form: 20 streaming clients for 5 s plus steady
 non-streamed load, against a gateway and a fake upstream in their own processes — no error, no task or
-upstream connection left behind, memory flat. The full run (200 clients × 60 s) is documented in the README."""
+upstream connection left behind, memory flat. The full run (200 clients × 60 s) is in docs/concepts/reliability.md."""
 
 from __future__ import annotations
 

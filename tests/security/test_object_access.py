@@ -102,7 +102,7 @@ async def test_other_users_objects_are_404_on_every_route_with_an_id(
     (invitation,) = await pending_invitations(client, owner)
     before = await snapshot(client, owner, theirs)
     ids = {"id": theirs["config"]["id"], "conversation_id": theirs["conversation"], "team_id": team["id"],
-           "user_id": owner.id, "invitation_id": invitation["id"]}
+           "user_id": owner.id, "invitation_id": invitation["id"], "model": theirs["config"]["id"]}
     checked, wrong = [], []
     for method, template, _ in await operations(client):
         if "{" not in template or template.startswith("/api/admin/"):
@@ -113,7 +113,7 @@ async def test_other_users_objects_are_404_on_every_route_with_an_id(
         checked.append(f"{method} {template}")
         unknown = await client.request(method, template.format(id=uuid.uuid4(), conversation_id="nope",
                                                                team_id=uuid.uuid4(), user_id=uuid.uuid4(),
-                                                               invitation_id=uuid.uuid4()),
+                                                               invitation_id=uuid.uuid4(), model=uuid.uuid4()),
                                        headers=intruder.headers, json=body)
         if resp.status != 404 or unknown.status != 404 or await resp.json() != await unknown.json():
             wrong.append((method, template, resp.status, unknown.status))
@@ -135,6 +135,7 @@ async def test_other_users_objects_are_404_on_every_route_with_an_id(
         "POST /api/teams/{team_id}/llm-configurations/import", "GET /api/teams/{team_id}/audit-events",
         "POST /api/teams/{team_id}/rotate-key", "GET /api/teams/{team_id}/usage",
         "POST /api/invitations/{invitation_id}/accept", "POST /api/invitations/{invitation_id}/decline",
+        "GET /v1/models/{model}",
     }), "a new route with an id: add it here"
     # Ids in bodies and queries: bulk delete, fallbacks, audit and usage filters, exports.
     resp = await client.post(f"{CONFIGS}/bulk-delete", headers=intruder.headers, json={"ids": [ids["id"]]})

@@ -28,6 +28,7 @@ from gateway.accounts.users import (
     set_disabled,
     valid_user_name,
 )
+from gateway.cli import imports as imports_cli
 from gateway.cli import teams as teams_cli
 from gateway.cli.bootstrap import (
     StartupError,
@@ -226,13 +227,17 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 1 if report.failed or report.team_keys_failed else 0
 
 
+def _policy(settings: Settings) -> Policy:
+    """What a write of configurations checks: the provider catalog, the URL policy, the per-user cap."""
+    return Policy(catalog=ProviderCatalog.load(settings.providers_file), urls=UrlPolicy.from_settings(settings),
+                  max_per_user=settings.max_configurations_per_user,
+                  max_per_team=settings.max_configurations_per_team)
+
+
 def cmd_migrate_legacy(args: argparse.Namespace) -> int:
     """Migrate legacy single-key settings into configurations and print the report."""
     settings = ensure_key_ring(load_settings(), announce=False)
-    catalog = ProviderCatalog.load(settings.providers_file)
-    policy = Policy(catalog=catalog, urls=UrlPolicy.from_settings(settings),
-                    max_per_user=settings.max_configurations_per_user,
-                    max_per_team=settings.max_configurations_per_team)
+    policy = _policy(settings)
 
     async def work() -> MigrationReport:
         try:
@@ -251,6 +256,14 @@ def cmd_migrate_legacy(args: argparse.Namespace) -> int:
             await engine.dispose()
 
     print(_run(work).model_dump_json(indent=2))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import another gateway's configurations and print the report."""
+    settings = ensure_key_ring(load_settings(), announce=False)
+    keyring = KeyRing.from_entries(settings.key_ring_entries())
+    print(_run(lambda: _with_session(settings, imports_cli.work(args, keyring, _policy(settings)), writes=False)))
     return 0
 
 
@@ -339,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     legacy.add_argument("--dry-run", action="store_true", help="report what would happen, write nothing")
     legacy.set_defaults(func=cmd_migrate_legacy)
     teams_cli.add_teams_command(sub, cmd_teams)
+    imports_cli.add_import_command(sub, cmd_import)
     add_templates_command(sub)
     return parser
 

@@ -264,6 +264,15 @@ async def import_configurations(session: AsyncSession, *, keyring: KeyRing, poli
                                 overwrite: bool) -> ImportReport:
     """Merge an export into the user's configurations by name (flushed, not committed)."""
     keys = await check_document(document, passphrase)
+    return await merge_configurations(session, keyring=keyring, policy=policy, user_id=user_id, document=document,
+                                      keys=keys, dry_run=dry_run, overwrite=overwrite)
+
+
+async def merge_configurations(session: AsyncSession, *, keyring: KeyRing, policy: Policy, user_id: uuid.UUID,
+                               document: ExportDocument, keys: dict[str, str], dry_run: bool,
+                               overwrite: bool) -> ImportReport:
+    """Merge a checked document whose keys are open (name → plaintext) into the user's configurations by name
+    (flushed, not committed); an entry without a key is created inactive and listed in `needs_key`."""
     report = ImportReport(dry_run=dry_run, keys_restored=bool(keys))
     existing = {c.name: c for c in await list_user_configurations(session, user_id=user_id)}
     has_default = await default_configuration(session, user_id=user_id) is not None

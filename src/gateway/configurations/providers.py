@@ -174,11 +174,15 @@ class ProviderCatalog:
             cached = self._models[provider_id] = (*dict.fromkeys(provider.models), *extra)
         return list(cached)
 
+    def named(self, name: str) -> str | None:
+        """The catalog id of a provider called `name` by the catalog or by litellm ("together_ai"), or None."""
+        return self._by_name.get(name.lower())
+
     def infer_provider(self, model: str) -> str:
         """The catalog id a legacy model string belongs to, "openai" when nothing says otherwise."""
         head, slash, _ = model.partition("/")
-        if slash and head.lower() in self._by_name:
-            return self._by_name[head.lower()]
+        if slash and (named := self.named(head)) is not None:
+            return named
         litellm = _litellm()
         try:
             litellm_name = litellm.get_llm_provider(model)[1]

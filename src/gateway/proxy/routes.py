@@ -8,8 +8,9 @@ import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
+from gateway.errors import NotFound
 from gateway.proxy.admission import Admission
-from gateway.proxy.cache import ConfigurationCache
+from gateway.proxy.cache import CachedConfiguration, ConfigurationCache
 from gateway.proxy.context import proxy_context
 from gateway.proxy.exchange import proxy
 from gateway.proxy.failover import Cooldowns
@@ -62,9 +63,28 @@ async def list_models(request: web.Request) -> web.Response:
     for their teams')."""
     user_id = caller_of(request).require_user()
     configurations = await request.config_dict[CONFIG_CACHE].configurations(user_id)
-    data = [{"id": c.label, "object": "model", "created": c.created, "owned_by": c.provider}
-            for c in configurations.active()]
+    data = [_model(c) for c in configurations.active()]
     return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+
+
+async def retrieve_model(request: web.Request) -> web.Response:
+    """GET /v1/models/{id}: one of the configurations /v1/models lists, by the name it is selected by; anything
+    else, another user's included, is the same 404 as an unknown name (OpenAI's `model_not_found`)."""
+    user_id = caller_of(request).require_user()
+    name = request.match_info["model"]
+    configurations = await request.config_dict[CONFIG_CACHE].configurations(user_id)
+    found = configurations.by_name.get(name)
+    if found is None or not found.is_active:
+        # Not the name back: another user's configuration answers byte for byte like a name nobody has.
+        raise NotFound("The model does not exist or you do not have access to it", param="model",
+                       code="model_not_found")
+    return web.Response(body=orjson.dumps(_model(found)), content_type="application/json")
+
+
+def _model(configuration: CachedConfiguration) -> dict[str, str | int]:
+    """OpenAI's model object for a configuration."""
+    return {"id": configuration.label, "object": "model", "created": configuration.created,
+            "owned_by": configuration.provider}
 
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -102,5 +122,7 @@ def setup(app: web.Application, *, dns: AbstractResolver | None = None) -> None:
     router.add_post("/v1/embeddings", embeddings)
     router.add_post("/v1/responses", responses)
     router.add_get("/v1/models", list_models)
+    # `.+`: a team configuration's id is `<team>/<name>`, which the openai SDK puts in the path as it is.
+    router.add_get("/v1/models/{model:.+}", retrieve_model)
     router.add_post("/v1/{tail:.+}", passthrough)
     router.add_get("/metrics", metrics_handler)
