@@ -49,7 +49,17 @@ NOT_RUN = {
         "installs into /opt and systemd: tests/test_deployment.py builds the wheel and checks the unit",
 }
 # `export X=...   # ..., the answer's "token"`: a value a person copies from the answer before it.
-PASTED = re.compile(r'^export (\w+)=\S+\s+#.*the answer\'s "(\w+)"')
+# `export X=...   # ..., the answer's "token"` (or a path into it: `"items"[0]["id"]`)
+PASTED = re.compile(r'^export (\w+)=\S+\s+#.*the answer\'s ((?:\[?"\w+"\]?|\[\d+\])+)')
+STEP = re.compile(r'\[?"(\w+)"\]?|\[(\d+)\]')
+
+
+def pasted_value(answer: str, path: str) -> str:
+    """The value a reader copies from a JSON answer, following `"key"` and `[index]` steps."""
+    value = json.loads(answer)
+    for key, index in STEP.findall(path):
+        value = value[key] if key else value[int(index)]
+    return str(value)
 
 
 def _commands(block: str) -> list[str]:
@@ -73,7 +83,7 @@ def run_block(block: str, shell_env: dict[str, str], gateway: Gateway, fake_port
             pasted = PASTED.match(command)
             assert pasted or command.startswith("export ADMIN="), command
             if pasted:
-                shell_env[pasted.group(1)] = str(json.loads(answers[-1])[pasted.group(2)])
+                shell_env[pasted.group(1)] = pasted_value(answers[-1], pasted.group(2))
             continue
         done = subprocess.run(["bash", "-c", _local(command, gateway.port, fake_port)], env=shell_env, cwd=cwd,
                               capture_output=True, text=True, timeout=60)
@@ -144,10 +154,14 @@ def check_teams_walkthrough(shell_env: dict[str, str], gateway: Gateway, fake_po
     configuration that bob lists masked and calls as <team>/<name>."""
     assert [language for language, _ in TEAMS_BLOCKS] == ["sh"]
     answers = run_block(TEAMS_BLOCKS[0][1], shell_env, gateway, fake_port)
-    bob, team, member, configuration, listed, completion = (json.loads(answer) for answer in answers)
+    bob, team, invited, invitations, accepted, configuration, listed, completion = (json.loads(answer)
+                                                                                   for answer in answers)
     assert bob["name"] == "bob" and shell_env["BOB"] == bob["token"]
     assert team["name"] == "research" and team["role"] == "owner" and shell_env["TEAM"] == team["id"]
-    assert member["name"] == "bob" and member["role"] == "member"
+    assert invited["status"] == "invited"  # the same answer whether or not bob exists
+    (invitation,) = invitations["items"]
+    assert invitation["team"] == {"id": team["id"], "name": "research"} and shell_env["INVITATION"] == invitation["id"]
+    assert accepted, accepted
     assert configuration["team"] == {"id": team["id"], "name": "research"} and key not in json.dumps(configuration)
     assert [c["name"] for c in listed["items"]] == ["shared-gpt"] and key not in json.dumps(listed)
     assert completion["object"] == "chat.completion" and completion["choices"][0]["message"]["content"]
