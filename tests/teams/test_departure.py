@@ -195,3 +195,19 @@ async def test_operators_manage_any_team(client: TestClient, admin_headers: dict
     for method, path in (("PATCH", base), ("DELETE", base), ("POST", f"{base}/rotate-key")):
         resp = await client.request(method, path, json={"name": "x"}, headers=admin_headers)
         assert resp.status == 404, (method, path)
+
+
+async def test_two_owners_deleted_at_once_never_leave_a_team_without_one(
+        client: TestClient, admin_headers: dict[str, str]) -> None:
+    """Each deletion counted two owners before either wrote, so both went through and the team was left with
+    members and no owner (beyond every owner's route, and the operator's too: 404)."""
+    first, second, member = [await make_user(client) for _ in range(3)]
+    team = await make_team(client, first, "t-" + uuid.uuid4().hex[:6])
+    await add_member(client, first, team, second, role="owner")
+    await add_member(client, first, team, member)
+    answers = await asyncio.gather(*(client.delete(f"/api/admin/users/{user.id}", headers=admin_headers)
+                                     for user in (first, second)))
+    assert sorted(resp.status for resp in answers) == [204, 409]
+    listing = await (await client.get("/api/admin/teams", headers=admin_headers)).json()
+    (found,) = [t for t in listing["items"] if t["id"] == team["id"]]
+    assert len(found["owners"]) == 1

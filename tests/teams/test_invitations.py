@@ -5,6 +5,7 @@ add directly. Teams per user are bounded (MAX_TEAMS_PER_USER)."""
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 import uuid
@@ -160,3 +161,25 @@ async def test_teams_per_user_are_bounded(bounded: TestClient) -> None:
     resp = await client.post(f"/api/admin/teams/{teams[1]['id']}/members", json={"user": invitee.name},
                              headers=ADMIN)
     assert (await error_of(resp, 409))["code"] == "too_many_teams"
+
+
+async def test_simultaneous_joins_never_pass_the_teams_bound(bounded: TestClient) -> None:
+    """Two acceptances (and two creations) at once by a user with room for one more team: exactly one passes.
+    Each counted the user's teams before either wrote, so both used to pass (PostgreSQL)."""
+    client = bounded
+    owner, invitee = await make_user(client), await make_user(client)
+    teams = [await make_team(client, owner) for _ in range(2)]
+    await make_team(client, invitee)
+    for team in teams:
+        await invite(client, owner, team, invitee)
+    pending = await pending_invitations(client, invitee)
+    answers = await asyncio.gather(*(client.post(f"/api/invitations/{i['id']}/accept", headers=invitee.headers)
+                                     for i in pending))
+    assert sorted(resp.status for resp in answers) == [200, 409]
+    assert (await (await client.get("/api/teams", headers=invitee.headers)).json())["total"] == 2
+    creator = await make_user(client)
+    await make_team(client, creator)
+    answers = await asyncio.gather(*(client.post("/api/teams", json={"name": f"race-{uuid.uuid4().hex[:8]}"},
+                                                 headers=creator.headers) for _ in range(2)))
+    assert sorted(resp.status for resp in answers) == [201, 409]
+    assert (await (await client.get("/api/teams", headers=creator.headers)).json())["total"] == 2

@@ -5,6 +5,7 @@ they typed); odd URLs never make a 500."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -96,3 +97,18 @@ async def test_odd_base_urls_never_make_a_500_for_members(client: TestClient) ->
     resp = await client.get(f"/api/teams/{team['id']}/llm-configurations", headers=member.headers)
     assert resp.status == 200
     assert len((await resp.json())["items"]) == len(stored)
+
+
+async def test_simultaneous_creations_never_pass_the_team_bound(bounded: TestClient) -> None:
+    """Two owners add a configuration at once to a team with room for one more: exactly one is created."""
+    client = bounded
+    owner, other = await make_user(client), await make_user(client)
+    team = await make_team(client, owner)
+    await add_member(client, owner, team, other, role="owner")
+    await make_team_configuration(client, owner, team)
+    path = f"/api/teams/{team['id']}/llm-configurations"
+    answers = await asyncio.gather(*(client.post(path, json={
+        "name": f"race-{n}", "provider": "openai", "model": "m", "api_key": f"sk-race-{n}-0123456789abcdef"},
+        headers=user.headers) for n, user in enumerate((owner, other))))
+    assert sorted(resp.status for resp in answers) == [201, 409]
+    assert len((await (await client.get(path, headers=owner.headers)).json())["items"]) == 2

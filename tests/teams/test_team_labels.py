@@ -7,6 +7,7 @@ it (409 team_name_reserved) and their old label answers 404 team_label_gone, by 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -116,3 +117,18 @@ async def test_held_name_is_freed_when_no_former_member_is_left(
     newcomer = await make_user(client)
     resp = await client.post("/api/teams", json={"name": team["name"]}, headers=newcomer.headers)
     assert resp.status == 201
+
+
+async def test_a_name_given_up_at_the_moment_another_team_asks_for_it_stays_held(client: TestClient) -> None:
+    """A rename and a newcomer's creation of the old name at once: the newcomer never gets the name (it read no
+    hold before the rename committed, then its insert waited on the renamed row and went through)."""
+    owner, member, newcomer = await make_user(client), await make_user(client), await make_user(client)
+    for _ in range(10):
+        team = await make_team(client, owner, "race-" + uuid.uuid4().hex[:6])
+        await add_member(client, owner, team, member)
+        renamed, created = await asyncio.gather(
+            client.patch(f"/api/teams/{team['id']}", json={"name": team["name"] + "-new"}, headers=owner.headers),
+            client.post("/api/teams", json={"name": team["name"]}, headers=newcomer.headers))
+        assert renamed.status == 200, await renamed.text()
+        # Before the rename the name is the team's own, after it the former members': 409 either way.
+        assert (await error_of(created, 409))["code"] in {"duplicate_team_name", "team_name_reserved"}

@@ -30,7 +30,7 @@ from gateway.crypto.masking import mask_key
 from gateway.crypto.team_keys import current_team_key, data_key, decrypt_with_data_key, encrypt_with_data_key
 from gateway.errors import Conflict, Forbidden, NotFound, Unprocessable
 from gateway.store.models import ConversationConfiguration, LLMConfiguration, utcnow
-from gateway.teams.membership import Membership, membership, memberships, parse_id
+from gateway.teams.membership import Membership, lock_team, membership, memberships, parse_id
 from gateway.validation import MAX_MODEL, MAX_NAME, check_text
 
 NO_CONFIGURATION = "No configuration with this id"
@@ -123,6 +123,17 @@ async def _flush_team_unique(session: AsyncSession) -> None:
                        code="duplicate_name") from None
 
 
+async def _check_room(session: AsyncSession, *, team_id: uuid.UUID, max_per_team: int) -> None:
+    """409 when the team holds `max_per_team` configurations. Takes the team's lock first (SQLite ignores FOR
+    UPDATE): two additions at once must not both count the same rows."""
+    await lock_team(session, team_id=team_id)
+    count = (await session.execute(select(func.count()).select_from(LLMConfiguration).where(
+        LLMConfiguration.team_id == team_id))).scalar_one()
+    if count >= max_per_team:
+        raise Conflict(f"The team already has {count} configurations, the most allowed (MAX_CONFIGURATIONS_PER_TEAM)",
+                       code="too_many_configurations")
+
+
 async def create_team_configuration(
     session: AsyncSession, *, keyring: KeyRing, policy: Policy, user_id: uuid.UUID, team_id: uuid.UUID | str,
     name: str, provider: str, model: str, api_key: str, base_url: str | None = None, is_active: bool = True,
@@ -134,11 +145,7 @@ async def create_team_configuration(
     check_api_key(api_key)
     base_url = check_provider_and_url(policy, provider, base_url)
     member = await membership(session, user_id=user_id, team_id=team_id, owner=True, for_update=True)
-    count = (await session.execute(select(func.count()).select_from(LLMConfiguration).where(
-        LLMConfiguration.team_id == member.team.id))).scalar_one()
-    if count >= policy.max_per_team:
-        raise Conflict(f"The team already has {count} configurations, the most allowed (MAX_CONFIGURATIONS_PER_TEAM)",
-                       code="too_many_configurations")
+    await _check_room(session, team_id=member.team.id, max_per_team=policy.max_per_team)
     now = utcnow()
     config = LLMConfiguration(
         id=uuid.uuid4(), user_id=None, team_id=member.team.id, name=name, provider=provider, model=model,
@@ -172,11 +179,7 @@ async def share_configuration(
     if plaintext == CLEARED_KEY:
         raise Unprocessable("This configuration's key was cleared; it has no key to share", param="configuration_id",
                             code="key_required")
-    count = (await session.execute(select(func.count()).select_from(LLMConfiguration).where(
-        LLMConfiguration.team_id == member.team.id))).scalar_one()
-    if count >= max_per_team:
-        raise Conflict(f"The team already has {count} configurations, the most allowed (MAX_CONFIGURATIONS_PER_TEAM)",
-                       code="too_many_configurations")
+    await _check_room(session, team_id=member.team.id, max_per_team=max_per_team)
     now = utcnow()
     copy = LLMConfiguration(
         id=uuid.uuid4(), user_id=None, team_id=member.team.id, name=name or source.name, provider=source.provider,

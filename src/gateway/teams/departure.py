@@ -20,6 +20,15 @@ OnLastOwner = Literal["refuse", "transfer"]
 ON_LAST_OWNER: tuple[OnLastOwner, ...] = ("refuse", "transfer")
 
 
+async def _lock_owned(session: AsyncSession, *, user_id: uuid.UUID) -> None:
+    """Lock every team the user owns before counting owners: two co-owners deleted at once must not each see
+    the other still there (both went, and the team was left without an owner)."""
+    owned = (await session.execute(select(TeamMember.team_id).where(
+        TeamMember.user_id == user_id, TeamMember.role == OWNER).order_by(TeamMember.team_id))).scalars().all()
+    for team_id in owned:  # in id order, so two deletions lock shared teams in the same order
+        await lock_team(session, team_id=team_id)
+
+
 async def _sole_owned(session: AsyncSession, *, user_id: uuid.UUID) -> list[Team]:
     """The teams of which the user is the only owner, by name."""
     owners = (select(TeamMember.team_id).where(TeamMember.role == OWNER).group_by(TeamMember.team_id)
@@ -44,13 +53,13 @@ async def _successor(session: AsyncSession, *, team_id: uuid.UUID, leaving: uuid
 async def hand_over(session: AsyncSession, *, user_id: uuid.UUID, actor: str, on_last_owner: OnLastOwner
                     ) -> list[uuid.UUID]:
     """Make sure every team keeps an owner when `user_id` goes; the members of the user's teams (to notify)."""
+    await _lock_owned(session, user_id=user_id)
     sole = await _sole_owned(session, user_id=user_id)
     if sole and on_last_owner == "refuse":
         raise Conflict(f"This user is the last owner of the team(s) {_names(sole)}; make another member an owner, "
                        "delete the team(s), or delete the user with on_last_owner=transfer", code="last_owner")
     successors = []
     for team in sole:
-        await lock_team(session, team_id=team.id)
         successors.append((team, await _successor(session, team_id=team.id, leaving=user_id)))
     orphans = [team for team, successor in successors if successor is None]
     if orphans:

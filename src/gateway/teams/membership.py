@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.accounts import audit
+from gateway.configurations.crud import lock_user
 from gateway.crypto.keyring import KeyRing
 from gateway.crypto.team_keys import create_team_key, shred_team_keys
 from gateway.errors import Conflict, Forbidden, NotFound
@@ -105,7 +106,9 @@ async def _flush_team_name(session: AsyncSession) -> None:
 
 async def check_team_room(session: AsyncSession, *, user_id: uuid.UUID, max_teams: int) -> None:
     """409 when the user already belongs to `max_teams` teams (each team brings up to its own configuration
-    limit, so teams must not be a way around the per-user one)."""
+    limit, so teams must not be a way around the per-user one). Takes the user's lock first: two joins or
+    creations at once must not both count the same teams."""
+    await lock_user(session, user_id=user_id)
     count = (await session.execute(
         select(func.count()).select_from(TeamMember).where(TeamMember.user_id == user_id))).scalar_one()
     if count >= max_teams:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import Conflict, Unprocessable
+from gateway.store.db import dialect_name, take_sqlite_write_lock
 from gateway.store.models import TeamMember, TeamNameHold, utcnow
 from gateway.validation import MAX_NAME, check_text
 
@@ -24,8 +25,22 @@ def check_team_name(name: str) -> str:
     return name
 
 
+# PostgreSQL advisory lock id of team-name changes (any constant no other lock uses).
+NAMES_LOCK = 0x7EA3_4A3E
+
+
+async def _lock_names(session: AsyncSession) -> None:
+    """Serialise team-name changes until commit: a creation reading no hold while a rename that gives the name
+    up is in flight would otherwise wait on the renamed row's unique index and then take the name."""
+    if dialect_name(session) == "sqlite":
+        await take_sqlite_write_lock(session)
+    else:
+        await session.execute(select(func.pg_advisory_xact_lock(NAMES_LOCK)))
+
+
 async def claim_name(session: AsyncSession, *, name: str, team_id: uuid.UUID) -> None:
     """409 when another team's former members hold `name`; a team taking back its own old name releases it."""
+    await _lock_names(session)
     held = await session.execute(select(exists().where(TeamNameHold.name == name, TeamNameHold.team_id != team_id)))
     if held.scalar_one():
         raise Conflict("This team name was given up by another team and stays reserved for its former members' "
@@ -35,6 +50,7 @@ async def claim_name(session: AsyncSession, *, name: str, team_id: uuid.UUID) ->
 
 async def hold_name(session: AsyncSession, *, name: str, team_id: uuid.UUID) -> None:
     """Hold the name a team is giving up for each of its current members (added to the session)."""
+    await _lock_names(session)
     members = (await session.execute(select(TeamMember.user_id).where(TeamMember.team_id == team_id))).scalars()
     now = utcnow()
     for user_id in members:
