@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
@@ -33,6 +34,7 @@ TRANSLATED, BYTES = "translated", "bytes"
 MALFORMED = [{"role": "user", "content": 123}]  # named by the worker's own check of the messages
 UNTRANSLATABLE = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "not-an-image"}}]}]
 KILL = "kill the worker"  # a row's behaviour: the translation worker dies while the upstream holds the call
+KILL_MID_STREAM = "kill the worker mid-stream"  # ... once the upstream sent its first event
 
 
 @pytest.fixture
@@ -91,6 +93,8 @@ ROWS = {
     # The gateway's own failure: a clear retryable 503, failed over, never the configuration's fault.
     "worker death": Row(KILL, 503, "translation_unavailable", True, False, bytes_path=False),
     "worker death, streamed": Row(KILL, 503, "translation_unavailable", True, False, stream=True, bytes_path=False),
+    "worker death mid-stream": Row(KILL_MID_STREAM, 200, "translation_unavailable", False, False, stream=True,
+                                   bytes_path=False),
 }
 
 
@@ -105,16 +109,20 @@ class Outcome:
     upstream_calls: int
 
 
-async def killing_workers(client: TestClient, fake: FakeUpstream, done: asyncio.Future[Any]) -> None:
-    """SIGKILL the translation worker each time the fake receives a call, until `done`."""
+async def killing_workers(client: TestClient, fake: FakeUpstream, done: asyncio.Future[Any],
+                          mid_stream: bool = False) -> None:
+    """SIGKILL the translation worker each time the fake receives a call (or, mid_stream, once the call's first
+    content events had the time to reach the client: the fake sends them 0.5 s apart), until `done`."""
     translator = client.server.app[TRANSLATOR]
     seen = len(fake.requests)
     while not done.done():
-        if len(fake.requests) > seen:
+        pid = translator.worker_pid
+        if pid is not None and len(fake.requests) > seen and (
+                not mid_stream or len(fake.requests[-1].chunk_times) >= 4):
             seen = len(fake.requests)
-            pid = translator.worker_pid
-            if pid is not None:
-                os.kill(pid, signal.SIGKILL)
+            if mid_stream:
+                await asyncio.sleep(0.3)
+            os.kill(pid, signal.SIGKILL)
         await asyncio.sleep(0.02)
 
 
@@ -148,16 +156,23 @@ async def run_row(client: TestClient, row: Row, path: str, claude: FakeAnthropic
     fake.reset()
     if behaviour == KILL:
         fake.behaviour.hang = True
+    elif behaviour == KILL_MID_STREAM:
+        fake.behaviour.chunks, fake.behaviour.chunk_delay_s = 6, 0.5
     else:
         assert isinstance(behaviour, dict)
         for name, value in behaviour.items():
             setattr(fake.behaviour, name, value)
     body = {"model": "x", "messages": row.messages, "max_tokens": 20, "stream": row.stream}
-    call = asyncio.ensure_future(client.post("/v1/chat/completions", headers=user.headers, json=body))
-    killer = asyncio.ensure_future(killing_workers(client, fake, call)) if behaviour == KILL else None
+
+    async def exchange() -> tuple[ClientResponse, bytes]:
+        resp = await client.post("/v1/chat/completions", headers=user.headers, json=body)
+        return resp, await resp.read()  # the killer keeps watching until the answer's end
+
+    call = asyncio.ensure_future(exchange())
+    killer = (asyncio.ensure_future(killing_workers(client, fake, call, mid_stream=behaviour == KILL_MID_STREAM))
+              if behaviour in (KILL, KILL_MID_STREAM) else None)
     try:
-        resp = await asyncio.wait_for(call, 120)
-        raw = await resp.read()
+        resp, raw = await asyncio.wait_for(call, 120)
     finally:
         if killer is not None:
             await killer
@@ -194,7 +209,7 @@ async def test_failure_table(client: TestClient, claude: FakeAnthropic, fake: Fa
             assert got.retry_after == row.retry_after, (path, got)
         if row.messages is not MESSAGES and path == TRANSLATED:
             assert got.upstream_calls == 0  # refused before anything was sent
-        if not row.failover and row.behaviour != KILL and row.messages is MESSAGES:
+        if not row.failover and row.behaviour not in (KILL, KILL_MID_STREAM) and row.messages is MESSAGES:
             assert got.upstream_calls == 1
 
 
@@ -257,3 +272,20 @@ async def test_a_worker_death_during_the_half_open_probe_frees_the_probe(
     claude.behaviour.hang = False
     resp = await client.post("/v1/chat/completions", headers=user.headers, json=chat)
     assert resp.status == 200, await resp.text()
+
+
+async def test_a_configuration_test_the_worker_fails_says_so(client: TestClient, claude: FakeAnthropic) -> None:
+    """A configuration test whose call the worker fails answers with a verdict naming the gateway's worker (not a
+    503 after the save, not the provider's fault)."""
+    user = await make_user(client)
+    config = await make_configuration(client, user, provider="anthropic", model="claude-sonnet-4-5",
+                                      base_url=claude.url, api_key=DEFAULT_ANTHROPIC_KEY)
+    await client.server.app[TRANSLATOR].ready()
+    claude.behaviour.hang = True
+    call = asyncio.ensure_future(client.post(f"/api/llm-configurations/{config['id']}/test", headers=user.headers))
+    killer = asyncio.ensure_future(killing_workers(client, claude, call))
+    resp = await asyncio.wait_for(call, 120)
+    await killer
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert body["status"] == "failed" and "translation worker" in body["message"], body
