@@ -50,8 +50,9 @@ async def claude(aiohttp_server: Any) -> FakeAnthropic:
 
 @dataclass(frozen=True)
 class Row:
-    """What goes wrong (the fake's behaviour, or KILL; `openai` None: the bytes path has no equivalent) and what
-    both paths must answer: status, error code (None: the provider's own), failover and cooldown."""
+    """What goes wrong (the fake's behaviour, or a worker killed; `openai`: the bytes path's equivalent when it
+    differs; `bytes_path` False: it has none) and what both paths must answer: status, error code (None: the
+    provider's own, which differs between providers), failover and cooldown."""
 
     behaviour: dict[str, Any] | str
     status: int
