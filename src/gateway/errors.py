@@ -12,6 +12,7 @@
     ├── Unprocessable (422 invalid_request_error)
     ├── RateLimited (429 rate_limit_error)
     ├── ServiceUnavailable (503 service_unavailable)
+    │   └── TranslationUnavailable (503; the gateway's translation worker failed, not the provider)
     └── UpstreamError (502 upstream_error; carries the upstream's status when it answered)
         └── UpstreamTimeout (504)
 """
@@ -96,6 +97,13 @@ class RateLimited(GatewayError):
 
 class ServiceUnavailable(GatewayError):
     status, type, code = 503, "service_unavailable", "service_unavailable"
+
+
+class TranslationUnavailable(ServiceUnavailable):
+    """The gateway's own translation worker failed a call (it died, timed out, was overloaded or answered
+    garbage): retryable, and never counted against the provider's configuration."""
+
+    code = "translation_unavailable"
 
 
 class UpstreamError(GatewayError):

@@ -135,8 +135,8 @@ async def test_a_killed_worker_fails_its_calls_cleanly_and_the_next_call_starts_
     os.kill(first, signal.SIGKILL)
     resp = await asyncio.wait_for(call, 30)
     error = (await resp.json())["error"]
-    assert resp.status == 502
-    assert (error["type"], error["code"]) == ("upstream_error", "translation_worker_failed")
+    assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+    assert (error["type"], error["code"]) == ("service_unavailable", "translation_unavailable")
     assert "Traceback" not in error["message"] and DEFAULT_ANTHROPIC_KEY not in await resp.text()
     claude.behaviour.hang = False
 
@@ -156,7 +156,7 @@ async def test_a_killed_worker_fails_its_calls_cleanly_and_the_next_call_starts_
     assert first_line.startswith(b"data: {")
     os.kill(second, signal.SIGKILL)
     rest = (await asyncio.wait_for(resp.read(), 30)).decode()
-    assert "translation_worker_failed" in rest and "[DONE]" not in rest
+    assert "translation_unavailable" in rest and "[DONE]" not in rest
     claude.behaviour.chunks, claude.behaviour.chunk_delay_s = 3, 0.0
     resp = await client.post("/v1/chat/completions", headers=user.headers, json={**CHAT, "stream": True})
     assert resp.status == 200 and (await resp.read()).rstrip().endswith(b"data: [DONE]")
@@ -251,7 +251,7 @@ async def test_no_key_in_either_processs_output(tmp_path: Path, key_ring: str, a
             await wait_for(lambda: len(claude.requests) > seen)
             os.kill(workers[0], signal.SIGKILL)
             resp = await asyncio.wait_for(call, 30)
-            assert resp.status == 502 and key not in await resp.text()
+            assert resp.status == 503 and key not in await resp.text()
             claude.behaviour.hang = False
             resp = await http.post("/v1/chat/completions", headers=auth, json=CHAT)
             assert resp.status == 200, await resp.text()

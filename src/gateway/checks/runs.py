@@ -30,7 +30,7 @@ from gateway.checks.probe import (
 from gateway.configurations.crud import Policy, check_api_key, check_provider_and_url, decrypt_key
 from gateway.configurations.providers import Provider
 from gateway.crypto.keyring import CryptoError, KeyRing
-from gateway.errors import RateLimited, Unprocessable, UpstreamError
+from gateway.errors import RateLimited, TranslationUnavailable, Unprocessable, UpstreamError
 from gateway.proxy.dispatch import send_once
 from gateway.proxy.forward import Target
 from gateway.proxy.translation import Translator
@@ -73,6 +73,8 @@ async def run_probe(
     try:
         reply = await send_once(http, target, path=probe.path, body=probe.body, timeout_s=timeout_s,
                                 translator=translator, urls=urls)
+    except TranslationUnavailable as exc:  # the gateway's worker failed: nothing is known of the provider
+        return CheckResult(success=False, status="failed", message=exc.message)
     except UpstreamError as exc:
         latency_ms = round((time.perf_counter() - started) * 1000)
         return classify_upstream_error(exc, model=target.model, api_key=target.api_key,

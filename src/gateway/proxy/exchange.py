@@ -19,6 +19,7 @@ from gateway.errors import (
     InvalidJSON,
     PayloadTooLarge,
     ServiceUnavailable,
+    TranslationUnavailable,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -26,8 +27,8 @@ from gateway.proxy import dispatch
 from gateway.proxy.admission import CLIENT_CLOSED
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.context import ProxyContext
-from gateway.proxy.failover import parse_retry_after, should_fail_over
-from gateway.proxy.forward import Target, relayed_headers
+from gateway.proxy.failover import Blame, blame, parse_retry_after
+from gateway.proxy.forward import Target, invalid_stream, relayed_headers, stream_cut
 from gateway.proxy.keys import plaintext_key
 from gateway.proxy.relay import SSERelay, first_event_is_json, usage_of
 from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
@@ -198,7 +199,7 @@ async def _serve(ex: Exchange) -> web.StreamResponse:
         if response is not None:
             return response
         assert failure is not None
-        if isinstance(failure, UpstreamError) and not should_fail_over(failure.status):
+        if blame(failure) is Blame.CLIENT:
             raise failure
         last_error = failure
     if last_error is not None:
@@ -217,19 +218,23 @@ def _record(ex: Exchange, configuration: CachedConfiguration, response: web.Stre
         metrics.ok_attempts += 1  # added to the counter in bulk by the usage writer's settle
         cooldowns.succeeded(configuration.id)
         return
+    verdict = blame(failure)
     if response is not None:  # the stream broke after its first byte: no failover now
         ex.error_class = failure.__class__.__name__
-        if cooldowns.failed(configuration.id):
+        if verdict is not Blame.PROVIDER:
+            cooldowns.released(configuration.id)
+        elif cooldowns.failed(configuration.id):
             metrics.cooldowns.inc()
         return
-    if not isinstance(failure, UpstreamError):  # the stored key could not be decrypted
-        metrics.attempt["key_error"].inc()
+    if verdict is Blame.GATEWAY:  # its translation worker failed, or the stored key could not be decrypted
+        metrics.attempt["gateway_error" if isinstance(failure, TranslationUnavailable) else "key_error"].inc()
+        cooldowns.released(configuration.id)  # neither verdict: a half-open probe is free again
         return
     # The cause by class and status only: upstream texts and aiohttp's messages may quote URLs or keys.
     log.warning("upstream attempt failed: request_id=%s configuration_id=%s status=%s code=%s cause=%s",
                 ex.request_id, configuration.id, failure.status, failure.code,
                 failure.__cause__.__class__.__name__ if failure.__cause__ is not None else f"HTTP {failure.status}")
-    if not should_fail_over(failure.status):
+    if verdict is Blame.CLIENT:
         cooldowns.succeeded(configuration.id)  # it answered: the request was wrong, not the key
         metrics.attempt["client_error"].inc()
         return
@@ -272,7 +277,7 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration
             return _response(ex, answer.status, headers, answer.body), None
         finally:
             await answer.close()
-    except UpstreamError as exc:
+    except (UpstreamError, TranslationUnavailable) as exc:  # another configuration may answer
         return None, exc
 
 
@@ -306,8 +311,7 @@ async def _relay(ex: Exchange, status: int, headers: dict[str, str], chunks: Asy
         raise _too_long(limit_s) from None
     if not first_event_is_json(first):
         # Nothing has reached the client yet: a garbled stream is an upstream failure (and may fail over).
-        raise UpstreamError("The upstream's stream is not valid server-sent JSON events",
-                            code="upstream_invalid_response")
+        raise invalid_stream()
     response = _response(ex, status, headers)
     failure: GatewayError | None = None
     try:
@@ -320,7 +324,7 @@ async def _relay(ex: Exchange, status: int, headers: dict[str, str], chunks: Asy
         except TimeoutError:
             failure = _too_long(limit_s)
         if failure is None and ex.expect_done and not relay.saw_done:
-            failure = UpstreamError("The upstream stream ended before its end marker", code="upstream_stream_cut")
+            failure = stream_cut()
         if failure is not None:
             await response.write(b"data: " + orjson.dumps(failure.envelope()) + b"\n\n")
         await response.write_eof()

@@ -1,14 +1,20 @@
-"""When to fail over, and the cooldown of configurations that keep failing (closed → open → half-open).
+"""Whose failure an attempt's error is, when to fail over, and the cooldown of configurations that keep failing
+(closed → open → half-open).
 
 A configuration that fails `threshold` times in a row is skipped for `cooldown_s` (or the upstream's
-Retry-After); afterwards one request at a time probes it (half-open) until one succeeds.
+Retry-After); afterwards one request at a time probes it (half-open) until one succeeds. Only the provider's
+failures count: a request the upstream or the translation refused is the client's, and the gateway's own
+failures (its translation worker, a key it cannot decrypt) say nothing about the configuration.
 """
 
 from __future__ import annotations
 
+import enum
 import time
 import uuid
 from dataclasses import dataclass
+
+from gateway.errors import GatewayError, UpstreamError
 
 # Another key or provider may fix these; any other 4xx means the request itself is wrong.
 FAILOVER_STATUSES = frozenset({401, 403, 408, 429})
@@ -18,6 +24,21 @@ MAX_RETRY_AFTER_S = 3600.0
 def should_fail_over(status: int) -> bool:
     """True for upstream statuses that another configuration may answer better."""
     return status >= 500 or status in FAILOVER_STATUSES
+
+
+class Blame(enum.Enum):
+    """Whose failure an attempt's error is, and so what it does to the request and to the configuration."""
+
+    CLIENT = "client"  # answered as is: no failover, and the configuration is fine
+    PROVIDER = "provider"  # fails over, and counts toward the configuration's cooldown
+    GATEWAY = "gateway"  # fails over (another configuration may not need what failed), counts toward nothing
+
+
+def blame(error: GatewayError) -> Blame:
+    """Whose failure an attempt's error is: the one rule the attempt loop, the cooldown and the metrics ask."""
+    if isinstance(error, UpstreamError):
+        return Blame.PROVIDER if should_fail_over(error.status) else Blame.CLIENT
+    return Blame.CLIENT if error.status < 500 else Blame.GATEWAY
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -208,6 +208,16 @@ async def read_answer(response: aiohttp.ClientResponse, target: Target, limit: i
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def invalid_stream() -> UpstreamError:
+    """A stream that is not what it claims: the provider's failure, before anything reached the client."""
+    return UpstreamError("The upstream's stream is not valid server-sent JSON events", code="upstream_invalid_response")
+
+
+def stream_cut() -> UpstreamError:
+    """A stream that stopped before its end marker: the provider's failure, the client's answer incomplete."""
+    return UpstreamError("The upstream stream ended before its end marker", code="upstream_stream_cut")
+
+
 def _too_large(target: Target, limit: int) -> UpstreamError:
     return UpstreamError(f"The upstream of '{target.name or target.provider}' answered with more than {limit} bytes",
                          code="upstream_too_large")

@@ -17,7 +17,7 @@ from prometheus_client.utils import floatToGoString
 
 from gateway.web.appkeys import METRICS, USAGE
 
-ATTEMPT_OUTCOMES = ("ok", "failed", "client_error", "key_error")
+ATTEMPT_OUTCOMES = ("ok", "failed", "client_error", "key_error", "gateway_error")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # The only endpoint label values: a client chooses the path after /v1/, and each new label value is a new time
 # series kept forever, so any other path is counted as "other".

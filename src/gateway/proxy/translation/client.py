@@ -2,7 +2,7 @@
 translated request, and the calls to it. Nothing here imports litellm, httpx or openai (import-linter).
 
 One worker per gateway process, spawned lazily with asyncio (concurrent first requests share one start) and
-ready once litellm is imported. A worker that dies fails its in-flight calls with a clean 502 and is replaced by
+ready once litellm is imported. A worker that dies fails its in-flight calls with a clean 503 and is replaced by
 the next call; the app's cleanup stops it (its stdin closes, SIGTERM, then SIGKILL), and it exits by itself
 when the gateway goes away (its stdin ends). Its stderr is the gateway's."""
 
@@ -278,7 +278,7 @@ class Translator:
 
 async def _frames(response: aiohttp.ClientResponse, target: Target) -> AsyncGenerator[bytes, None]:
     """The worker's data frames as they come; its error raised as the in-process translation raised it; a worker
-    gone mid-answer as a clean 502 (protocol.worker_failure)."""
+    gone mid-answer as a clean 503 (protocol.worker_failure)."""
     if response.status != 200 or response.content_type != protocol.FRAMES_TYPE:
         raise protocol.worker_failure(f"HTTP {response.status}")
     content = response.content

@@ -25,7 +25,7 @@ import orjson
 from aiohttp.client_reqrep import ConnectionKey
 from yarl import URL
 
-from gateway.errors import BadRequest, GatewayError, UpstreamError, UpstreamTimeout
+from gateway.errors import BadRequest, GatewayError, TranslationUnavailable, UpstreamError, UpstreamTimeout
 from gateway.ssrf import UnsafeURLError
 
 WORKER_MODULE = "gateway.proxy.translation.worker"
@@ -36,7 +36,9 @@ DATA, ERROR, END = b"D", b"E", b"Z"
 HEAD = 5  # kind byte + 4-byte length
 # Error classes the worker may report; anything else arrives as UpstreamError.
 ERRORS: dict[str, type[GatewayError]] = {cls.__name__: cls for cls in (
-    GatewayError, BadRequest, UpstreamError, UpstreamTimeout)}
+    GatewayError, BadRequest, TranslationUnavailable, UpstreamError, UpstreamTimeout)}
+# How soon a caller may try again after the worker failed: the next call starts a new one.
+RETRY_AFTER_S = 1
 
 
 async def messages(lines: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
@@ -129,7 +131,8 @@ def error_of(raw: bytes, base_url: str) -> GatewayError:
     return error
 
 
-def worker_failure(what: str) -> UpstreamError:
-    """The error of a call the worker did not answer (it died, or answered what it never sends)."""
-    return UpstreamError(f"The translation worker failed ({what}); the next request starts a new one",
-                         code="translation_worker_failed")
+def worker_failure(what: str) -> TranslationUnavailable:
+    """The error of a call the worker did not answer (it died, or answered what it never sends): the gateway's
+    own failure, not the provider's, so it never counts toward a configuration's cooldown."""
+    return TranslationUnavailable(f"The gateway's translation worker failed ({what}); retry: the next request "
+                                  "starts a new one", headers={"Retry-After": str(RETRY_AFTER_S)})

@@ -27,21 +27,25 @@ import time
 import traceback
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
+from pydantic import BaseModel, ConfigDict, StrictStr, TypeAdapter, ValidationError
 
 from gateway import logs
 from gateway.configurations.providers import _litellm as import_litellm
 from gateway.crypto.masking import scrub
 from gateway.errors import BadRequest, GatewayError, UpstreamError
-from gateway.proxy.forward import Target, error_from_answer, transport_error
+from gateway.proxy.forward import Target, error_from_answer, invalid_stream, stream_cut, transport_error
 from gateway.proxy.translation import protocol
 from gateway.ssrf import UnsafeURLError, UrlPolicy
 from gateway.web.resolver import guarded_session
+
+if TYPE_CHECKING:  # imported with litellm, as guarded_http is
+    from gateway.proxy.guarded_http import Exchanges
 
 log = logging.getLogger("gateway.translation.worker")
 
@@ -56,6 +60,22 @@ CHAT_PARAMS = frozenset({
 # What the OpenAI path's boundary (forward.upstream_errors) translates; litellm wraps them in its own classes.
 TRANSPORT_FAILURES = (TimeoutError, UnsafeURLError, aiohttp.ClientError)
 LOOKUP_TIMEOUT_S = 30.0
+MAX_REFUSAL_DETAIL = 300
+# How a provider's event stream opens and ends, where litellm does not check it (it skips events it cannot parse
+# and ends a cut stream with a finish of its own): Anthropic's message_start ... message_stop.
+STREAM_EDGES = {"anthropic": (b"message_start", b"message_stop")}
+
+
+class _Message(BaseModel):
+    """What litellm needs of a chat message to translate it: a role it knows, and text or a list of parts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: StrictStr | list[dict[str, Any]] | None = None
+
+
+_MESSAGES = TypeAdapter(list[_Message])
 
 
 @dataclass
@@ -80,6 +100,14 @@ def _params(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise BadRequest("Field 'messages' must be a non-empty list of message objects", param="messages",
                          code="invalid_type")
+    try:
+        _MESSAGES.validate_python(messages)
+    except ValidationError as exc:
+        # The first problem, named as OpenAI names it (messages[0].content), without the value sent.
+        error = exc.errors(include_input=False, include_url=False)[0]
+        index, field = error["loc"][0], error["loc"][1]
+        param = f"messages[{index}].{field}"
+        raise BadRequest(f"Invalid '{param}': {error['msg']}", param=param, code="invalid_value") from None
     return {k: v for k, v in body.items() if k not in ("model", "stream", "stream_options")}
 
 
@@ -118,9 +146,11 @@ def _answer_of(exc: BaseException, chain: list[BaseException]) -> tuple[int, byt
     return status, body, headers
 
 
-def translate_error(exc: BaseException, target: Target) -> tuple[UpstreamError, BaseException | None]:
+def translate_error(exc: BaseException, target: Target, exchanges: Exchanges
+                    ) -> tuple[GatewayError, BaseException | None]:
     """litellm's exception as the OpenAI path's error for the same failure (transport errors included), and the
-    transport exception to chain it to (None: litellm's own chain quotes request details)."""
+    transport exception to chain it to (None: litellm's own chain quotes request details). A call that never
+    went out is the client's request, refused (400); an answer litellm could not read, the provider's (502)."""
     import openai
 
     chain = _chain(exc)
@@ -128,7 +158,8 @@ def translate_error(exc: BaseException, target: Target) -> tuple[UpstreamError, 
         if isinstance(link, UpstreamError):  # ours, raised inside litellm's read (an answer too large)
             return link, None
     answer = _answer_of(exc, chain)
-    if answer is not None:
+    # Only an error the provider answered with: litellm's statuses for what it refused or could not read are its own.
+    if answer is not None and (exchanges.status or 0) >= 400:
         status, body, headers = answer
         return error_from_answer(status, body, api_key=target.api_key, headers=headers), None
     # The outermost transport failure litellm wrapped is what the OpenAI path would have caught.
@@ -137,9 +168,20 @@ def translate_error(exc: BaseException, target: Target) -> tuple[UpstreamError, 
             return transport_error(link, target), link
     if isinstance(exc, openai.APITimeoutError):
         return transport_error(TimeoutError(), target), None
+    return untranslatable(exc, target, exchanges), None
+
+
+def untranslatable(exc: BaseException, target: Target, exchanges: Exchanges | None) -> GatewayError:
+    """A failure of litellm's that is neither an answer nor a transport error. Before anything went out it is
+    the client's request that cannot be translated: a 400, so it neither fails over nor cools the configuration
+    down. After, it is the provider's answer that cannot be read: a 502, as a garbled answer on the OpenAI path."""
     name = target.name or target.provider
-    return UpstreamError(f"Could not reach the upstream of '{name}' ({exc.__class__.__name__})",
-                         code="upstream_unreachable"), None
+    if exchanges is None or not exchanges.sent:
+        detail = scrub(str(exc).strip().split("\n", 1)[0], target.api_key)[:MAX_REFUSAL_DETAIL]
+        return BadRequest(f"The request cannot be translated for '{name}': {detail or exc.__class__.__name__}",
+                          code="translation_refused")
+    return UpstreamError(f"The answer of the upstream of '{name}' could not be translated ({exc.__class__.__name__})",
+                         code="upstream_invalid_response")
 
 
 def _failures() -> tuple[type[BaseException], ...]:
@@ -149,23 +191,27 @@ def _failures() -> tuple[type[BaseException], ...]:
     return (openai.OpenAIError, httpx.HTTPError, aiohttp.ClientError, TimeoutError)
 
 
-async def _call(worker: Worker, target: Target, body: dict[str, Any], timeout_s: float, **extra: Any) -> Any:
-    from gateway.proxy.guarded_http import check_guarded
+async def _call(worker: Worker, target: Target, body: dict[str, Any], timeout_s: float, exchanges: Exchanges,
+                **extra: Any) -> Any:
+    from gateway.proxy.guarded_http import EXCHANGES, check_guarded
 
     params = _params(body)
     check_guarded(worker.handler, target.base_url)
+    EXCHANGES.set(exchanges)  # this call's task only: its transport records what went out and came back
     try:
         return await worker.litellm.acompletion(
             model=f"{target.litellm_provider}/{target.model}", api_base=target.base_url, api_key=target.api_key,
             client=worker.handler, timeout=timeout_s, num_retries=0, drop_params=True, **params, **extra)
     except _failures() as exc:
-        error, cause = translate_error(exc, target)
+        error, cause = translate_error(exc, target, exchanges)
         raise error from cause
 
 
 async def complete(worker: Worker, target: Target, body: dict[str, Any], timeout_s: float) -> bytes:
     """A non-streamed chat completion, answered in OpenAI's shape."""
-    response = await _call(worker, target, body, timeout_s)
+    from gateway.proxy.guarded_http import Exchanges
+
+    response = await _call(worker, target, body, timeout_s, Exchanges())
     return orjson.dumps(response.model_dump(exclude_none=True))
 
 
@@ -176,9 +222,17 @@ def _frame(obj: dict[str, Any]) -> bytes:
 async def stream(worker: Worker, target: Target, body: dict[str, Any], timeout_s: float
                  ) -> AsyncGenerator[bytes, None]:
     """A streamed chat completion as OpenAI's SSE frames, with the usage in a chunk of its own at the end."""
-    wrapper = await _call(worker, target, body, timeout_s, stream=True, stream_options={"include_usage": True})
+    from gateway.proxy.guarded_http import Exchanges
+
+    exchanges = Exchanges()
+    wrapper = await _call(worker, target, body, timeout_s, exchanges, stream=True,
+                          stream_options={"include_usage": True})
+    edges = STREAM_EDGES.get(target.litellm_provider)
     try:
         async for chunk in wrapper:
+            if edges is not None and edges[0] not in exchanges.head:
+                # Before the first frame: on the OpenAI path too a stream that is no JSON events fails over.
+                raise invalid_stream()
             data = chunk.model_dump(exclude_none=True)
             usage = data.pop("usage", None)
             choices = data.get("choices") or []
@@ -189,19 +243,24 @@ async def stream(worker: Worker, target: Target, body: dict[str, Any], timeout_s
                               "created": data.get("created", int(time.time())), "model": data.get("model"),
                               "choices": [], "usage": usage})
     except _failures() as exc:
-        error, cause = translate_error(exc, target)
+        error, cause = translate_error(exc, target, exchanges)
         raise error from cause
+    if edges is not None and edges[1] not in exchanges.tail:
+        # A cut answer, as the OpenAI path calls one that stops before its [DONE].
+        raise stream_cut()
     yield b"data: [DONE]\n\n"
 
 
 # -- the socket's side ------------------------------------------------------------------------------------------
 
-def _unexpected(exc: BaseException, target: Target) -> UpstreamError:
-    """A failure inside litellm that is no upstream answer: logged (key scrubbed), a 502 to the client."""
+def _unexpected(exc: BaseException, target: Target) -> GatewayError:
+    """A failure inside litellm that is no upstream answer: logged (key scrubbed), the client's request refused
+    when nothing went out, else the provider's answer unreadable."""
+    from gateway.proxy.guarded_http import EXCHANGES
+
     text = scrub("".join(traceback.format_exception(exc)), target.api_key)
     log.error("translation failed: provider=%s model=%s %s", target.provider, target.model, text)
-    return UpstreamError(f"The translation of the call to '{target.name or target.provider}' failed "
-                         f"({exc.__class__.__name__})", code="translation_failed")
+    return untranslatable(exc, target, EXCHANGES.get())
 
 
 def _target(doc: dict[str, Any]) -> Target:
