@@ -199,7 +199,8 @@ async def stream(worker: Worker, target: Target, body: dict[str, Any], timeout_s
 def _unexpected(exc: BaseException, target: Target) -> UpstreamError:
     """A failure inside litellm that is no upstream answer: logged (key scrubbed), a 502 to the client."""
     text = scrub("".join(traceback.format_exception(exc)), target.api_key)
-    log.error("translation failed: provider=%s model=%s %s", target.provider, target.model, text)
+    log.error("translation failed: provider=%s model=%s error=%s", target.provider, logs.field_value(target.model),
+              logs.field_value(text))
     return UpstreamError(f"The translation of the call to '{target.name or target.provider}' failed "
                          f"({exc.__class__.__name__})", code="translation_failed")
 
