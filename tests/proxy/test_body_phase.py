@@ -103,7 +103,8 @@ async def test_a_trickled_body_is_answered_408_and_its_connection_closed(
         assert status == 408, answer
         assert answer["error"]["code"] == "request_timeout" and answer["error"]["param"] == "body"
         assert time.monotonic() - started < 3
-        # Closed at once: not drained for aiohttp's lingering time (10 s) while the client keeps trickling.
+        # The gateway's side shut at once (the client reads the end of the stream), not kept open for aiohttp's
+        # lingering time (10 s) while the client keeps trickling.
         assert await request.closed_within(2)
     finally:
         dripping.cancel()

@@ -74,8 +74,13 @@ async def read(request: web.Request, *, max_bytes: int, timeout_s: float, take: 
     else:
         declared = 0  # compressed or chunked: taken as it comes
     content = request.content
-    if content.is_eof():  # the whole body came with the head (most requests): nothing to wait for
-        return await _collect(content, max_bytes, declared, take)
+    if content.is_eof():  # the whole body came with the head (most requests): no timer, no coroutine
+        raw = content.read_nowait()
+        if len(raw) > max_bytes:
+            raise PayloadTooLarge("Request body is too large", param="body")
+        if len(raw) > declared:
+            take(len(raw) - declared)
+        return raw
     try:
         async with asyncio.timeout(timeout_s):
             return await _collect(content, max_bytes, declared, take)

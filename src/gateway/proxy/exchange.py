@@ -178,13 +178,16 @@ async def proxy(request: web.Request, path: str) -> web.StreamResponse:
 
 
 async def _closing(request: web.Request, error: GatewayError) -> web.StreamResponse:
-    """The error answered, then the connection closed: the rest of a body too slow to wait for is not read
-    (aiohttp would drain it for its lingering time, 10 s, before closing)."""
+    """The error answered and the gateway's side of the connection shut: the client reads the answer, then the
+    end of the stream. Closed outright, the client's bytes still arriving would reset the connection, and with it
+    the answer not yet read; aiohttp discards what still arrives for at most its lingering time (10 s)."""
     response = error_response(error)
     response.force_close()
     await response.prepare(request)
     await response.write_eof()
-    request.protocol.force_close()
+    transport = request.transport
+    if transport is not None and transport.can_write_eof():
+        transport.write_eof()
     return response
 
 
