@@ -7,6 +7,7 @@ The matrix sends each encoding to every forwarded route, once clean and once wit
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 from collections.abc import AsyncIterator, Callable
@@ -259,4 +260,24 @@ async def test_a_malformed_form_is_400_and_never_forwarded(client: TestClient, u
     assert resp.status == 400, await resp.text()
     error = (await resp.json())["error"]
     assert error["code"] == "invalid_multipart" and "multipart" in error["message"]
+    assert fake.requests == []
+
+
+async def test_a_body_that_cannot_be_decoded_is_400_and_never_forwarded(
+        client: TestClient, user: ApiUser, fake: FakeOpenAI) -> None:
+    """Not gzip data under Content-Encoding: gzip (was a 500)."""
+    await openai_config(client, user, fake)
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(f"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {user.token}\r\n"
+                 "Content-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: 40\r\n\r\n"
+                 .encode() + b"zz" * 20)
+    await writer.drain()
+    try:
+        answer = await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+    status, body = int(answer.split(b" ", 2)[1]), answer.split(b"\r\n\r\n", 1)[1]
+    assert status == 400, answer[:300]
+    error = orjson.loads(body)["error"]
+    assert (error["code"], error["param"]) == ("invalid_body_encoding", "body")
     assert fake.requests == []

@@ -74,19 +74,22 @@ async def read(request: web.Request, *, max_bytes: int, timeout_s: float, take: 
     else:
         declared = 0  # compressed or chunked: taken as it comes
     content = request.content
-    if content.is_eof():  # the whole body came with the head (most requests): no timer, no coroutine
-        raw = content.read_nowait()
-        if len(raw) > max_bytes:
-            raise PayloadTooLarge("Request body is too large", param="body")
-        if len(raw) > declared:
-            take(len(raw) - declared)
-        return raw
     try:
+        if content.is_eof():  # the whole body came with the head (most requests): no timer, no coroutine
+            raw = content.read_nowait()
+            if len(raw) > max_bytes:
+                raise PayloadTooLarge("Request body is too large", param="body")
+            if len(raw) > declared:
+                take(len(raw) - declared)
+            return raw
         async with asyncio.timeout(timeout_s):
             return await _collect(content, max_bytes, declared, take)
     except TimeoutError:
         raise RequestTimeout(f"The request body did not arrive within {timeout_s:g} s", param="body",
                              headers={"Connection": "close"}) from None
+    except web.RequestPayloadError:  # aiohttp could not undo its Content-Encoding or its chunked framing
+        raise BadRequest("The request body could not be decoded as its headers say", param="body",
+                         code="invalid_body_encoding") from None
 
 
 async def _collect(content: StreamReader, max_bytes: int, counted: int, take: Callable[[int], None]) -> bytes:
