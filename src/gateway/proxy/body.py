@@ -35,7 +35,7 @@ JSON_OBJECT_PATHS = frozenset({"/chat/completions", "/completions", "/embeddings
 FORM_PATHS = frozenset({"/audio/transcriptions", "/audio/translations", "/files", "/images/edits",
                         "/images/variations"})
 # What aiohttp's server undoes before the handler reads a byte (Brotli and zstd only with optional packages).
-DECODED_ENCODINGS = frozenset({"", "identity", "gzip", "deflate", "x-gzip"})
+DECODED_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
 BOM = b"\xef\xbb\xbf"
 _HEADERS = email.parser.BytesHeaderParser(policy=email.policy.HTTP)
 
@@ -48,11 +48,12 @@ def takes_forms(path: str) -> bool:
 def media_type(request: web.Request, path: str) -> str:
     """JSON or FORM: how the body will be read; UnsupportedMediaType for anything else."""
     headers = request.headers
-    encoding = headers.get("Content-Encoding", "").strip().lower()
+    encoding = headers.get("Content-Encoding", "").lower()  # as aiohttp reads it: " gzip" is not decoded
     if encoding not in DECODED_ENCODINGS:
         raise UnsupportedMediaType("Content-Encoding must be gzip or deflate, or none", param="Content-Encoding",
                                    code="unsupported_content_encoding")
-    if "Content-Type" not in headers:
+    raw = headers.get("Content-Type")
+    if raw is None or raw == JSON:  # what the SDKs send, without a parse
         return JSON
     kind = request.content_type  # aiohttp's parse: lower case, without parameters
     if kind == JSON:
@@ -69,7 +70,7 @@ async def read(request: web.Request, *, max_bytes: int, timeout_s: float, take: 
     declared = request.content_length or 0
     if declared > max_bytes:
         raise PayloadTooLarge("Request body is too large", param="body")
-    if declared and request.headers.get("Content-Encoding", "").strip().lower() in ("", "identity"):
+    if declared and request.headers.get("Content-Encoding", "").lower() in ("", "identity"):
         take(declared)  # refused before a byte is read when it does not fit
     else:
         declared = 0  # compressed or chunked: taken as it comes
@@ -82,14 +83,27 @@ async def read(request: web.Request, *, max_bytes: int, timeout_s: float, take: 
             if len(raw) > declared:
                 take(len(raw) - declared)
             return raw
-        async with asyncio.timeout(timeout_s):
+        # A timer that fails the read, cheaper than asyncio.timeout (~10k instructions a request less, by icount).
+        loop = asyncio.get_running_loop()
+        timer = loop.call_at(loop.time() + timeout_s, _expire, content)
+        try:
             return await _collect(content, max_bytes, declared, take)
+        finally:
+            timer.cancel()
     except TimeoutError:
         raise RequestTimeout(f"The request body did not arrive within {timeout_s:g} s", param="body",
                              headers={"Connection": "close"}) from None
     except web.RequestPayloadError:  # aiohttp could not undo its Content-Encoding or its chunked framing
         raise BadRequest("The request body could not be decoded as its headers say", param="body",
                          code="invalid_body_encoding") from None
+
+
+class BodyTimedOut(TimeoutError):
+    """The body's read deadline passed (a TimeoutError: aiohttp's lingering read after the answer expects one)."""
+
+
+def _expire(content: StreamReader) -> None:
+    content.set_exception(BodyTimedOut())
 
 
 async def _collect(content: StreamReader, max_bytes: int, counted: int, take: Callable[[int], None]) -> bytes:
