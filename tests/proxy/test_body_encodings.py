@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import multiprocessing
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -281,3 +282,27 @@ async def test_a_body_that_cannot_be_decoded_is_400_and_never_forwarded(
     error = orjson.loads(body)["error"]
     assert (error["code"], error["param"]) == ("invalid_body_encoding", "body")
     assert fake.requests == []
+
+
+@pytest.mark.parametrize("daemonic", [False, True], ids=["child-process", "daemonic-worker"])
+async def test_a_big_json_body_is_checked_and_sent_whole(client: TestClient, user: ApiUser, fake: FakeOpenAI,
+                                                         daemonic: bool) -> None:
+    """Bodies from 128 KiB on are parsed in a child process; a daemonic worker (`serve --workers N`) may not
+    start one and parses them itself. Either way the rule holds and the upstream gets every field."""
+    await openai_config(client, user, fake)
+    messages = [{"role": "user", "content": f"message {n} " + "y" * 1000} for n in range(300)]
+    process = multiprocessing.current_process()
+    process.daemon = daemonic
+    try:
+        resp = await client.post("/v1/chat/completions", headers=user.headers,
+                                 json={"model": CLIENT_MODEL, "messages": messages, "user": "u", "n": 1})
+        assert resp.status == 200, await resp.text()
+        refused = await client.post("/v1/chat/completions", headers=user.headers,
+                                    json={"model": CLIENT_MODEL, "messages": messages, "api_base": "http://x"})
+    finally:
+        process.daemon = False
+    assert refused.status == 400 and (await refused.json())["error"]["param"] == "api_base"
+    received = fake.last_request.body
+    assert received["model"] == CONFIGURED_MODEL and received["messages"] == messages
+    assert (received["user"], received["n"]) == ("u", 1)
+    assert len(fake.requests) == 1

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import InvalidJSON, ServiceUnavailable
-from gateway.proxy.body import loads, refuse_routing_fields
+from gateway.proxy.body import json_object, loads, refuse_routing_fields
 
 INLINE_BYTES = 128 * 1024  # ~10 ms of parsing at worst: cheaper than the trip to the child
 # Top-level fields the gateway reads (selection, streaming, usage chunk): always parsed here.
@@ -46,6 +46,10 @@ class JsonBodies:
 
     async def parse(self, raw: bytes) -> dict[str, Any]:
         """A big JSON object body without any routing field; 400 naming what is wrong."""
+        if multiprocessing.current_process().daemon:
+            # `serve --workers N` runs its workers as daemonic processes, which may not start children: there
+            # the body is parsed here, as before the child existed (the per-user byte bound still holds).
+            return json_object(raw)
         pool = self._pool
         if pool is None:
             # spawn, not fork: a fork would copy this process (its connections, its loop) into the child.
