@@ -7,8 +7,10 @@
     ├── Forbidden (403 permission_error)
     ├── NotFound (404 not_found_error)
     ├── MethodNotAllowed (405)
+    ├── RequestTimeout (408 invalid_request_error)
     ├── Conflict (409 conflict_error)
     ├── PayloadTooLarge (413)
+    ├── UnsupportedMediaType (415 invalid_request_error)
     ├── Unprocessable (422 invalid_request_error)
     ├── RateLimited (429 rate_limit_error)
     ├── ServiceUnavailable (503 service_unavailable)
@@ -83,8 +85,16 @@ class Conflict(GatewayError):
     status, type, code = 409, "conflict_error", "conflict"
 
 
+class RequestTimeout(GatewayError):
+    status, type, code = 408, "invalid_request_error", "request_timeout"
+
+
 class PayloadTooLarge(GatewayError):
     status, type, code = 413, "invalid_request_error", "payload_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status, type, code = 415, "invalid_request_error", "unsupported_media_type"
 
 
 class Unprocessable(GatewayError):

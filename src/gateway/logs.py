@@ -1,7 +1,9 @@
 """Logging set-up: one physical line per record, text or JSON, control characters escaped, chatty libraries pinned.
 
 A client controls paths and header values; escaping at the formatter (the one place every record passes)
-means no message, argument or traceback can start a line of its own and pass for another record.
+means no message, argument or traceback can start a line of its own and pass for another record. Within a
+line, a `key=value` field whose value a client or user chose goes through `field_value`, so it cannot pass for
+more fields (`/v1/x user_id=<another user's id>`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ PINNED = (
 )
 # Request fields an access record carries (`extra={"access": {...}}`); JSON lines keep them as fields.
 ACCESS = "access"
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Line and paragraph separators (splitlines() breaks on them) and the invisible or bidirectional formatting
+# characters that make a line read differently from what it holds (U+202E reverses what follows it on screen).
+INVISIBLE = r"\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+CONTROL = re.compile(rf"[\x00-\x1f\x7f-\x9f{INVISIBLE}]")
+# JSON escapes control characters itself, not these (they can only be inside strings).
+JSON_UNSAFE = re.compile(rf"[{INVISIBLE}]")
+# A value that cannot pass for more than one field, or for none: no space of any kind, `=`, quote or backslash.
+PLAIN_VALUE = re.compile(r"[^\s=\"\\]+")
 
 
 def _escape_char(match: re.Match[str]) -> str:
@@ -37,6 +46,15 @@ def _escape_char(match: re.Match[str]) -> str:
 def escape(text: str) -> str:
     """`text` on one line: CR, LF and every other control character written as a visible escape."""
     return CONTROL.sub(_escape_char, text)
+
+
+def field_value(value: object) -> str:
+    """A `key=value` field's value as written in a text line: as it is when plain, else in double quotes with
+    `"` and `\\` escaped (the formatter escapes control characters in either case)."""
+    text = str(value)
+    if PLAIN_VALUE.fullmatch(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _record_text(record: logging.LogRecord, formatter: logging.Formatter) -> str:
@@ -71,8 +89,11 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, ACCESS, None)
         if isinstance(fields, dict):
             doc.update({k: v for k, v in fields.items() if k not in doc})
-        # JSON escapes control characters but may keep U+2028/U+2029, where splitlines() breaks a line.
-        return orjson.dumps(doc, default=str).decode().replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        return JSON_UNSAFE.sub(_json_escape, orjson.dumps(doc, default=str).decode())
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def configure(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:

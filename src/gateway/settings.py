@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     queue_timeout_s: float = Field(default=2.0, ge=0)
     max_concurrent_requests_per_user: int = Field(default=500, ge=1)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # A /v1 body's whole read, from the handler's first look at it (a trickled body is answered 408).
+    body_read_timeout_s: float = Field(default=30.0, gt=0)
+    # Bytes of /v1 bodies one user has in flight in this process (parsed, they take up to ~26 times as much);
+    # unset: twice MAX_BODY_BYTES. Never below MAX_BODY_BYTES, or a body of the allowed size could never pass.
+    max_body_bytes_in_flight_per_user: int | None = Field(default=None, ge=1024)
     max_configurations_per_user: int = Field(default=100, ge=1)
     # Teams multiply configurations (each has its own limit), so a user's teams are bounded too.
     max_configurations_per_team: int = Field(default=100, ge=1)
@@ -209,6 +214,18 @@ class Settings(BaseSettings):
         if not TABLE_RE.match(value):
             raise ValueError("must be a table name (letters, digits, _; optionally schema.table)")
         return value
+
+    @model_validator(mode="after")
+    def _body_allowance(self) -> Settings:
+        allowance = self.max_body_bytes_in_flight_per_user
+        if allowance is not None and allowance < self.max_body_bytes:
+            raise ValueError("MAX_BODY_BYTES_IN_FLIGHT_PER_USER must be at least MAX_BODY_BYTES")
+        return self
+
+    @property
+    def body_bytes_per_user(self) -> int:
+        """Bytes of /v1 bodies one user may have in flight in this process."""
+        return self.max_body_bytes_in_flight_per_user or 2 * self.max_body_bytes
 
     @model_validator(mode="after")
     def _one_legacy_source(self) -> Settings:

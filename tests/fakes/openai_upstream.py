@@ -533,7 +533,10 @@ class FakeOpenAI(FakeUpstream):
         router.add_post("/v1/responses", self.endpoint(self._responses))
         router.add_get("/v1/models", self.endpoint(self._models))
         router.add_post("/v1/audio/transcriptions", self.endpoint(self._transcriptions))
+        router.add_post("/v1/audio/translations", self.endpoint(self._transcriptions))
         router.add_post("/v1/files", self.endpoint(self._files))
+        router.add_post("/v1/images/edits", self.endpoint(self._image_edits))
+        router.add_post("/v1/moderations", self.endpoint(self._moderations))
 
     def key_of(self, request: web.Request) -> str | None:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
@@ -583,7 +586,8 @@ class FakeOpenAI(FakeUpstream):
             return self.bad_request("you must provide a model parameter", "model")
         required = {"/v1/chat/completions": ("messages",), "/v1/completions": ("prompt",),
                     "/v1/embeddings": ("input",), "/v1/audio/transcriptions": ("file",),
-                    "/v1/files": ("file", "purpose")}
+                    "/v1/audio/translations": ("file",), "/v1/images/edits": ("image", "prompt"),
+                    "/v1/moderations": ("input",), "/v1/files": ("file", "purpose")}
         for name in required.get(request.path, ()):
             if name not in body:
                 return self.bad_request(f"Missing required parameter: '{name}'.", name)
@@ -807,6 +811,18 @@ class FakeOpenAI(FakeUpstream):
         return self.json_response({"id": new_id("file-"), "object": "file", "bytes": size,
                                    "created_at": int(time.time()), "filename": filename, "purpose": body["purpose"],
                                    "status": "processed", "expires_at": None, "status_details": None})
+
+    async def _image_edits(
+        self, request: web.Request, rec: RequestRecord, b: Behaviour, body: dict[str, Any]
+    ) -> web.StreamResponse:
+        png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b.content.encode()).decode()
+        return self.json_response({"created": int(time.time()), "data": [{"b64_json": png}]})
+
+    async def _moderations(
+        self, request: web.Request, rec: RequestRecord, b: Behaviour, body: dict[str, Any]
+    ) -> web.StreamResponse:
+        return self.json_response({"id": new_id("modr-"), "model": body["model"],
+                                   "results": [{"flagged": False, "categories": {}, "category_scores": {}}]})
 
     async def _models(
         self, request: web.Request, rec: RequestRecord, b: Behaviour, body: dict[str, Any]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 
 from gateway import logs
 from gateway.accounts.tokens import hash_token
+from gateway.proxy.usage import access_fields, access_line
 from tests.cli.live import Gateway, start_fake, stop_fake
 from tests.cli.test_cli import _env, free_port
 from tests.factories import make_configuration, make_user
@@ -61,6 +63,68 @@ def test_configure_pins_the_libraries_that_would_log_secrets() -> None:
     assert "gateway.test: ours" in stream.getvalue()
 
 
+# A `key=value` text line read back as a log shipper (logfmt) reads it: a value is a quoted string with
+# backslash escapes, or everything up to the next space.
+FIELD = re.compile(r'(?:^| )([a-z_]+)=("(?:[^"\\]|\\.)*"|[^ ]*)')
+HOSTILE_PATHS = [
+    "x user_id={other} status=200",  # the forgery of the issue
+    'x" user_id={other} "',
+    'x\\" user_id={other} \\',
+    "x\tuser_id={other}",
+    "x\nuser_id={other}",
+    "x\u2028user_id={other}",
+    "x\u00a0user_id={other}",  # a no-break space
+    "x\u202euser_id={other}",  # right-to-left override
+    "x\x00\x1b[2J user_id={other}",
+    "=user_id={other}",
+    "ünïcødé/路径 user_id={other}",
+]
+
+
+def _fields(line: str) -> list[tuple[str, str]]:
+    """The key=value fields of a text line after its `time LEVEL logger:` prefix and the record's own time."""
+    message = line.split(": ", 1)[1]
+    return FIELD.findall(message.split(" ", 1)[1])
+
+
+@pytest.mark.parametrize("path", HOSTILE_PATHS)
+def test_an_access_line_has_one_of_each_field_whatever_the_path(path: str) -> None:
+    user_id, other = uuid.uuid4(), uuid.uuid4()
+    endpoint = path.format(other=other)
+    event = ("0123456789abcdef", user_id, None, None, "/" + endpoint, 404, 1, False, 0.01, 1.7e9, None, None, None)
+    fields = access_fields(event)
+    record = logging.LogRecord("gateway.access", logging.INFO, __file__, 1, "%s", (access_line(fields),), None)
+    line = logs.TextFormatter().format(record)
+    found = _fields(line)
+    assert [key for key, _ in found] == ["request_id", "user_id", "configuration_id", "endpoint", "status",
+                                         "attempts", "latency_ms"], line
+    assert dict(found)["user_id"] == str(user_id) and str(other) not in dict(found)["user_id"]
+    assert "\n" not in line and "\u2028" not in line and "\u202e" not in line and "\x1b" not in line
+    # JSON lines were safe already: the endpoint is one string field, whatever it holds.
+    record.access = fields  # type: ignore[attr-defined]
+    doc = json.loads(logs.JsonFormatter().format(record))
+    assert doc["user_id"] == str(user_id) and doc["endpoint"] == endpoint[:50]
+    assert "\u202e" not in logs.JsonFormatter().format(record)
+
+
+async def test_a_forged_path_through_the_gateway_logs_its_caller_only(client: Any, aiohttp_server: Any,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    user, other = await make_user(client), await make_user(client, name="other")
+    fake = await start_openai_upstream(aiohttp_server)
+    await make_configuration(client, user, name="c", base_url=fake.url)
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    resp = await client.post(f"/v1/x%20user_id={other.id}%20status=200", headers=user.headers,
+                             json={"model": "c", "input": "hi"})
+    assert resp.status == 404
+    await client.get("/metrics")  # access lines are written with the usage writer's batch, before a scrape
+    lines = [logs.TextFormatter().format(r) for r in caplog.records if r.name == "gateway.access"]
+    assert len(lines) == 1, lines
+    fields = _fields(lines[0])
+    assert [value for key, value in fields if key == "user_id"] == [str(user.id)], lines[0]
+    assert [value for key, value in fields if key == "status"] == ["404"], lines[0]
+    assert dict(fields)["endpoint"] == '"' + f"x user_id={other.id} status=200"[:50] + '"'  # the column's length
+
+
 def _scenario(tmp_path: Path, **env: str) -> dict[str, str]:
     """A gateway and the fake upstream; one user, one configuration, a good request and a forged path."""
     key = f"sk-live-{uuid.uuid4().hex}"
@@ -99,7 +163,7 @@ def test_debug_logs_hold_no_key_ciphertext_token_hash_or_prompt(tmp_path: Path) 
     for secret in (run["key"], run["ciphertext"], run["prompt"], *run["hashes"].splitlines()):
         assert secret not in captured
     forged = [line for line in run["err"].splitlines() if "forged" in line]
-    assert len(forged) == 1 and "endpoint=chat\\r2026-01-01 INFO forged\\x1b\\u2028/completions" in forged[0], forged
+    assert len(forged) == 1 and 'endpoint="chat\\r2026-01-01 INFO forged\\x1b\\u2028/completions"' in forged[0], forged
     assert not any(line.startswith("2026-01-01") for line in captured.splitlines())
     assert "\x1b" not in run["err"] and "\x7f" not in run["err"]
 

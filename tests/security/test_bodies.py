@@ -127,7 +127,8 @@ async def test_oversized_bodies_are_413_everywhere(make_client: MakeClient, admi
         headers = admin_headers if template.startswith("/api/admin/") else user.headers
         path = template.format(id=uuid.uuid4(), conversation_id="c1", team_id=uuid.uuid4(), user_id=uuid.uuid4())
         resp = await client.request(method, path, headers=headers, json=huge)
-        chunked = await client.request(method, path, headers=headers, data=_chunks(b"{" + b" " * 4096 + b"}"))
+        chunked = await client.request(method, path, headers={**headers, "Content-Type": "application/json"},
+                                       data=_chunks(b"{" + b" " * 4096 + b"}"))
         for answer in (resp, chunked):
             body = await answer.json()
             if answer.status != 413 or body["error"]["code"] != "payload_too_large":

@@ -1,11 +1,15 @@
 """Admission control: how many /v1 requests one process serves at once, and what the rest are told.
 
-A request takes a slot for its whole upstream work (a stream holds it to its last byte). With every slot taken,
+A request takes a slot before its body is read and keeps it for its whole upstream work (a stream holds it to
+its last byte): a body being read or parsed is work too. With every slot taken,
 a request waits in a FIFO queue for at most `QUEUE_TIMEOUT_S`, then gets 503 `gateway_overloaded` with
 Retry-After, instead of queueing blindly in the connection pool behind thousands of open streams. A queued
 request whose client has left is dropped and never reaches the upstream. One user holds at most
 `MAX_CONCURRENT_REQUESTS_PER_USER` slots and queue places (429 `too_many_concurrent_requests` beyond), so one
-user's thousand streams cannot starve the others. All of it is per process.
+user's thousand streams cannot starve the others. The bytes of the bodies one user has in flight are capped too
+(`MAX_BODY_BYTES_IN_FLIGHT_PER_USER`, 429 `too_many_body_bytes_in_flight` beyond): a parsed body takes up to
+~26 times its size, and a user's share of places times MAX_BODY_BYTES is no bound on memory. All of it is per
+process.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from gateway.settings import Settings
 
 log = logging.getLogger("gateway.admission")
 
-REJECTION_REASONS = ("overloaded", "user_limit", "client_left")
+REJECTION_REASONS = ("overloaded", "user_limit", "user_body_bytes", "client_left")
 WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 # How often a queued request looks whether its client is still there: aiohttp (without handler cancellation,
 # its default) tells a handler nothing until it writes.
@@ -65,22 +69,26 @@ class AdmissionMetrics(Collector):
 class Admission:
     """Slots for upstream work, a bounded wait for one, and a per-user cap; see the module docstring."""
 
-    def __init__(self, *, limit: int, per_user: int, queue_timeout_s: float, registry: CollectorRegistry) -> None:
+    def __init__(self, *, limit: int, per_user: int, body_bytes_per_user: int, queue_timeout_s: float,
+                 registry: CollectorRegistry) -> None:
         self.limit = limit
         self.per_user = per_user
+        self.body_bytes_per_user = body_bytes_per_user
         self.queue_timeout_s = queue_timeout_s
         self.retry_after = str(max(1, math.ceil(queue_timeout_s)))
         self.in_flight = 0
         self.open_streams = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._by_user: dict[int, int] = {}  # by UUID.int: a UUID's own hash is a Python method
+        self._bytes_by_user: dict[int, int] = {}
         self.metrics = AdmissionMetrics(self, registry)
 
     @classmethod
     def from_settings(cls, settings: Settings, registry: CollectorRegistry) -> Admission:
         """As many slots as the upstream pool has connections: nobody waits blindly in the pool."""
         return cls(limit=settings.upstream_max_connections, per_user=settings.max_concurrent_requests_per_user,
-                   queue_timeout_s=settings.queue_timeout_s, registry=registry)
+                   queue_timeout_s=settings.queue_timeout_s, registry=registry,
+                   body_bytes_per_user=settings.body_bytes_per_user)
 
     @property
     def queued(self) -> int:
@@ -94,10 +102,11 @@ class Admission:
                     f"(they wait up to {self.queue_timeout_s:g} s)")
         return None
 
-    def enter(self, user_id: uuid.UUID, *, stream: bool) -> bool:
+    def enter(self, user_id: uuid.UUID) -> bool:
         """Take one of the user's places (RateLimited when all are held) and, when one is free and nobody
         queues, a slot: True. False: the caller awaits `wait`. Either way it calls `leave` once done. Synchronous,
-        so the common case costs no coroutine."""
+        so the common case costs no coroutine. Called before the body is read: whether the request streams is
+        told later (`streaming`)."""
         key = user_id.int
         held = self._by_user.get(key, 0)
         if held >= self.per_user:
@@ -106,12 +115,38 @@ class Admission:
         if self.in_flight < self.limit and not self._waiters:
             self.in_flight += 1
             self.metrics.waits[0] += 1  # observe(0.0): the first bucket, and nothing to the sum
-            if stream:
-                self.open_streams += 1
             return True
         return False
 
-    async def wait(self, request: web.Request, user_id: uuid.UUID, *, stream: bool) -> None:
+    def streaming(self) -> None:
+        """The admitted request, its body read, streams: counted among open streams until `leave(stream=True)`."""
+        self.open_streams += 1
+
+    def take_body_bytes(self, user_id: uuid.UUID, size: int) -> None:
+        """Count SIZE more body bytes of an admitted request against its user's share; RateLimited (nothing
+        counted) when they would not fit. The request gives back all it took with `give_body_bytes`."""
+        key = user_id.int
+        held = self._bytes_by_user.get(key, 0) + size
+        if held > self.body_bytes_per_user:
+            self.metrics.rejected["user_body_bytes"].inc()
+            raise RateLimited(
+                f"Too many request body bytes in flight: at most {self.body_bytes_per_user} per user at once on "
+                "this gateway process; wait for a request to finish", code="too_many_body_bytes_in_flight",
+                headers={"Retry-After": self.retry_after})
+        self._bytes_by_user[key] = held
+
+    def give_body_bytes(self, user_id: uuid.UUID, size: int) -> None:
+        """Give back body bytes taken with `take_body_bytes`."""
+        if not size:
+            return
+        key = user_id.int
+        held = self._bytes_by_user[key] - size
+        if held:
+            self._bytes_by_user[key] = held
+        else:
+            del self._bytes_by_user[key]
+
+    async def wait(self, request: web.Request, user_id: uuid.UUID) -> None:
         """Queue for a slot after `enter` said False: a slot, or the error (503 after the queue timeout, the
         client gone), with the user's place given back."""
         try:
@@ -119,8 +154,6 @@ class Admission:
         except BaseException:
             self._give_user(user_id)
             raise
-        if stream:
-            self.open_streams += 1
 
     def leave(self, user_id: uuid.UUID, *, stream: bool) -> None:
         """Give back the slot (to the oldest waiter, if any) and the user's place."""

@@ -11,6 +11,7 @@ from gateway.crypto.keyring import KeyRing
 from gateway.proxy.admission import Admission
 from gateway.proxy.cache import ConfigurationCache
 from gateway.proxy.failover import Cooldowns
+from gateway.proxy.json_bodies import JsonBodies
 from gateway.proxy.metrics import ProxyMetrics
 from gateway.proxy.translation import Translator
 from gateway.proxy.usage import UsageWriter
@@ -20,6 +21,7 @@ from gateway.web.appkeys import (
     CONFIG_CACHE,
     COOLDOWNS,
     HTTP_CLIENT,
+    JSON_BODIES,
     KEYRING,
     METRICS,
     PROXY,
@@ -42,9 +44,10 @@ class ProxyContext:
     http: aiohttp.ClientSession
     translator: Translator
     usage: UsageWriter
+    json_bodies: JsonBodies
 
 
 async def proxy_context(app: web.Application) -> None:
     """On start-up, after the cleanup contexts made the session, the cache and the usage writer."""
     app[PROXY] = ProxyContext(app[SETTINGS], app[ADMISSION], app[CONFIG_CACHE], app[COOLDOWNS], app[METRICS],
-                              app[KEYRING], app[HTTP_CLIENT], app[TRANSLATOR], app[USAGE])
+                              app[KEYRING], app[HTTP_CLIENT], app[TRANSLATOR], app[USAGE], app[JSON_BODIES])

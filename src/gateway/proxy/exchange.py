@@ -16,14 +16,14 @@ from gateway.crypto.keyring import CryptoError
 from gateway.errors import (
     BadRequest,
     GatewayError,
-    InvalidJSON,
-    PayloadTooLarge,
+    RequestTimeout,
     ServiceUnavailable,
     TranslationUnavailable,
     UpstreamError,
     UpstreamTimeout,
 )
-from gateway.proxy import dispatch
+from gateway.logs import field_value
+from gateway.proxy import body, dispatch, json_bodies
 from gateway.proxy.admission import CLIENT_CLOSED
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.context import ProxyContext
@@ -34,11 +34,9 @@ from gateway.proxy.relay import SSERelay, first_event_is_json, usage_of
 from gateway.proxy.selection import CONFIGURATION_HEADER, CONVERSATION_HEADER, attempt_chain, select_configuration
 from gateway.web.appkeys import PROXY
 from gateway.web.auth import caller_of
+from gateway.web.responses import error_response
 
 log = logging.getLogger("gateway.upstream")
-# Body fields that would steer routing or credentials (LiteLLM's CVE-2024-6587): the gateway's alone.
-ROUTING_FIELDS = frozenset({"api_base", "base_url", "api_key", "extra_headers", "custom_llm_provider",
-                            "litellm_params", "mock_response"})
 # Endpoints whose streams end with a usage chunk when asked for one, then `data: [DONE]`.
 USAGE_CHUNK_PATHS = frozenset({"/chat/completions", "/completions"})
 MAX_HEADER_CHARS = 256
@@ -51,12 +49,14 @@ class Exchange:
         "answer",
         "attempts",
         "body",
+        "body_bytes",
         "configuration",
         "conversation_id",
         "ctx",
         "drop_usage_chunk",
         "error_class",
         "expect_done",
+        "form",
         "path",
         "raw",
         "request",
@@ -79,7 +79,9 @@ class Exchange:
         self.user_id = caller_of(request).require_user()
         self.conversation_id: str | None = None
         self.body: dict[str, Any] | None = None
+        self.form: body.Form | None = None
         self.raw = b""
+        self.body_bytes = 0  # taken from the user's share of body bytes in flight
         self.stream = False
         self.drop_usage_chunk = False
         self.expect_done = False
@@ -113,34 +115,33 @@ def routing_header(request: web.Request, name: str) -> str | None:
 
 
 async def read_body(ex: Exchange) -> None:
-    """Read and check the body: 413 when too large, 400 for bad JSON or a routing field."""
-    try:
-        ex.raw = await ex.request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge("Request body is too large", param="body") from None
-    if not ex.request.headers.get("Content-Type", "").startswith("application/json") and \
-            not ex.raw.lstrip().startswith(b"{"):
-        return  # multipart and other pass-through bodies go upstream untouched
-    try:
-        body = orjson.loads(ex.raw)
-    except orjson.JSONDecodeError:
-        raise InvalidJSON("Request body is not valid JSON", param="body") from None
-    if not isinstance(body, dict):
-        raise InvalidJSON("Request body must be a JSON object", param="body")
-    refused = ROUTING_FIELDS.intersection(body)
-    if refused:
-        field = sorted(refused)[0]
-        raise BadRequest(f"Field '{field}' is not allowed: the gateway decides where requests go and with "
-                         "which key", param=field, code="routing_field_not_allowed")
-    ex.body = body
-    ex.stream = body.get("stream") is True
+    """Read and check the body by the one rule of gateway.proxy.body: 415 for a type it cannot check, 413 when
+    too large, 408 when too slow, 429 past the user's body bytes in flight, 400 for a bad body or a routing field."""
+    request, settings = ex.request, ex.ctx.settings
+    kind = body.media_type(request, ex.path)
+    raw = await body.read(request, max_bytes=settings.max_body_bytes, timeout_s=settings.body_read_timeout_s,
+                          take=lambda size: _take_body_bytes(ex, size))
+    if kind is body.FORM:
+        ex.form = body.form(request.headers["Content-Type"], raw)
+        return
+    if not raw and ex.path not in body.JSON_OBJECT_PATHS:
+        return  # nothing to check (POST /v1/batches/{id}/cancel and the like)
+    # Small bodies parsed here, without a coroutine: the common case; big ones in the parser's child process.
+    ex.body = parsed = body.json_object(raw) if len(raw) < json_bodies.INLINE_BYTES else \
+        await ex.ctx.json_bodies.parse(raw)
+    ex.stream = parsed.get("stream") is True
     if ex.stream and ex.path in USAGE_CHUNK_PATHS:
         ex.expect_done = True
-        options = body.get("stream_options")
+        options = parsed.get("stream_options")
         if options is None or (isinstance(options, dict) and options.get("include_usage") is not True):
             # Ask for the final usage chunk for accounting; the client, who did not ask, will not see it.
-            body["stream_options"] = {**(options or {}), "include_usage": True}
+            parsed["stream_options"] = {**(options or {}), "include_usage": True}
             ex.drop_usage_chunk = True
+
+
+def _take_body_bytes(ex: Exchange, size: int) -> None:
+    ex.ctx.admission.take_body_bytes(ex.user_id, size)
+    ex.body_bytes += size
 
 
 async def proxy(request: web.Request, path: str) -> web.StreamResponse:
@@ -148,14 +149,23 @@ async def proxy(request: web.Request, path: str) -> web.StreamResponse:
     ex = Exchange(request, path)
     try:
         ex.conversation_id = routing_header(request, CONVERSATION_HEADER)
-        await read_body(ex)
         admission = ex.ctx.admission
-        if not admission.enter(ex.user_id, stream=ex.stream):
-            await admission.wait(request, ex.user_id, stream=ex.stream)
+        # Admitted before the body is read: reading and parsing a body is work a user's share must cover.
+        if not admission.enter(ex.user_id):
+            await admission.wait(request, ex.user_id)
         try:
+            await read_body(ex)
+            if ex.stream:
+                admission.streaming()
             return await _serve(ex)
         finally:
+            admission.give_body_bytes(ex.user_id, ex.body_bytes)
             admission.leave(ex.user_id, stream=ex.stream)
+    except RequestTimeout as exc:
+        ex.status = exc.status
+        ex.error_class = exc.__class__.__name__
+        exc.headers.update(ex.headers())
+        return await _closing(request, exc)
     except GatewayError as exc:
         ex.status = exc.status
         ex.error_class = exc.__class__.__name__
@@ -166,6 +176,20 @@ async def proxy(request: web.Request, path: str) -> web.StreamResponse:
         raise
     finally:
         _account(ex)
+
+
+async def _closing(request: web.Request, error: GatewayError) -> web.StreamResponse:
+    """The error answered and the gateway's side of the connection shut: the client reads the answer, then the
+    end of the stream. Closed outright, the client's bytes still arriving would reset the connection, and with it
+    the answer not yet read; aiohttp discards what still arrives for at most its lingering time (10 s)."""
+    response = error_response(error)
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    transport = request.transport
+    if transport is not None and transport.can_write_eof():
+        transport.write_eof()
+    return response
 
 
 async def _serve(ex: Exchange) -> web.StreamResponse:
@@ -232,7 +256,7 @@ def _record(ex: Exchange, configuration: CachedConfiguration, response: web.Stre
         return
     # The cause by class and status only: upstream texts and aiohttp's messages may quote URLs or keys.
     log.warning("upstream attempt failed: request_id=%s configuration_id=%s status=%s code=%s cause=%s",
-                ex.request_id, configuration.id, failure.status, failure.code,
+                ex.request_id, configuration.id, failure.status, field_value(failure.code),
                 failure.__cause__.__class__.__name__ if failure.__cause__ is not None else f"HTTP {failure.status}")
     if verdict is Blame.CLIENT:
         cooldowns.succeeded(configuration.id)  # it answered: the request was wrong, not the key
@@ -255,12 +279,13 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration
     try:
         target = Target.of(configuration, api_key)
         del api_key
-        # The client's Content-Type as sent: a multipart body is unreadable without its boundary parameter.
+        raw, content_type = ex.raw, None
+        if ex.form is not None:  # written for this target: its model in the form's model field
+            raw, content_type = ex.form.payload(target.model), ex.form.content_type
         answer = await dispatch.call(
-            ex.ctx.http, ex.ctx.translator, target, path=ex.path, body=ex.body, raw=ex.raw,
+            ex.ctx.http, ex.ctx.translator, target, path=ex.path, body=ex.body, raw=raw,
             stream=ex.stream, max_body_bytes=ex.ctx.settings.max_upstream_body_bytes,
-            client_headers=ex.request.headers,
-            content_type=None if ex.body is not None else ex.request.headers.get("Content-Type"))
+            client_headers=ex.request.headers, content_type=content_type)
         try:
             headers = relayed_headers(answer.headers, target.api_key)
             if answer.chunks is not None:

@@ -14,6 +14,7 @@ from gateway.proxy.cache import CachedConfiguration, ConfigurationCache
 from gateway.proxy.context import proxy_context
 from gateway.proxy.exchange import proxy
 from gateway.proxy.failover import Cooldowns
+from gateway.proxy.json_bodies import JsonBodies
 from gateway.proxy.metrics import ProxyMetrics, metrics_handler
 from gateway.proxy.translation import Translator
 from gateway.proxy.usage import usage_ctx
@@ -22,6 +23,7 @@ from gateway.web.appkeys import (
     CHANGES,
     CONFIG_CACHE,
     COOLDOWNS,
+    JSON_BODIES,
     METRICS,
     PROVIDERS,
     SESSIONMAKER,
@@ -102,6 +104,11 @@ async def stop_translator(app: web.Application) -> None:
     await app[TRANSLATOR].close()
 
 
+async def stop_json_parser(app: web.Application) -> None:
+    """Stop the big JSON bodies' parser, if one was started."""
+    app[JSON_BODIES].close()
+
+
 def setup(app: web.Application, *, dns: AbstractResolver | None = None) -> None:
     """Routes, metrics, cooldowns, caches, the usage writer and the change listener (after the database); `dns`:
     the upstream name lookup under the SSRF check (as the app's session's)."""
@@ -112,6 +119,8 @@ def setup(app: web.Application, *, dns: AbstractResolver | None = None) -> None:
     # litellm's worker process, started by the first translated request; its lookups use the upstream DNS.
     app[TRANSLATOR] = Translator.from_settings(settings, urls=app[URL_POLICY], dns=dns)
     app.on_cleanup.append(stop_translator)
+    app[JSON_BODIES] = JsonBodies()
+    app.on_cleanup.append(stop_json_parser)
     app.cleanup_ctx.append(cache_ctx)
     app.cleanup_ctx.append(usage_ctx)
     app.cleanup_ctx.append(listener_ctx)

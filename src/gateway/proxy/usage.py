@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.background import running
 from gateway.configurations.model_catalog import ModelEntry, model_data
+from gateway.logs import field_value
 from gateway.proxy.cache import CachedConfiguration
 from gateway.proxy.metrics import ProxyMetrics
 from gateway.proxy.relay import usage_of_body
@@ -232,8 +233,10 @@ def access_fields(event: UsageEvent) -> dict[str, Any]:
 
 
 def access_line(fields: dict[str, Any]) -> str:
-    """The text form of an access record: `time key=value ...` (the log formatter escapes what a client sent)."""
-    return str(fields["at"]) + " " + " ".join(f"{key}={value}" for key, value in fields.items() if key != "at")
+    """The text form of an access record: `time key=value ...`, one of each. The endpoint is the client's path,
+    quoted when it could pass for more fields; the other values are the gateway's own (ids, numbers)."""
+    return str(fields["at"]) + " " + " ".join(
+        f"{key}={field_value(value) if key == 'endpoint' else value}" for key, value in fields.items() if key != "at")
 
 
 def endpoint(path: str) -> str:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from gateway.proxy.cache import ConfigurationCache
     from gateway.proxy.context import ProxyContext
     from gateway.proxy.failover import Cooldowns
+    from gateway.proxy.json_bodies import JsonBodies
     from gateway.proxy.metrics import ProxyMetrics
     from gateway.proxy.translation import Translator
     from gateway.proxy.usage import UsageWriter
@@ -47,6 +48,7 @@ POLICY: web.AppKey[Policy] = web.AppKey("policy")
 URL_POLICY: web.AppKey[UrlPolicy] = web.AppKey("url_policy")
 TRANSLATOR: web.AppKey[Translator] = web.AppKey("translator")
 PROXY: web.AppKey[ProxyContext] = web.AppKey("proxy")
+JSON_BODIES: web.AppKey[JsonBodies] = web.AppKey("json_bodies")
 PROVIDER_LISTING: web.AppKey[ProviderListing] = web.AppKey("provider_listing")
 LEGACY_SOURCE: web.AppKey[LegacySource | None] = web.AppKey("legacy_source")
 READ_THROUGH: web.AppKey[ReadThrough | None] = web.AppKey("read_through")

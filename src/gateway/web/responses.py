@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy import exc as sa_exc
 
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceUnavailable
+from gateway.logs import field_value
 
 log = logging.getLogger("gateway.errors")
 
@@ -56,10 +57,11 @@ def error_answer(request: web.Request, exc: Exception) -> web.Response:
             raise exc
         return error_response(_from_http_exception(exc))
     if _database_unreachable(exc):
-        log.warning("database unavailable on %s %s (%s)", request.method, request.path, exc.__class__.__name__)
+        log.warning("database unavailable on %s %s (%s)", request.method, field_value(request.path),
+                    exc.__class__.__name__)
         return error_response(ServiceUnavailable(
             "The database is unavailable; try again shortly", code="database_unavailable",
             headers={"Retry-After": "5"}))
     # The traceback goes to the log (never the client); request bodies are not logged.
-    log.exception("unhandled error on %s %s", request.method, request.path)
+    log.exception("unhandled error on %s %s", request.method, field_value(request.path))
     return error_response(GatewayError("Internal server error"))

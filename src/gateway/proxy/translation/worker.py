@@ -259,7 +259,8 @@ def _unexpected(exc: BaseException, target: Target) -> GatewayError:
     from gateway.proxy.guarded_http import EXCHANGES
 
     text = scrub("".join(traceback.format_exception(exc)), target.api_key)
-    log.error("translation failed: provider=%s model=%s %s", target.provider, target.model, text)
+    log.error("translation failed: provider=%s model=%s error=%s", target.provider, logs.field_value(target.model),
+              logs.field_value(text))
     return untranslatable(exc, target, EXCHANGES.get())
 
 
