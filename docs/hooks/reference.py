@@ -216,7 +216,7 @@ def metrics_reference() -> str:
 
     metrics = ProxyMetrics()
     registry: CollectorRegistry = metrics.registry
-    Admission(limit=1, per_user=1, queue_timeout_s=1.0, registry=registry)
+    Admission(limit=1, per_user=1, queue_timeout_s=1.0, body_bytes_per_user=1, registry=registry)
     runtime_metrics.register(web.Application(), registry)
     rows = ["| metric | type | what |", "|---|---|---|"]
     for family in sorted(registry.collect(), key=lambda f: f.name):
