@@ -11,9 +11,12 @@
     ├── PayloadTooLarge (413)
     ├── Unprocessable (422 invalid_request_error)
     ├── RateLimited (429 rate_limit_error)
+    │   └── WorkerOverloaded (429: the caller's share of the translation workers is in use)
     ├── ServiceUnavailable (503 service_unavailable)
     └── UpstreamError (502 upstream_error; carries the upstream's status when it answered)
-        └── UpstreamTimeout (504)
+        ├── UpstreamTimeout (504)
+        │   └── WorkerTimeout (504: a translated call passed its deadline)
+        └── WorkerCrashed (502: the translation worker died or was restarted under the call)
 """
 
 from __future__ import annotations
@@ -104,6 +107,19 @@ class UpstreamError(GatewayError):
 
 class UpstreamTimeout(UpstreamError):
     status, code = 504, "upstream_timeout"
+
+
+# The translation worker's own failures, each a class of its own: none of them says anything about the provider.
+class WorkerOverloaded(RateLimited):
+    code = "translation_share_exceeded"
+
+
+class WorkerTimeout(UpstreamTimeout):
+    code = "translation_deadline_exceeded"
+
+
+class WorkerCrashed(UpstreamError):
+    code = "translation_worker_failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,14 @@ class Settings(BaseSettings):
     queue_timeout_s: float = Field(default=2.0, ge=0)
     max_concurrent_requests_per_user: int = Field(default=500, ge=1)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # The translation workers (litellm, shared by every user of the process): how many, and each call's bounds.
+    translation_workers: int = Field(default=2, ge=1, le=16)
+    translation_max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    translation_max_messages: int = Field(default=2000, ge=1)
+    translation_deadline_s: float = Field(default=600.0, gt=0)
+    translation_user_share: float = Field(default=0.5, gt=0, le=1)
+    translation_worker_calls: int = Field(default=64, ge=1)
+    translation_worker_max_rss_mb: int = Field(default=1024, ge=0)  # 0: no ceiling
     max_configurations_per_user: int = Field(default=100, ge=1)
     test_timeout_s: float = Field(default=10.0, gt=0)
     test_concurrency: int = Field(default=4, ge=1, le=64)

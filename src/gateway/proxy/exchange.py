@@ -255,7 +255,7 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration
             ex.ctx.http, ex.ctx.translator, target, path=ex.path, body=ex.body, raw=ex.raw,
             stream=ex.stream, max_body_bytes=ex.ctx.settings.max_upstream_body_bytes,
             client_headers=ex.request.headers,
-            content_type=None if ex.body is not None else ex.request.headers.get("Content-Type"))
+            content_type=None if ex.body is not None else ex.request.headers.get("Content-Type"), user=ex.user_id)
         try:
             headers = relayed_headers(answer.headers, target.api_key)
             if answer.chunks is not None:

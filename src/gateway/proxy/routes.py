@@ -15,6 +15,7 @@ from gateway.proxy.exchange import proxy
 from gateway.proxy.failover import Cooldowns
 from gateway.proxy.metrics import ProxyMetrics, metrics_handler
 from gateway.proxy.translation import Translator
+from gateway.proxy.translation.pool import WorkerPool
 from gateway.proxy.usage import usage_ctx
 from gateway.web.appkeys import (
     ADMISSION,
@@ -82,15 +83,16 @@ async def stop_translator(app: web.Application) -> None:
     await app[TRANSLATOR].close()
 
 
-def setup(app: web.Application, *, dns: AbstractResolver | None = None) -> None:
+def setup(app: web.Application, *, dns: AbstractResolver | None = None,
+          translation_pool: WorkerPool | None = None) -> None:
     """Routes, metrics, cooldowns, caches, the usage writer and the change listener (after the database); `dns`:
-    the upstream name lookup under the SSRF check (as the app's session's)."""
+    the upstream name lookup under the SSRF check (as the app's session's); `translation_pool`: see create_app."""
     settings = app[SETTINGS]
     app[METRICS] = ProxyMetrics()
     app[ADMISSION] = Admission.from_settings(settings, app[METRICS].registry)
     app[COOLDOWNS] = Cooldowns(threshold=settings.cooldown_failures, cooldown_s=settings.cooldown_s)
     # litellm's worker process, started by the first translated request; its lookups use the upstream DNS.
-    app[TRANSLATOR] = Translator.from_settings(settings, urls=app[URL_POLICY], dns=dns)
+    app[TRANSLATOR] = Translator.from_settings(settings, urls=app[URL_POLICY], dns=dns, pool=translation_pool)
     app.on_cleanup.append(stop_translator)
     app.cleanup_ctx.append(cache_ctx)
     app.cleanup_ctx.append(usage_ctx)

@@ -25,7 +25,7 @@ import orjson
 from aiohttp.client_reqrep import ConnectionKey
 from yarl import URL
 
-from gateway.errors import BadRequest, GatewayError, UpstreamError, UpstreamTimeout
+from gateway.errors import BadRequest, GatewayError, UpstreamError, UpstreamTimeout, WorkerCrashed
 from gateway.ssrf import UnsafeURLError
 
 WORKER_MODULE = "gateway.proxy.translation.worker"
@@ -129,7 +129,6 @@ def error_of(raw: bytes, base_url: str) -> GatewayError:
     return error
 
 
-def worker_failure(what: str) -> UpstreamError:
+def worker_failure(what: str) -> WorkerCrashed:
     """The error of a call the worker did not answer (it died, or answered what it never sends)."""
-    return UpstreamError(f"The translation worker failed ({what}); the next request starts a new one",
-                         code="translation_worker_failed")
+    return WorkerCrashed(f"The translation worker failed ({what}); the next request starts a new one")
