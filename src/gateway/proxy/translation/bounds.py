@@ -23,12 +23,9 @@ class CallBounds:
     max_bytes: int
     max_messages: int
 
-    def check(self, body: dict[str, Any], size: int) -> None:
-        """Refuse a call over the limits (413/400 naming the limit or the field); nothing is sent."""
-        if size > self.max_bytes:
-            raise PayloadTooLarge(f"A request to a translated provider may be at most {self.max_bytes} bytes "
-                                  f"(TRANSLATION_MAX_REQUEST_BYTES); this one is {size}",
-                                  code="translation_request_too_large")
+    def check(self, body: dict[str, Any]) -> None:
+        """Refuse a call with too many messages or a remote URL (400 naming the limit or the field), before its
+        size is known: counting is cheaper than serialising a flood of messages."""
         messages = body.get("messages")
         if not isinstance(messages, list):
             return  # the worker names that error
@@ -45,6 +42,13 @@ class CallBounds:
                         raise BadRequest(
                             f"Field '{where}' is a remote URL: providers translated by the gateway take images and "
                             "files only inline, as data: URLs", param=where, code="remote_url_not_supported")
+
+    def check_size(self, size: int) -> None:
+        """Refuse a call over the size limit (413 naming the limit)."""
+        if size > self.max_bytes:
+            raise PayloadTooLarge(f"A request to a translated provider may be at most {self.max_bytes} bytes "
+                                  f"(TRANSLATION_MAX_REQUEST_BYTES); this one is {size}",
+                                  code="translation_request_too_large")
 
 
 def _remote_url(part: Any, path: str) -> str | None:

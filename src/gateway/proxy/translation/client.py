@@ -119,11 +119,12 @@ class Translator:
                    ) -> tuple[aiohttp.ClientResponse, Child, Lease]:
         """Check one call, lease it a worker and send it; the worker's answer (the caller releases the lease and
         the answer: finish())."""
+        self.bounds.check(body)
         payload = orjson.dumps({"target": {
             "provider": target.provider, "wire": target.wire, "litellm_provider": target.litellm_provider,
             "base_url": target.base_url, "model": target.model, "api_key": target.api_key, "name": target.name,
         }, "body": body, "stream": stream, "timeout_s": self.timeout_s})
-        self.bounds.check(body, len(payload))
+        self.bounds.check_size(len(payload))
         lease = self.pool.lease(user, len(payload))
         try:
             for attempt in range(2):
