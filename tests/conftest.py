@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,10 @@ from pydantic import SecretStr
 
 from gateway.app import create_app
 from gateway.crypto.keyring import generate_key_entry
+from gateway.proxy.translation import Translator
+from gateway.proxy.translation.pool import WorkerPool
 from gateway.settings import Settings
+from gateway.ssrf import UrlPolicy
 from gateway.store import migrate
 from tests import leakwatch, parts
 from tests.leakwatch import TABLES, LeakWatch
@@ -152,10 +156,32 @@ def settings(database_url: str, key_ring: str, tmp_path: Path) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def translation_pool(key_ring: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPool]:
+    """One set of translation workers for the whole run, on a loop of its own (each test has its own loop),
+    serving every app made with the `settings` fixture's defaults; a test that kills or restarts workers
+    overrides this fixture with None (the app then starts its own)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="translation-pool", daemon=True)
+    thread.start()
+    defaults = Settings(database_url="sqlite+aiosqlite:///unused.db", encryption_keys=SecretStr(key_ring),
+                        allow_private_base_urls=True, data_dir=tmp_path_factory.mktemp("translation-pool"))
+    pool = Translator.from_settings(defaults, urls=UrlPolicy.from_settings(defaults)).pool
+    pool.home = loop
+    try:
+        yield pool
+    finally:
+        asyncio.run_coroutine_threadsafe(pool.close(), loop).result(timeout=60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
 @pytest.fixture
-async def client(aiohttp_client, settings: Settings) -> AsyncIterator[TestClient]:  # type: ignore[no-untyped-def]
+async def client(aiohttp_client, settings: Settings,  # type: ignore[no-untyped-def]
+                 translation_pool: WorkerPool | None) -> AsyncIterator[TestClient]:
     """The whole gateway app behind a test client."""
-    yield await aiohttp_client(create_app(settings))
+    yield await aiohttp_client(create_app(settings, translation_pool=translation_pool))
 
 
 @pytest.fixture

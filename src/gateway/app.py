@@ -14,6 +14,7 @@ from gateway.configurations.providers import ProviderCatalog
 from gateway.crypto.keyring import KeyRing
 from gateway.proxy import routes as proxy_routes
 from gateway.proxy.admission import raise_open_file_limit
+from gateway.proxy.translation.pool import WorkerPool
 from gateway.settings import Settings
 from gateway.ssrf import UrlPolicy
 from gateway.store.changes import ChangeBus
@@ -72,9 +73,11 @@ def http_client_ctx(dns: AbstractResolver | None = None) -> Callable[[web.Applic
     return ctx
 
 
-def create_app(settings: Settings, *, dns: AbstractResolver | None = None) -> web.Application:
+def create_app(settings: Settings, *, dns: AbstractResolver | None = None,
+               translation_pool: WorkerPool | None = None) -> web.Application:
     """Build the gateway: middlewares, shared resources, probes, the admin sub-app at /api/, the page at /ui/.
-    `dns`: the upstream name lookup under the SSRF check (default: the system's)."""
+    `dns`: the upstream name lookup under the SSRF check (default: the system's); `translation_pool`: translation
+    workers its maker owns (the test suite's, one per session), used when they were made for these settings."""
     tokens = TokenCache()
     middlewares = [gateway_middleware(settings, tokens)]
     if settings.has_legacy_source:
@@ -99,7 +102,7 @@ def create_app(settings: Settings, *, dns: AbstractResolver | None = None) -> we
     app.cleanup_ctx.append(change_log_ctx)
     app.cleanup_ctx.append(http_client_ctx(dns))
     app.cleanup_ctx.append(legacy_ctx)
-    proxy_routes.setup(app, dns=dns)
+    proxy_routes.setup(app, dns=dns, translation_pool=translation_pool)
     runtime_metrics.register(app, app[METRICS].registry)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -13,8 +13,11 @@
     ├── UnsupportedMediaType (415 invalid_request_error)
     ├── Unprocessable (422 invalid_request_error)
     ├── RateLimited (429 rate_limit_error)
+    │   └── WorkerOverloaded (429: the caller's share of the translation workers is in use)
     ├── ServiceUnavailable (503 service_unavailable)
-    │   └── TranslationUnavailable (503; the gateway's translation worker failed, not the provider)
+    │   └── TranslationUnavailable (503; the gateway's translation worker failed, not the provider: it died, was
+    │       │                       restarted over its memory ceiling, or answered garbage)
+    │       └── WorkerTimeout (504: a translated call passed the gateway's deadline)
     └── UpstreamError (502 upstream_error; carries the upstream's status when it answered)
         └── UpstreamTimeout (504)
 """
@@ -122,6 +125,15 @@ class UpstreamError(GatewayError):
 
 class UpstreamTimeout(UpstreamError):
     status, code = 504, "upstream_timeout"
+
+
+# The translation worker's own failures, each a class of its own: none of them says anything about the provider.
+class WorkerOverloaded(RateLimited):
+    code = "translation_share_exceeded"
+
+
+class WorkerTimeout(TranslationUnavailable):
+    status, code = 504, "translation_deadline_exceeded"
 
 
 @dataclass(frozen=True, slots=True)

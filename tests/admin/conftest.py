@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import create_app
+from gateway.proxy.translation.pool import WorkerPool
 from gateway.settings import Settings
 from gateway.web.appkeys import ENGINE
 from tests.admin.browser import launch
@@ -130,12 +131,14 @@ MakeClient = Callable[..., Awaitable[TestClient]]
 
 
 @pytest.fixture
-async def make_client(aiohttp_client, settings: Settings, leak_watch: LeakWatch) -> AsyncIterator[MakeClient]:  # type: ignore[no-untyped-def]
-    """Build a watched client of the whole app, with settings overridden by keyword."""
+async def make_client(aiohttp_client, settings: Settings, leak_watch: LeakWatch,  # type: ignore[no-untyped-def]
+                      translation_pool: WorkerPool | None) -> AsyncIterator[MakeClient]:
+    """Build a watched client of the whole app, with settings overridden by keyword (the session's translation
+    workers when the overrides leave theirs alone)."""
     engines: list[AsyncEngine] = []
 
     async def make(**overrides: Any) -> TestClient:
-        app = create_app(settings.model_copy(update=overrides))
+        app = create_app(settings.model_copy(update=overrides), translation_pool=translation_pool)
         app.middlewares.insert(0, _watching(leak_watch))
         made: TestClient = await aiohttp_client(app)
         engines.append(app[ENGINE])

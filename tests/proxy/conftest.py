@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
+from gateway.proxy.translation.pool import WorkerPool
 from gateway.settings import Settings
 from tests.factories import ApiUser, make_configuration, make_user
 from tests.fakes.openai_upstream import DEFAULT_OPENAI_KEY, FakeOpenAI, start_openai_upstream
@@ -42,9 +43,11 @@ def responses(key_watch: LeakWatch) -> ResponseRecorder:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, settings: Settings, responses: ResponseRecorder) -> TestClient:
-    """The whole gateway app, its answers recorded (by the leak watch, through aiohttp_client)."""
-    return await aiohttp_client(create_app(settings))  # type: ignore[no-any-return]
+async def client(aiohttp_client: Any, settings: Settings, responses: ResponseRecorder,
+                 translation_pool: WorkerPool | None) -> TestClient:
+    """The whole gateway app, its answers recorded (by the leak watch, through aiohttp_client); translated calls
+    go to the session's workers."""
+    return await aiohttp_client(create_app(settings, translation_pool=translation_pool))  # type: ignore[no-any-return]
 
 
 @pytest.fixture(autouse=True)

@@ -33,6 +33,11 @@ CHAT = {"model": "x", "messages": MESSAGES, "max_tokens": 20}
 
 
 @pytest.fixture
+def translation_pool() -> None:
+    """These tests kill and watch workers: their apps start their own, not the session's."""
+
+
+@pytest.fixture
 async def claude(aiohttp_server: Any) -> FakeAnthropic:
     return await start_anthropic_upstream(aiohttp_server)
 

@@ -5,7 +5,7 @@ call through here, so forward and translation never need each other's callers.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Hashable, Mapping
 from typing import Any
 
 import aiohttp
@@ -59,19 +59,20 @@ class Answer:
 async def call(
     http: aiohttp.ClientSession, translator: Translator, target: Target, *, path: str, body: dict[str, Any] | None,
     raw: bytes, stream: bool, max_body_bytes: int, client_headers: Mapping[str, str] | None = None,
-    content_type: str | None = None, timeout_s: float | None = None,
+    content_type: str | None = None, timeout_s: float | None = None, user: Hashable | None = None,
 ) -> Answer:
     """Send one request to the target in its wire format; UpstreamError for an error answer or a failed call.
 
     `body` is the parsed JSON body (its model becomes the target's), None for a pass-through body sent as `raw`
-    with the client's `content_type`. Targets without OpenAI's wire format serve /chat/completions only."""
+    with the client's `content_type`. Targets without OpenAI's wire format serve /chat/completions only, within
+    `user`'s share of the translation workers."""
     if target.wire != WIRE_OPENAI:  # not is_openai_compatible: a property is a call, on every request
         if path != TRANSLATED_PATH or body is None:
             raise BadRequest(f"Provider '{target.provider}' serves only /v1/chat/completions through the gateway",
                              code="endpoint_not_supported")
         if stream:
-            return Answer(200, STREAM_HEADERS, chunks=translation.stream(translator, target, body))
-        result = await translation.complete(translator, target, body)
+            return Answer(200, STREAM_HEADERS, chunks=translation.stream(translator, target, body, user=user))
+        result = await translation.complete(translator, target, body, user=user)
         return Answer(result.status, result.headers, body=result.body)
     if body is not None:
         body["model"] = target.model

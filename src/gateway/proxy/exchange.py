@@ -285,7 +285,7 @@ async def _attempt(ex: Exchange, configuration: CachedConfiguration
         answer = await dispatch.call(
             ex.ctx.http, ex.ctx.translator, target, path=ex.path, body=ex.body, raw=raw,
             stream=ex.stream, max_body_bytes=ex.ctx.settings.max_upstream_body_bytes,
-            client_headers=ex.request.headers, content_type=content_type)
+            client_headers=ex.request.headers, content_type=content_type, user=ex.user_id)
         try:
             headers = relayed_headers(answer.headers, target.api_key)
             if answer.chunks is not None:

@@ -166,6 +166,12 @@ def transport_error(exc: BaseException, target: Target) -> UpstreamError:
                          code="upstream_connection_error")
 
 
+def sendable(body: bytes) -> bytes | io.BytesIO:
+    """A request body as aiohttp should get it: a large one as a file-like payload (aiohttp would otherwise
+    warn about blocking the loop)."""
+    return body if len(body) < LARGE_BODY else io.BytesIO(body)
+
+
 async def post_upstream(
     http: aiohttp.ClientSession, target: Target, *, path: str, body: bytes,
     client_headers: Mapping[str, str] | None = None, content_type: str | None = None,
@@ -173,8 +179,7 @@ async def post_upstream(
 ) -> aiohttp.ClientResponse:
     """POST body to the target's path; returns once the answer's headers are in. The caller releases it
     (release() drops the connection when the answer was not read to its end: a client gone, an error)."""
-    # Large bodies as a file-like payload: aiohttp would otherwise warn about blocking the loop.
-    data = body if len(body) < LARGE_BODY else io.BytesIO(body)
+    data = sendable(body)
     headers = target.headers(client_headers, content_type)
     with upstream_errors(target):
         if timeout_s is None:  # the session's read timeouts (an explicit timeout=None would disable them)

@@ -17,6 +17,7 @@ from gateway.proxy.failover import Cooldowns
 from gateway.proxy.json_bodies import JsonBodies
 from gateway.proxy.metrics import ProxyMetrics, metrics_handler
 from gateway.proxy.translation import Translator
+from gateway.proxy.translation.pool import WorkerPool
 from gateway.proxy.usage import usage_ctx
 from gateway.web.appkeys import (
     ADMISSION,
@@ -109,15 +110,16 @@ async def stop_json_parser(app: web.Application) -> None:
     app[JSON_BODIES].close()
 
 
-def setup(app: web.Application, *, dns: AbstractResolver | None = None) -> None:
+def setup(app: web.Application, *, dns: AbstractResolver | None = None,
+          translation_pool: WorkerPool | None = None) -> None:
     """Routes, metrics, cooldowns, caches, the usage writer and the change listener (after the database); `dns`:
-    the upstream name lookup under the SSRF check (as the app's session's)."""
+    the upstream name lookup under the SSRF check (as the app's session's); `translation_pool`: see create_app."""
     settings = app[SETTINGS]
     app[METRICS] = ProxyMetrics()
     app[ADMISSION] = Admission.from_settings(settings, app[METRICS].registry)
     app[COOLDOWNS] = Cooldowns(threshold=settings.cooldown_failures, cooldown_s=settings.cooldown_s)
     # litellm's worker process, started by the first translated request; its lookups use the upstream DNS.
-    app[TRANSLATOR] = Translator.from_settings(settings, urls=app[URL_POLICY], dns=dns)
+    app[TRANSLATOR] = Translator.from_settings(settings, urls=app[URL_POLICY], dns=dns, pool=translation_pool)
     app.on_cleanup.append(stop_translator)
     app[JSON_BODIES] = JsonBodies()
     app.on_cleanup.append(stop_json_parser)

@@ -1,286 +1,170 @@
-"""The gateway's side of translation: a worker process that owns litellm (worker.py), started on the first
-translated request, and the calls to it. Nothing here imports litellm, httpx or openai (import-linter).
+"""The gateway's side of translation: the calls to the translation workers (pool.py owns the processes).
+Nothing here imports litellm, httpx or openai (import-linter).
 
-One worker per gateway process, spawned lazily with asyncio (concurrent first requests share one start) and
-ready once litellm is imported. A worker that dies fails its in-flight calls with a clean 503 and is replaced by
-the next call; the app's cleanup stops it (its stdin closes, SIGTERM, then SIGKILL), and it exits by itself
-when the gateway goes away (its stdin ends). Its stderr is the gateway's."""
+A call is checked first (bounds.py: size, messages, no remote URL), then leased a worker within its caller's
+share, sent, and read within its deadline. A worker that dies fails its in-flight calls with a clean 503
+(protocol.worker_failure) and is replaced by the next call; a call past its deadline is a 504 (WorkerTimeout),
+and leaving it cancels it in the worker. The app's cleanup stops the workers it started (a pool handed in by its maker, as
+the test suite's session pool, is the maker's to stop)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import os
-import secrets
-import shutil
-import site
-import socket
-import sys
-import tempfile
-from collections.abc import AsyncGenerator
-from pathlib import Path
+import functools
+from collections.abc import AsyncGenerator, Hashable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 from aiohttp.abc import AbstractResolver
 
-import gateway
-from gateway.errors import GatewayError
-from gateway.proxy.forward import DEFAULT_MAX_UPSTREAM_BODY, Target, UpstreamResult
+from gateway.errors import WorkerTimeout
+from gateway.proxy.forward import DEFAULT_MAX_UPSTREAM_BODY, Target, UpstreamResult, sendable
 from gateway.proxy.translation import protocol
-from gateway.ssrf import UnsafeURLError, UrlPolicy
+from gateway.proxy.translation.bounds import CallBounds
+from gateway.proxy.translation.pool import Child, Lease, PoolConfig, WorkerPool
+from gateway.ssrf import UrlPolicy
 from gateway.web.resolver import GuardedResolver
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
-log = logging.getLogger("gateway.translation")
-
 JSON_HEADERS = {"Content-Type": "application/json"}
 WORKER_URL = "http://translation-worker" + protocol.PATH
-START_TIMEOUT_S = 120.0  # litellm's import takes seconds, more on a busy machine
-STOP_TIMEOUT_S = 5.0
-
-
-class _Child:
-    """One worker process: its pipes, its socket's private directory, its secret, the session to its socket."""
-
-    def __init__(self, process: asyncio.subprocess.Process, folder: str, secret: str) -> None:
-        self.process = process
-        self.folder = folder
-        self.secret = secret
-        # Keep-alive: the client drops idle connections (15 s) before the worker would (75 s), and a call that
-        # fails before its headers came back was never taken (call() sends it again).
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.UnixConnector(os.path.join(folder, "worker.sock"), limit=0),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10), auto_decompress=False)
-        self.tasks: set[asyncio.Task[Any]] = set()
-
-    @property
-    def alive(self) -> bool:
-        """Not known to have exited."""
-        return self.process.returncode is None
-
-    def spawn(self, coro: Any) -> None:
-        """A task kept until done."""
-        task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    def kill(self) -> None:
-        """SIGKILL, when still running."""
-        if self.alive:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-
-
-def _environment() -> dict[str, str]:
-    """The gateway's environment, with the package the gateway runs from first on the child's path (a
-    checkout run through sys.path would otherwise give the child an installed copy)."""
-    env = dict(os.environ)
-    root = str(Path(gateway.__file__).resolve().parent.parent)
-    installed = {*site.getsitepackages(), site.getusersitepackages()}
-    if root not in installed:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
+DEFAULT_DEADLINE_S = 600.0
 
 
 class Translator:
-    """The handle on the translation worker: spawned on first use, replaced when it dies, stopped by close()."""
+    """An app's handle on the translation workers: bounds, shares and deadlines of its calls, and the sessions to
+    the workers' sockets on the app's loop."""
 
     def __init__(self, *, timeout_s: float, urls: UrlPolicy, max_body_bytes: int = DEFAULT_MAX_UPSTREAM_BODY,
                  connect_timeout_s: float = 10.0, max_connections: int = 100, max_connections_per_host: int = 0,
                  max_request_bytes: int = 64 * 1024 * 1024, log_level: str = "INFO", log_format: str = "text",
-                 dns: AbstractResolver | None = None) -> None:
+                 dns: AbstractResolver | None = None, workers: int = 1, max_rss_bytes: int = 0,
+                 user_share: float = 0.5, calls_per_worker: int = 64, deadline_s: float = DEFAULT_DEADLINE_S,
+                 max_messages: int = 10_000, pool: WorkerPool | None = None) -> None:
         self.timeout_s = timeout_s
         self.urls = urls
         self.max_body_bytes = max_body_bytes
-        self.dns = dns
-        # The child's configuration: the URL policy's inputs and the limits of the gateway's own session.
-        self._config: dict[str, Any] = {
-            "allow_private": urls.allow_private, "timeout_s": timeout_s, "connect_timeout_s": connect_timeout_s,
-            "max_body_bytes": max_body_bytes, "max_connections": max_connections,
-            "max_connections_per_host": max_connections_per_host, "max_request_bytes": max_request_bytes,
-            "log_level": log_level, "log_format": log_format,
-        }
-        self._resolver = GuardedResolver(urls, resolver=dns)
-        self._child: _Child | None = None
-        self._starting: asyncio.Task[_Child] | None = None
-        self._closed = False
+        self.deadline_s = deadline_s
+        self.bounds = CallBounds(max_bytes=max_request_bytes, max_messages=max_messages)
+        config = PoolConfig(
+            allow_private=urls.allow_private, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
+            max_body_bytes=max_body_bytes, max_connections=max_connections,
+            max_connections_per_host=max_connections_per_host,
+            # The worker reads the whole call document: the client's body and the target around it.
+            max_request_bytes=max_request_bytes + (1 << 20), log_level=log_level, log_format=log_format,
+            workers=workers, max_rss_bytes=max_rss_bytes, user_share=user_share, calls_per_worker=calls_per_worker)
+        # A pool made for the same workers (and the same name lookup) serves this app too; else one of its own.
+        self.owns_pool = pool is None or pool.config != config or dns is not None
+        if self.owns_pool:
+            pool = WorkerPool(config, GuardedResolver(urls, resolver=dns), owns_resolver=dns is None)
+        assert pool is not None
+        self.pool = pool
+        self._sessions: dict[Child, aiohttp.ClientSession] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, urls: UrlPolicy, dns: AbstractResolver | None = None
-                      ) -> Translator:
+    def from_settings(cls, settings: Settings, *, urls: UrlPolicy, dns: AbstractResolver | None = None,
+                      pool: WorkerPool | None = None) -> Translator:
         """The translator of an app: the gateway's timeouts, limits, logging and address policy."""
         return cls(timeout_s=settings.upstream_timeout_s, urls=urls, max_body_bytes=settings.max_upstream_body_bytes,
                    connect_timeout_s=settings.upstream_connect_timeout_s,
                    max_connections=settings.upstream_max_connections,
                    max_connections_per_host=settings.upstream_max_connections_per_host,
-                   max_request_bytes=2 * settings.max_body_bytes + (1 << 20), log_level=settings.log_level,
-                   log_format=settings.log_format, dns=dns)
+                   max_request_bytes=settings.translation_max_request_bytes,
+                   log_level=settings.log_level, log_format=settings.log_format, dns=dns,
+                   workers=settings.translation_workers,
+                   max_rss_bytes=settings.translation_worker_max_rss_mb << 20,
+                   user_share=settings.translation_user_share, calls_per_worker=settings.translation_worker_calls,
+                   deadline_s=settings.translation_deadline_s, max_messages=settings.translation_max_messages,
+                   pool=pool)
 
     @property
     def worker_pid(self) -> int | None:
-        """The running worker's process id (None before the first translated request)."""
-        child = self._child
-        return child.process.pid if child is not None and child.alive else None
+        """The first running worker's process id (None before the first translated request)."""
+        pids = self.worker_pids
+        return pids[0] if pids else None
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The running workers' process ids."""
+        children = (self.pool.child(i) for i in range(self.pool.config.workers))
+        return [child.process.pid for child in children if child is not None]
 
     @property
     def socket_path(self) -> str | None:
-        """The running worker's socket, in a directory only the gateway's user may enter."""
-        child = self._child
-        return os.path.join(child.folder, "worker.sock") if child is not None and child.alive else None
+        """The first running worker's socket, in a directory only the gateway's user may enter."""
+        child = self.pool.child(0)
+        return child.socket_path if child is not None else None
 
     async def ready(self) -> None:
-        """Start the worker if needed and wait until it has imported litellm."""
-        await self._running()
+        """Start the workers if needed and wait until they have imported litellm."""
+        await asyncio.gather(*(self.pool.at_home(functools.partial(self.pool.running, i))
+                               for i in range(self.pool.config.workers)))
 
-    async def _running(self) -> _Child:
-        child = self._child
-        if child is not None and child.alive:
-            return child
-        if self._closed:
-            raise protocol.worker_failure("the gateway is stopping")
-        starting = self._starting
-        if starting is None:
-            starting = self._starting = asyncio.ensure_future(self._start())
-            starting.add_done_callback(lambda task: task.cancelled() or task.exception())
-        try:
-            # Shielded: a caller that leaves does not cancel the start the others wait for.
-            return await asyncio.shield(starting)
-        finally:
-            if starting.done() and self._starting is starting:
-                self._starting = None
+    async def _session(self, child: Child) -> aiohttp.ClientSession:
+        session = self._sessions.get(child)
+        if session is None:
+            for gone in [c for c in self._sessions if not c.alive]:
+                await self._sessions.pop(gone).close()
+            # Keep-alive: the client drops idle connections (15 s) before the worker would (75 s), and a call
+            # that fails before its headers came back was never taken (call() sends it again).
+            session = self._sessions[child] = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(child.socket_path, limit=0),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10), auto_decompress=False)
+        return session
 
-    async def _start(self) -> _Child:
-        folder = tempfile.mkdtemp(prefix="llmgw-translation-")  # 0700: only this user reaches the socket
-        secret = secrets.token_urlsafe(32)
-        try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", protocol.WORKER_MODULE, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, env=_environment(), limit=1 << 20)
-        except OSError as exc:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise protocol.worker_failure(f"it could not be started: {exc.__class__.__name__}") from None
-        child = _Child(process, folder, secret)
-        try:
-            assert process.stdin is not None
-            config = {**self._config, "secret": secret, "socket": os.path.join(folder, "worker.sock")}
-            process.stdin.write(orjson.dumps(config) + b"\n")
-            await process.stdin.drain()
-            await asyncio.wait_for(self._until_ready(child), START_TIMEOUT_S)
-        except BaseException as exc:
-            child.kill()
-            await self._reap(child)
-            if isinstance(exc, (ConnectionError, TimeoutError, GatewayError)):
-                raise protocol.worker_failure(f"it did not start: {exc.__class__.__name__}") from None
-            raise
-        child.spawn(self._serve_lines(child))
-        child.spawn(self._watch(child))
-        self._child = child
-        log.info("translation worker started: pid=%s", process.pid)
-        return child
-
-    @staticmethod
-    async def _until_ready(child: _Child) -> None:
-        assert child.process.stdout is not None
-        async for message in protocol.messages(child.process.stdout):
-            if message.get("ready"):
-                return
-        raise protocol.worker_failure(f"it exited while starting (status {await child.process.wait()})")
-
-    async def _serve_lines(self, child: _Child) -> None:
-        """Answer the worker's name lookups with the gateway's resolver, until its stdout ends."""
-        assert child.process.stdout is not None
-        async for message in protocol.messages(child.process.stdout):
-            if isinstance(message.get("resolve"), str):
-                child.spawn(self._lookup(child, message))
-
-    async def _lookup(self, child: _Child, message: dict[str, Any]) -> None:
-        answer: dict[str, Any] = {"resolved": message.get("id")}
-        try:
-            results = await self._resolver.resolve(str(message["resolve"]), int(message.get("port") or 0),
-                                                   socket.AddressFamily(int(message.get("family") or 0)))
-            answer["addresses"] = [dict(result) for result in results]
-        except UnsafeURLError as exc:
-            answer["refused"] = {"reason": exc.reason, "category": exc.category}
-        except (OSError, ValueError) as exc:
-            answer["error"] = str(exc) or exc.__class__.__name__
-        stdin = child.process.stdin
-        if stdin is not None and child.alive and not stdin.is_closing():
-            stdin.write(orjson.dumps(answer) + b"\n")
-
-    async def _watch(self, child: _Child) -> None:
-        status = await child.process.wait()
-        if self._child is child:
-            self._child = None
-        if not self._closed:
-            log.warning("translation worker exited: pid=%s status=%s; the next translated request starts a new one",
-                        child.process.pid, status)
-        await self._reap(child)
-
-    @staticmethod
-    async def _reap(child: _Child) -> None:
-        await child.process.wait()
-        await child.session.close()
-        shutil.rmtree(child.folder, ignore_errors=True)
-
-    async def call(self, target: Target, body: dict[str, Any], *, stream: bool) -> aiohttp.ClientResponse:
-        """Send one call to the worker; its answer (the caller releases it)."""
+    async def call(self, target: Target, body: dict[str, Any], *, stream: bool, user: Hashable | None = None
+                   ) -> tuple[aiohttp.ClientResponse, Child, Lease]:
+        """Check one call, lease it a worker and send it; the worker's answer (the caller releases the lease and
+        the answer: finish())."""
+        self.bounds.check(body)
         payload = orjson.dumps({"target": {
             "provider": target.provider, "wire": target.wire, "litellm_provider": target.litellm_provider,
             "base_url": target.base_url, "model": target.model, "api_key": target.api_key, "name": target.name,
         }, "body": body, "stream": stream, "timeout_s": self.timeout_s})
-        for attempt in range(2):
-            child = await self._running()
-            try:
-                return await child.session.post(WORKER_URL, data=payload,
-                                                headers={protocol.SECRET_HEADER: child.secret})
-            except aiohttp.ClientError as exc:
-                # No headers back: the worker never took the call (it answers them before calling out), so a
-                # new worker may. One killed a moment ago is reaped within this wait; a live one was only busy.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(child.process.wait()), 1.0)
-                if self._child is child and not child.alive:
-                    self._child = None
-                if attempt:
-                    raise protocol.worker_failure(exc.__class__.__name__) from None
+        self.bounds.check_size(len(payload))
+        lease = self.pool.lease(user, len(payload))
+        try:
+            for attempt in range(2):
+                child = await self.pool.at_home(functools.partial(self.pool.running, lease.slot))
+                session = await self._session(child)
+                try:
+                    response = await session.post(WORKER_URL, data=sendable(payload),
+                                                               headers={protocol.SECRET_HEADER: child.secret})
+                    return response, child, lease
+                except aiohttp.ClientError as exc:
+                    # No headers back: the worker never took the call (it answers them before calling out), so
+                    # a new worker may. One killed a moment ago is reaped within this wait; a live one was busy.
+                    await self.pool.at_home(functools.partial(self.pool.wait_exit, child, 1.0))
+                    if attempt:
+                        raise child.failure(exc.__class__.__name__) from None
+        except BaseException:
+            self.pool.release(lease)
+            raise
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
-        """Stop the worker: its stdin ends and SIGTERM, SIGKILL if it is still there after a few seconds."""
-        self._closed = True
-        if self._starting is not None:
-            self._starting.cancel()
-            with contextlib.suppress(BaseException):
-                await self._starting
-        child, self._child = self._child, None
-        if child is not None:
-            # Our keep-alive connections closed first: the worker's shutdown need not wait for them.
-            await child.session.close()
-            if child.process.stdin is not None:
-                child.process.stdin.close()
-            with contextlib.suppress(ProcessLookupError):
-                child.process.terminate()
-            try:
-                await asyncio.wait_for(child.process.wait(), STOP_TIMEOUT_S)
-            except TimeoutError:
-                child.kill()
-            await self._reap(child)
-            for task in list(child.tasks):
-                task.cancel()
-            await asyncio.gather(*child.tasks, return_exceptions=True)
-        if self.dns is None:
-            await self._resolver.close()
+        """Close the sessions to the workers (our keep-alive connections first: a worker's shutdown need not wait
+        for them), then stop the workers, if this app started them."""
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+        if self.owns_pool:
+            await self.pool.at_home(self.pool.close)
 
 
-async def _frames(response: aiohttp.ClientResponse, target: Target) -> AsyncGenerator[bytes, None]:
+def _deadline(translator: Translator) -> WorkerTimeout:
+    return WorkerTimeout(f"The translated call took longer than {translator.deadline_s:g} s, the gateway's "
+                         "deadline (TRANSLATION_DEADLINE_S)")
+
+
+async def _frames(response: aiohttp.ClientResponse, child: Child, target: Target) -> AsyncGenerator[bytes, None]:
     """The worker's data frames as they come; its error raised as the in-process translation raised it; a worker
     gone mid-answer as a clean 503 (protocol.worker_failure)."""
     if response.status != 200 or response.content_type != protocol.FRAMES_TYPE:
-        raise protocol.worker_failure(f"HTTP {response.status}")
+        raise child.failure(f"HTTP {response.status}")
     content = response.content
     try:
         while True:
@@ -295,24 +179,49 @@ async def _frames(response: aiohttp.ClientResponse, target: Target) -> AsyncGene
             else:
                 return
     except (asyncio.IncompleteReadError, aiohttp.ClientError) as exc:
-        raise protocol.worker_failure(f"the answer broke off: {exc.__class__.__name__}") from None
+        raise child.failure(f"the answer broke off: {exc.__class__.__name__}") from None
 
 
-async def complete(translator: Translator, target: Target, body: dict[str, Any]) -> UpstreamResult:
-    """A non-streamed chat completion, answered in OpenAI's shape."""
-    response = await translator.call(target, body, stream=False)
+async def complete(translator: Translator, target: Target, body: dict[str, Any], *, user: Hashable | None = None
+                   ) -> UpstreamResult:
+    """A non-streamed chat completion, answered in OpenAI's shape, within the call's deadline."""
     try:
-        parts = [part async for part in _frames(response, target)]
-    finally:
-        response.close()
+        async with asyncio.timeout(translator.deadline_s):
+            response, child, lease = await translator.call(target, body, stream=False, user=user)
+            try:
+                parts = [part async for part in _frames(response, child, target)]
+            finally:
+                response.close()
+                translator.pool.release(lease)
+    except TimeoutError:
+        raise _deadline(translator) from None
     return UpstreamResult(200, dict(JSON_HEADERS), b"".join(parts))
 
 
-async def stream(translator: Translator, target: Target, body: dict[str, Any]) -> AsyncGenerator[bytes, None]:
-    """A streamed chat completion as OpenAI's SSE frames, relayed frame by frame as the worker sends them."""
-    response = await translator.call(target, body, stream=True)
+async def stream(translator: Translator, target: Target, body: dict[str, Any], *, user: Hashable | None = None
+                 ) -> AsyncGenerator[bytes, None]:
+    """A streamed chat completion as OpenAI's SSE frames, relayed frame by frame as the worker sends them; the
+    deadline runs until the first frame (the stream's own length is the relay's limit)."""
+    lease: Lease | None = None
+    response: aiohttp.ClientResponse | None = None
+    frames: AsyncGenerator[bytes, None] | None = None
     try:
-        async for frame in _frames(response, target):
+        try:
+            async with asyncio.timeout(translator.deadline_s):
+                response, child, lease = await translator.call(target, body, stream=True, user=user)
+                frames = _frames(response, child, target)
+                first = await anext(frames, None)
+        except TimeoutError:
+            raise _deadline(translator) from None
+        if first is None:
+            return
+        yield first
+        async for frame in frames:
             yield frame
     finally:
-        response.close()
+        if frames is not None:
+            await frames.aclose()
+        if response is not None:
+            response.close()
+        if lease is not None:
+            translator.pool.release(lease)
