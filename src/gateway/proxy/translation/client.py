@@ -4,8 +4,8 @@ Nothing here imports litellm, httpx or openai (import-linter).
 A call is checked first (bounds.py: size, messages, no remote URL), then leased a worker within its caller's
 share, sent, and read within its deadline. A worker that dies fails its in-flight calls with a clean 503
 (protocol.worker_failure) and is replaced by the next call; a call past its deadline is a 504 (WorkerTimeout),
-and leaving it cancels it in the worker. The app's cleanup stops the workers it started (a pool handed in by its maker, as
-the test suite's session pool, is the maker's to stop)."""
+and leaving it cancels it in the worker. The app's cleanup stops the workers it started (a pool handed in by
+its maker, as the test suite's session pool, is the maker's to stop)."""
 
 from __future__ import annotations
 
