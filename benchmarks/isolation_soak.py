@@ -115,7 +115,7 @@ class Soak:
         env = {"LLM_GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/soak.db",
                "LLM_GATEWAY_ENCRYPTION_KEYS": generate_key_entry("soak1"), "LLM_GATEWAY_ADMIN_TOKEN": ADMIN,
                "LLM_GATEWAY_ALLOW_PRIVATE_BASE_URLS": "true", "LLM_GATEWAY_DATA_DIR": str(tmp),
-               "LLM_GATEWAY_ACCESS_LOG": "true"}
+               "LLM_GATEWAY_ACCESS_LOG": "true", "LLM_GATEWAY_BODY_READ_TIMEOUT_S": str(self.args.body_read_timeout)}
         self.gateway = await asyncio.to_thread(Gateway, env, tmp / "gateway.log")
         self.http = aiohttp.ClientSession(base_url=self.gateway.url, timeout=aiohttp.ClientTimeout(total=120))
         self.bob = await self.user("bob")
@@ -345,6 +345,8 @@ if __name__ == "__main__":
     parser.add_argument("--attack", type=float, default=40.0, help="seconds of the others' work under attack")
     parser.add_argument("--rate", type=float, default=1.0, help="each attack, times a second")
     parser.add_argument("--bound-ms", type=float, default=500.0, help="the others' p99 may grow by at most this")
+    parser.add_argument("--body-read-timeout", type=float, default=30.0,
+                        help="the gateway's BODY_READ_TIMEOUT_S (the suite's short run lowers it to see the 408)")
     parser.add_argument("--json", help="also write the summary here")
     os.environ.setdefault("PYTHONHASHSEED", "0")
     sys.exit(main(parser.parse_args()))
