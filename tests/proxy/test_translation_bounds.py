@@ -99,14 +99,18 @@ async def test_too_many_messages_is_400_naming_the_field(
     ({"type": "image_url", "image_url": "{host}cat.png"}, "messages[0].content[1].image_url"),
     ({"type": "file", "file": {"file_id": "{host}report.pdf"}}, "messages[0].content[1].file.file_id"),
 ])
+# A body of 128 KiB or more is parsed off the gateway's loop and its messages stay JSON text there: the worker
+# asks the same rule before litellm sees the call.
+@pytest.mark.parametrize("padding", [0, 200_000], ids=["small-body", "big-body"])
 async def test_a_remote_url_in_a_message_part_is_refused_before_anything_is_fetched(
         client: TestClient, claude: FakeAnthropic, image_host: tuple[str, list[str]], part: dict[str, Any],
-        field: str) -> None:
+        field: str, padding: int) -> None:
     host, asked = image_host
     user = await claude_user(client, claude)
     part = {k: ({kk: vv.replace("{host}", host) for kk, vv in v.items()} if isinstance(v, dict)
                 else v.replace("{host}", host)) for k, v in part.items()}
-    messages = [{"role": "user", "content": [{"type": "text", "text": f"what is at {host}cat.png?"}, part]}]
+    messages = [{"role": "user", "content": [{"type": "text", "text": f"what is at {host}cat.png?" + " " * padding},
+                                             part]}]
     for stream in (False, True):
         resp = await client.post("/v1/chat/completions", headers=user.headers,
                                  json={**CHAT, "messages": messages, "stream": stream})

@@ -93,7 +93,10 @@ async def test_one_users_big_requests_do_not_move_another_users_latency(
     p95 = sorted(busy)[-2]
     assert p95 - quiet <= ADDED_P95_S, (f"B's calls during A's flood: p95 {p95:.3f} s, slowest {max(busy):.3f} s; "
                                         f"quiet median {quiet:.3f} s; A's answers {sorted(set(answered))}")
-    assert set(answered) == {400} and slow.requests == [], sorted(set(answered))  # too many messages
+    # Refused before anything is sent; which bound says so first depends on the body phase: the user's body bytes
+    # in flight (429), or for a body whose messages the gateway left unparsed the call's size (413), else the
+    # message count (400).
+    assert set(answered) <= {400, 413, 429} and slow.requests == [], sorted(set(answered))
     # Just under both limits: A's calls are translated and held by the slow upstream, B's still go through.
     count = settings.translation_max_messages - 1
     under = orjson.dumps({**CHAT, "messages": turns(count, settings.translation_max_request_bytes // count // 7)})
@@ -102,4 +105,6 @@ async def test_one_users_big_requests_do_not_move_another_users_latency(
     p95 = sorted(busy)[-2]
     assert p95 - quiet <= ADDED_P95_S, (f"B's calls during A's flood: p95 {p95:.3f} s, slowest {max(busy):.3f} s; "
                                         f"quiet median {quiet:.3f} s")
-    assert set(answered) == {200} and slow.requests, sorted(set(answered))
+    # Some are translated and held by the slow upstream; the rest meet A's share of the workers or A's body bytes
+    # in flight (429), never an error of the gateway's.
+    assert 200 in answered and set(answered) <= {200, 429} and slow.requests, sorted(set(answered))

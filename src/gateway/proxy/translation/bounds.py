@@ -1,6 +1,7 @@
 """What a translated call may carry, checked in the gateway before anything reaches a worker: its size, its
 number of messages, and no remote URL in a message part (litellm would fetch it itself: with its own client, DNS
-and proxy settings, outside the gateway's URL policy, synchronously, with a timeout of its own)."""
+and proxy settings, outside the gateway's URL policy, synchronously, with a timeout of its own). The worker asks
+the remote-URL rule again: it sees every message, even when the gateway left a big body's messages unparsed."""
 
 from __future__ import annotations
 
@@ -33,15 +34,7 @@ class CallBounds:
             raise BadRequest(f"A request to a translated provider may carry at most {self.max_messages} messages "
                              f"(TRANSLATION_MAX_MESSAGES); this one has {len(messages)}", param="messages",
                              code="too_many_messages")
-        for index, message in enumerate(messages):
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, list):
-                for number, part in enumerate(content):
-                    where = _remote_url(part, f"messages[{index}].content[{number}]")
-                    if where is not None:
-                        raise BadRequest(
-                            f"Field '{where}' is a remote URL: providers translated by the gateway take images and "
-                            "files only inline, as data: URLs", param=where, code="remote_url_not_supported")
+        refuse_remote_urls(messages)
 
     def check_size(self, size: int) -> None:
         """Refuse a call over the size limit (413 naming the limit)."""
@@ -49,6 +42,20 @@ class CallBounds:
             raise PayloadTooLarge(f"A request to a translated provider may be at most {self.max_bytes} bytes "
                                   f"(TRANSLATION_MAX_REQUEST_BYTES); this one is {size}",
                                   code="translation_request_too_large")
+
+
+def refuse_remote_urls(messages: list[Any]) -> None:
+    """400 naming the first message part that holds a remote URL. Asked in the gateway when it parsed the body
+    (a big body's messages stay JSON text there) and always in the worker, before litellm sees the call."""
+    for index, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            for number, part in enumerate(content):
+                where = _remote_url(part, f"messages[{index}].content[{number}]")
+                if where is not None:
+                    raise BadRequest(
+                        f"Field '{where}' is a remote URL: providers translated by the gateway take images and "
+                        "files only inline, as data: URLs", param=where, code="remote_url_not_supported")
 
 
 def _remote_url(part: Any, path: str) -> str | None:

@@ -41,6 +41,7 @@ from gateway.crypto.masking import scrub
 from gateway.errors import BadRequest, GatewayError, UpstreamError
 from gateway.proxy.forward import Target, error_from_answer, invalid_stream, stream_cut, transport_error
 from gateway.proxy.translation import protocol
+from gateway.proxy.translation.bounds import refuse_remote_urls
 from gateway.ssrf import UnsafeURLError, UrlPolicy
 from gateway.web.resolver import guarded_session
 
@@ -108,6 +109,7 @@ def _params(body: dict[str, Any]) -> dict[str, Any]:
         index, field = error["loc"][0], error["loc"][1]
         param = f"messages[{index}].{field}"
         raise BadRequest(f"Invalid '{param}': {error['msg']}", param=param, code="invalid_value") from None
+    refuse_remote_urls(messages)
     return {k: v for k, v in body.items() if k not in ("model", "stream", "stream_options")}
 
 
