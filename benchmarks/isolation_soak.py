@@ -344,7 +344,7 @@ if __name__ == "__main__":
     parser.add_argument("--quiet", type=float, default=20.0, help="seconds of the others' work alone")
     parser.add_argument("--attack", type=float, default=40.0, help="seconds of the others' work under attack")
     parser.add_argument("--rate", type=float, default=1.0, help="each attack, times a second")
-    parser.add_argument("--bound-ms", type=float, default=500.0, help="the others' p99 may grow by at most this")
+    parser.add_argument("--bound-ms", type=float, default=250.0, help="the others' p99 may grow by at most this")
     parser.add_argument("--body-read-timeout", type=float, default=30.0,
                         help="the gateway's BODY_READ_TIMEOUT_S (the suite's short run lowers it to see the 408)")
     parser.add_argument("--json", help="also write the summary here")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.reliability.processes import ROOT
 
-# The full run states 250 ms; the suite's short run on a busy CI machine is allowed more before it calls a regression
+# The full run states 250 ms (docs/concepts/reliability.md); the suite's short run on a busy CI machine is allowed more before it calls a regression
 # (the failure it guards against added 28-43 s).
 BOUND_MS = 1500
 
