@@ -183,3 +183,32 @@ async def test_simultaneous_joins_never_pass_the_teams_bound(bounded: TestClient
                                                  headers=creator.headers) for _ in range(2)))
     assert sorted(resp.status for resp in answers) == [201, 409]
     assert (await (await client.get("/api/teams", headers=creator.headers)).json())["total"] == 2
+
+
+@pytest.mark.parametrize("fate", ["removed", "demoted", "deleted"])
+async def test_an_invitation_dies_with_its_inviters_ownership(client: TestClient, fate: str) -> None:
+    """O invites E as owner; a co-owner P then removes or demotes O (or an operator deletes O): E's acceptance is
+    refused and E never joins, so a dismissed owner's offer cannot hand the team out afterwards."""
+    founder, dismissed, invitee = await make_user(client), await make_user(client), await make_user(client)
+    team = await make_team(client, founder)
+    await add_member(client, founder, team, dismissed, role="owner")
+    await invite(client, dismissed, team, invitee, role="owner")
+    member_url = f"/api/teams/{team['id']}/members/{dismissed.id}"
+    if fate == "removed":
+        resp = await client.delete(member_url, headers=founder.headers)
+    elif fate == "demoted":
+        resp = await client.patch(member_url, json={"role": "member"}, headers=founder.headers)
+    else:
+        resp = await client.delete(f"/api/admin/users/{dismissed.id}", headers=ADMIN)
+    assert resp.status in (200, 204), await resp.text()
+    (invitation,) = await pending_invitations(client, invitee)
+    resp = await client.post(f"/api/invitations/{invitation['id']}/accept", headers=invitee.headers)
+    assert resp.status == 409, await resp.text()
+    assert (await resp.json())["error"]["code"] == "invitation_withdrawn"
+    assert invitee.name not in [name for name, _ in await _names(client, founder, team)]
+    # The founder's own invitation still works.
+    await invite(client, founder, team, invitee)
+    (renewed,) = await pending_invitations(client, invitee)
+    resp = await client.post(f"/api/invitations/{renewed['id']}/accept", headers=invitee.headers)
+    assert resp.status == 200, await resp.text()
+    assert (invitee.name, "member") in await _names(client, founder, team)

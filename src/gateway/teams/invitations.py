@@ -12,9 +12,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.accounts import audit
-from gateway.errors import NotFound
+from gateway.errors import Conflict, NotFound
 from gateway.store.models import Team, TeamInvitation, TeamMember, User, utcnow
-from gateway.teams.membership import check_team_room, lock_team, membership, parse_id
+from gateway.teams.membership import OWNER, check_team_room, lock_team, membership, parse_id
 
 NO_INVITATION = "No invitation with this id"
 
@@ -35,7 +35,8 @@ async def invite(session: AsyncSession, *, user_id: uuid.UUID, actor: str, team_
                  user_name: str, role: str) -> uuid.UUID:
     """Invite a user by name into the team (owners; flushed, not committed). Nothing is said of whether the
     user exists: an unknown name, a member and an invitee already invited are all quietly accepted; inviting a
-    pending invitee again sets the role. The audit names what was asked, exists or not. Returns the team id."""
+    pending invitee again sets the role and the inviter. The audit names what was asked, exists or not. Returns
+    the team id."""
     team = (await membership(session, user_id=user_id, team_id=team_id, owner=True)).team
     await lock_team(session, team_id=team.id)
     found = (await session.execute(select(User.id).where(User.name == user_name))).scalar_one_or_none()
@@ -44,8 +45,8 @@ async def invite(session: AsyncSession, *, user_id: uuid.UUID, actor: str, team_
     member = await session.get(TeamMember, (team.id, target))
     pending = (await session.execute(select(TeamInvitation).where(
         TeamInvitation.team_id == team.id, TeamInvitation.user_id == target))).scalar_one_or_none()
-    if pending is not None:
-        pending.role = role
+    if pending is not None:  # the newest offer stands, and speaks for whoever made it
+        pending.role, pending.invited_by = role, actor[:100]
     elif found is not None and member is None:
         session.add(TeamInvitation(id=uuid.uuid4(), team_id=team.id, user_id=found, role=role, invited_by=actor[:100],
                                    created_at=utcnow()))
@@ -87,6 +88,14 @@ async def accept(session: AsyncSession, *, user_id: uuid.UUID, actor: str, invit
         await session.delete(row)
         await session.flush()
         return team, already.role
+    # An invitation speaks for its inviter: once they are no longer an owner of the team (removed, demoted or
+    # deleted), what they offered (a membership, perhaps ownership) is no longer the team's to give.
+    inviter_role = await session.scalar(
+        select(TeamMember.role).join(User, User.id == TeamMember.user_id)
+        .where(TeamMember.team_id == row.team_id, User.name == row.invited_by))
+    if inviter_role != OWNER:
+        raise Conflict("This invitation was withdrawn: whoever sent it is no longer an owner of the team; ask an "
+                       "owner to invite you again", code="invitation_withdrawn")
     await check_team_room(session, user_id=user_id, max_teams=max_teams)
     session.add(TeamMember(team_id=row.team_id, user_id=user_id, role=row.role, added_at=utcnow()))
     await session.delete(row)
