@@ -10,15 +10,15 @@ and small ones, are parsed here; the others stay JSON text (orjson Fragments), s
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from gateway.errors import InvalidJSON, ServiceUnavailable
 from gateway.proxy.body import json_object, loads, refuse_routing_fields
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 INLINE_BYTES = 128 * 1024  # ~10 ms of parsing at worst: cheaper than the trip to the child
 # Top-level fields the gateway reads (selection, streaming, usage chunk): always parsed here.
@@ -46,6 +46,12 @@ class JsonBodies:
 
     async def parse(self, raw: bytes) -> dict[str, Any]:
         """A big JSON object body without any routing field; 400 naming what is wrong."""
+        # Imported with the first big body: multiprocessing costs every serving process memory for as long as it
+        # runs, and most never see a body this big (tests/cli/test_serve_imports.py).
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
         if multiprocessing.current_process().daemon:
             # `serve --workers N` runs its workers as daemonic processes, which may not start children: there
             # the body is parsed here, as before the child existed (the per-user byte bound still holds).
