@@ -161,15 +161,12 @@ async def proxy(request: web.Request, path: str) -> web.StreamResponse:
         finally:
             admission.give_body_bytes(ex.user_id, ex.body_bytes)
             admission.leave(ex.user_id, stream=ex.stream)
-    except RequestTimeout as exc:
-        ex.status = exc.status
-        ex.error_class = exc.__class__.__name__
-        exc.headers.update(ex.headers())
-        return await _closing(request, exc)
     except GatewayError as exc:
         ex.status = exc.status
         ex.error_class = exc.__class__.__name__
         exc.headers.update(ex.headers())
+        if isinstance(exc, RequestTimeout):  # a body too slow: answered, then the connection shut
+            return await _closing(request, exc)
         raise
     except asyncio.CancelledError:
         ex.status = CLIENT_CLOSED
