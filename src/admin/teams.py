@@ -92,6 +92,12 @@ class MemberPublic(Public):
     role: Role
     added_at: datetime
 
+    @classmethod
+    def of(cls, member: team_members.Member) -> MemberPublic:
+        """The public shape of one member."""
+        return cls(user_id=member.user_id, name=member.name, role=member.role,
+                   added_at=member.added_at)
+
 
 class MemberList(Public):
     items: list[MemberPublic]
@@ -174,8 +180,7 @@ async def list_members_handler(request: web.Request) -> web.Response:
     user_id, _ = _caller(request)
     async with request.config_dict[SESSIONMAKER]() as session:
         rows = await team_members.list_members(session, user_id=user_id, team_id=request.match_info["team_id"])
-    return json_response(MemberList(items=[MemberPublic(user_id=m.user_id, name=m.name, role=m.role,
-                                                        added_at=m.added_at) for m in rows]))
+    return json_response(MemberList(items=[MemberPublic.of(m) for m in rows]))
 
 
 @api.route("POST", TEAM + "/members", summary="Invite a user by name (owners): 202 whether or not the user exists; "
@@ -201,8 +206,7 @@ async def change_role_handler(request: web.Request) -> web.Response:
                                                 team_id=request.match_info["team_id"],
                                                 member_id=request.match_info["user_id"], role=body.role)
         await commit_team(request, session, uuid.UUID(request.match_info["team_id"]))
-    return json_response(MemberPublic(user_id=member.user_id, name=member.name, role=member.role,
-                                      added_at=member.added_at))
+    return json_response(MemberPublic.of(member))
 
 
 @api.route("DELETE", MEMBER, summary="Remove a member (owners; a member may remove itself); the last owner "

@@ -98,8 +98,7 @@ async def admin_add_member_handler(request: web.Request) -> web.Response:
                                                user_name=body.user, role=body.role,
                                                max_teams=request.config_dict[SETTINGS].max_teams_per_user)
         await commit_team(request, session, team_id)
-    return json_response(MemberPublic(user_id=member.user_id, name=member.name, role=member.role,
-                                      added_at=member.added_at), 201)
+    return json_response(MemberPublic.of(member), 201)
 
 
 @api.route("PATCH", MEMBER, summary="Change a member's role in any team (the last owner cannot be demoted)",
@@ -111,8 +110,7 @@ async def admin_change_role_handler(request: web.Request) -> web.Response:
         member = await team_members.change_role(session, user_id=owner, actor=actor, team_id=team_id,
                                                 member_id=request.match_info["user_id"], role=body.role)
         await commit_team(request, session, team_id)
-    return json_response(MemberPublic(user_id=member.user_id, name=member.name, role=member.role,
-                                      added_at=member.added_at))
+    return json_response(MemberPublic.of(member))
 
 
 @api.route("DELETE", MEMBER, summary="Remove a member from any team (never its last owner)", status=204,
